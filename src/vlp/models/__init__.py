@@ -1,1 +1,31 @@
+"""Model registry: architecture name → builder. Filled by explicit imports."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from vlp.errors import VlpError
+from vlp.models.config import ModelConfig
+from vlp.models.outputs import VLOutput
+from vlp.models.single_stream import build_single_stream
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "single_stream": build_single_stream,
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Build the architecture named by ``cfg.arch``."""
+    if cfg.arch not in MODELS:
+        raise VlpError(f"model.arch: unknown architecture '{cfg.arch}' "
+                       f"(known: {', '.join(sorted(MODELS))})")
+    for name in ("vocab_size", "region_feature_dim"):
+        if getattr(cfg, name) <= 0:
+            raise VlpError(f"model.{name} must be set (it is filled from the tokenizer / "
+                           "feature store when training through vlp)")
+    return MODELS[cfg.arch](cfg)
+
+
+__all__ = ["MODELS", "ModelConfig", "VLOutput", "build_model"]

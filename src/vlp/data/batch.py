@@ -1,0 +1,71 @@
+"""The batch every model, objective and task reads: typed, tensors only."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Batch:
+    """One collated batch. Optional fields are None when the batch has no use for them.
+
+    Text:
+        input_ids: (B, L) token ids, possibly with [MASK] / random replacements.
+        text_mask: (B, L) True on real tokens.
+        mlm_labels: (B, L) original ids at positions to predict, ``IGNORE_INDEX`` elsewhere.
+    Regions (detector features):
+        region_feats: (B, R, F) features; masked regions are all zero.
+        region_loc: (B, R, 5|7) normalised locations.
+        region_mask: (B, R) True on real regions.
+        region_masked: (B, R) True on masked regions (MRM targets).
+        region_targets: (B, R, F) original features (MRFR target).
+        region_cls: (B, R, C) detector class distribution (MRC / MRC-KL targets).
+    Pixels (grid and patch models):
+        pixel_values: (B, 3, H, W).
+    Pairs:
+        itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
+        example_ids: (B,) dataset index of each example, for predictions.
+    """
+
+    input_ids: Tensor
+    text_mask: Tensor
+    mlm_labels: Tensor | None = None
+    region_feats: Tensor | None = None
+    region_loc: Tensor | None = None
+    region_mask: Tensor | None = None
+    region_masked: Tensor | None = None
+    region_targets: Tensor | None = None
+    region_cls: Tensor | None = None
+    pixel_values: Tensor | None = None
+    itm_labels: Tensor | None = None
+    example_ids: Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        """Number of examples."""
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        """A copy with every tensor on ``device``."""
+        moved = {
+            f.name: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+        return Batch(**moved)
+
+    def num_positions(self) -> int:
+        """Positions the encoder sees, padding included: B × (L + R)."""
+        regions = 0 if self.region_mask is None else self.region_mask.shape[1]
+        return self.size * (self.input_ids.shape[1] + regions)
+
+    def num_real_positions(self) -> int:
+        """Positions that are real tokens or regions."""
+        regions = 0 if self.region_mask is None else int(self.region_mask.sum())
+        return int(self.text_mask.sum()) + regions

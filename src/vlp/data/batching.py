@@ -1,0 +1,145 @@
+"""Batch samplers: dynamic batching under a token budget, and fixed-size batches.
+
+UNITER's dynamic batching: attention cost grows with the square of (text tokens +
+regions), so examples of similar length go together and a batch holds as many as a
+token budget allows. Both samplers are resumable: their position is part of a
+checkpoint, and an epoch's batches depend only on (seed, epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+BatchFn = Callable[[np.ndarray, np.random.Generator], list[list[int]]]
+
+
+def token_budget_batches(lengths: np.ndarray, token_budget: int, bucket_size: int = 4096,
+                         max_batch_size: int | None = None) -> BatchFn:
+    """Batches whose padded size ``len(batch) × max length`` stays within ``token_budget``.
+
+    The shuffled order is cut into buckets of ``bucket_size`` examples, each bucket is
+    sorted by length and cut greedily; batches are then shuffled so lengths do not
+    come in order. An example longer than the budget forms a batch alone.
+
+    Args:
+        lengths: (N,) positions per example (text tokens + visual tokens).
+        token_budget: padded positions allowed per batch.
+        bucket_size: examples sorted together (bigger: less padding, less randomness).
+        max_batch_size: optional cap on examples per batch.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+
+    def make(order: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        batches: list[list[int]] = []
+        for start in range(0, len(order), bucket_size):
+            bucket = order[start:start + bucket_size]
+            bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
+            batches.extend(_cut_sorted(bucket, lengths, token_budget, max_batch_size))
+        perm = rng.permutation(len(batches))
+        return [batches[i] for i in perm]
+
+    return make
+
+
+def _cut_sorted(bucket: np.ndarray, lengths: np.ndarray, budget: int,
+                max_batch_size: int | None) -> list[list[int]]:
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for idx in bucket.tolist():
+        longest_if_added = max(longest, int(lengths[idx]))
+        full = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (longest_if_added * (len(current) + 1) > budget or full):
+            batches.append(current)
+            current, longest_if_added = [], int(lengths[idx])
+        current.append(idx)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches
+
+
+def fixed_size_batches(batch_size: int, drop_last: bool = False) -> BatchFn:
+    """Plain batches of ``batch_size`` examples in shuffled order."""
+
+    def make(order: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        cuts = range(0, len(order), batch_size)
+        batches = [order[i:i + batch_size].tolist() for i in cuts]
+        if drop_last and batches and len(batches[-1]) < batch_size:
+            batches.pop()
+        return batches
+
+    return make
+
+
+class ResumableBatchSampler:
+    """Yields batches of dataset indices epoch after epoch, resumable mid-epoch.
+
+    Args:
+        num_examples: dataset size.
+        make_batches: how an epoch's shuffled order becomes batches.
+        seed: base seed; epoch ``e`` uses ``(seed, e)``.
+        shuffle: shuffle the order each epoch (False: dataset order, for evaluation).
+        rank, world_size: under DDP each rank takes every ``world_size``-th batch.
+    """
+
+    def __init__(self, num_examples: int, make_batches: BatchFn, seed: int = 0,
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.num_examples = num_examples
+        self.make_batches = make_batches
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.position = 0  # batches of the current epoch already handed out (this rank)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch``, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.num_examples) if self.shuffle else np.arange(
+            self.num_examples)
+        batches = self.make_batches(order, rng)
+        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(
+            batches)
+        return batches[self.rank:usable:self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.epoch_batches(self.epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Batches from the saved position to the end of the current epoch, then
+        the epoch advances."""
+        batches = self.epoch_batches(self.epoch)
+        while self.position < len(batches):
+            batch = batches[self.position]
+            self.position += 1
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the sampler stands."""
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position."""
+        self.epoch, self.position, self.seed = state["epoch"], state["position"], state["seed"]
+
+
+def padding_fraction(batches: list[list[int]], *lengths: np.ndarray) -> float:
+    """Share of padded positions when each length array is padded to its batch maximum.
+
+    Pass text lengths and region counts separately: each is padded on its own before
+    the modalities are concatenated.
+    """
+    padded = real = 0
+    for batch in batches:
+        for lens in lengths:
+            sel = lens[batch]
+            padded += int(sel.max()) * len(batch)
+            real += int(sel.sum())
+    return 1.0 - real / padded if padded else 0.0

@@ -1,0 +1,88 @@
+"""Input embedders: text tokens and detector regions (grids and patches plug in beside)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+TEXT_TYPE = 0
+IMAGE_TYPE = 1
+
+
+def location_features(boxes: Tensor, width: Tensor, height: Tensor, dim: int = 7) -> Tensor:
+    """Normalised region location vectors.
+
+    7-d (UNITER): ``[x1/W, y1/H, x2/W, y2/H, w/W, h/H, w*h/(W*H)]``;
+    5-d (ViLBERT): ``[x1/W, y1/H, x2/W, y2/H, w*h/(W*H)]``.
+
+    Args:
+        boxes: (..., 4) corners ``x1, y1, x2, y2`` in pixels.
+        width: image widths, broadcastable to ``boxes[..., 0]``.
+        height: image heights, broadcastable to ``boxes[..., 0]``.
+        dim: 5 or 7.
+    """
+    if dim not in (5, 7):
+        raise ValueError(f"location features are 5-d or 7-d, not {dim}-d")
+    w = width.to(boxes.dtype)
+    h = height.to(boxes.dtype)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    x1, x2, y1, y2 = x1 / w, x2 / w, y1 / h, y2 / h
+    bw, bh = x2 - x1, y2 - y1
+    parts = [x1, y1, x2, y2, bw, bh, bw * bh] if dim == 7 else [x1, y1, x2, y2, bw * bh]
+    return torch.stack(parts, dim=-1)  # (..., dim)
+
+
+class TextEmbedding(nn.Module):
+    """Token + position + type embeddings, summed, then LayerNorm and dropout (BERT)."""
+
+    def __init__(self, vocab_size: int, dim: int, max_positions: int = 512,
+                 type_vocab_size: int = 2, dropout: float = 0.1, pad_id: int = 0,
+                 eps: float = 1e-12) -> None:
+        super().__init__()
+        self.word = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.position = nn.Embedding(max_positions, dim)
+        self.token_type = nn.Embedding(type_vocab_size, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """(B, L) token ids → (B, L, D)."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        types = (token_type_ids if token_type_ids is not None
+                 else torch.full_like(input_ids, TEXT_TYPE))
+        x = self.word(input_ids) + self.position(positions)[None] + self.token_type(types)
+        return self.drop(self.norm(x))
+
+
+class RegionEmbedding(nn.Module):
+    """UNITER's region embedder.
+
+    ``LN(FC(feature)) + LN(FC(location))`` plus an image type embedding, then LayerNorm
+    and dropout. A masked region arrives with an all-zero feature (done by the data side).
+
+    Args:
+        feature_dim: detector feature size (2048 for BUTD Faster R-CNN).
+        loc_dim: 5 or 7 location features.
+        dim: transformer width.
+        type_embedding: embedding table shared with the text side's token types, so the
+            transformer knows which token is which; a fresh one when None.
+    """
+
+    def __init__(self, feature_dim: int, loc_dim: int, dim: int, dropout: float = 0.1,
+                 type_embedding: nn.Embedding | None = None, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.loc_dim = loc_dim
+        self.feat_fc = nn.Linear(feature_dim, dim)
+        self.feat_norm = nn.LayerNorm(dim, eps=eps)
+        self.loc_fc = nn.Linear(loc_dim, dim)
+        self.loc_norm = nn.LayerNorm(dim, eps=eps)
+        self.token_type = type_embedding if type_embedding is not None else nn.Embedding(2, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, features: Tensor, locations: Tensor) -> Tensor:
+        """features (B, R, F), locations (B, R, loc_dim) → (B, R, D)."""
+        x = self.feat_norm(self.feat_fc(features)) + self.loc_norm(self.loc_fc(locations))
+        x = x + self.token_type.weight[IMAGE_TYPE]
+        return self.drop(self.norm(x))

@@ -1,0 +1,77 @@
+"""BERT-style (post-LayerNorm) transformer layers shared by every encoder."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from vlp.layers.attention import MultiHeadAttention
+
+
+class MLP(nn.Module):
+    """Two linear layers with an activation between them."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, N, D) → (B, N, D)."""
+        return self.drop(self.fc2(self.act(self.fc1(x))))
+
+
+class TransformerLayer(nn.Module):
+    """Attention then MLP, each with a residual and a LayerNorm after it (BERT order).
+
+    With ``cross_dim`` set the attention is cross-attention to a context stream
+    (a ViLBERT co-attention half); otherwise it is self-attention.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.1,
+                 cross_dim: int | None = None, eps: float = 1e-12,
+                 norm_layer: type[nn.LayerNorm] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(dim, num_heads, dropout, kv_dim=cross_dim)
+        self.drop = nn.Dropout(dropout)
+        self.norm1 = norm_layer(dim, eps=eps)
+        self.mlp = MLP(dim, mlp_dim, dropout=dropout)
+        self.norm2 = norm_layer(dim, eps=eps)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
+        """x (B, N, D); key_mask (B, M) True on real keys; context (B, M, Dc) or None."""
+        x = self.norm1(x + self.drop(self.attn(x, key_mask, context)))
+        return self.norm2(x + self.mlp(x))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of self-attention :class:`TransformerLayer`."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_dim: int,
+                 dropout: float = 0.1, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, num_heads, mlp_dim, dropout, eps=eps) for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, N, D), mask (B, N) True on real tokens → (B, N, D)."""
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+class Pooler(nn.Module):
+    """BERT's pooler: the first token through a dense layer and tanh."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.act = nn.Tanh()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, N, D) → (B, D)."""
+        return self.act(self.dense(x[:, 0]))

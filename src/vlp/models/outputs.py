@@ -1,0 +1,31 @@
+"""Typed model outputs shared by every architecture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class VLOutput:
+    """What a vision-language encoder gives to objectives and task heads.
+
+    Attributes:
+        text: (B, L, D) contextual text states.
+        image: (B, R, Dv) contextual visual states (regions, grid cells or patches).
+        text_mask: (B, L) True on real tokens.
+        image_mask: (B, R) True on real visual tokens.
+        pooled: (B, D) the pair representation used by ITM and classification heads
+            (single-stream: pooled [CLS]; two-stream: pooled text ⊙ pooled image).
+        pooled_text: (B, D) pooled text alone, when the architecture has one.
+        pooled_image: (B, Dv) pooled image alone, when the architecture has one.
+    """
+
+    text: Tensor
+    image: Tensor
+    text_mask: Tensor
+    image_mask: Tensor
+    pooled: Tensor
+    pooled_text: Tensor | None = None
+    pooled_image: Tensor | None = None

@@ -1,0 +1,86 @@
+"""Single-stream encoder (UNITER, VisualBERT, ViLT, SOHO): one transformer over text + image."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vlp.data.batch import Batch
+from vlp.layers.embeddings import RegionEmbedding, TextEmbedding
+from vlp.layers.transformer import Pooler, TransformerEncoder
+from vlp.models.config import ModelConfig
+from vlp.models.outputs import VLOutput
+from vlp.models.visual import RegionInput
+
+
+class SingleStreamModel(nn.Module):
+    """Text tokens and visual tokens concatenated into one transformer.
+
+    Args:
+        text_embed: token ids → (B, L, D).
+        visual_input: batch → visual tokens (B, R, D) and their mask.
+        encoder: the shared transformer.
+        pooler: [CLS] state → pooled pair representation.
+    """
+
+    def __init__(self, text_embed: TextEmbedding, visual_input: nn.Module,
+                 encoder: TransformerEncoder, pooler: Pooler) -> None:
+        super().__init__()
+        self.text_embed = text_embed
+        self.visual_input = visual_input
+        self.encoder = encoder
+        self.pooler = pooler
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        """The token embedding table (tied to the MLM decoder)."""
+        return self.text_embed.word
+
+    def encode_text(self, batch: Batch) -> Tensor:
+        """Text alone through the transformer: (B, L, D)."""
+        return self.encoder(self.text_embed(batch.input_ids), batch.text_mask)
+
+    def encode_image(self, batch: Batch) -> Tensor:
+        """Visual tokens alone through the transformer: (B, R, D)."""
+        tokens, mask = self.visual_input(batch)
+        return self.encoder(tokens, mask)
+
+    def forward(self, batch: Batch) -> VLOutput:
+        """Joint encoding of the batch's text and image."""
+        text = self.text_embed(batch.input_ids)  # (B, L, D)
+        image, image_mask = self.visual_input(batch)  # (B, R, D), (B, R)
+        x = torch.cat([text, image], dim=1)  # (B, L + R, D)
+        mask = torch.cat([batch.text_mask, image_mask], dim=1)  # (B, L + R)
+        x = self.encoder(x, mask)
+        n_text = text.shape[1]
+        return VLOutput(
+            text=x[:, :n_text], image=x[:, n_text:], text_mask=batch.text_mask,
+            image_mask=image_mask, pooled=self.pooler(x),
+        )
+
+
+def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
+    """UNITER-style single-stream model on detector regions."""
+    d = cfg.hidden_size
+    text = TextEmbedding(cfg.vocab_size, d, cfg.max_positions, cfg.type_vocab_size,
+                         cfg.dropout, cfg.pad_id, cfg.layer_norm_eps)
+    regions = RegionEmbedding(cfg.region_feature_dim, cfg.loc_dim, d, cfg.dropout,
+                              type_embedding=text.token_type, eps=cfg.layer_norm_eps)
+    encoder = TransformerEncoder(d, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
+                                 cfg.dropout, cfg.layer_norm_eps)
+    model = SingleStreamModel(text, RegionInput(regions), encoder, Pooler(d))
+    model.apply(init_bert_weights)
+    return model
+
+
+def init_bert_weights(module: nn.Module) -> None:
+    """BERT's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorm."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            nn.init.zeros_(module.weight[module.padding_idx])
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

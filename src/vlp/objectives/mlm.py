@@ -1,0 +1,56 @@
+"""Masked language modelling: predict masked tokens from the rest of the text and the image."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp.data.batch import IGNORE_INDEX, Batch
+from vlp.models.config import ModelConfig
+from vlp.models.outputs import VLOutput
+from vlp.objectives.base import Objective, ObjectiveOutput, Transform, accuracy_counts, zero_loss
+
+
+class MLMHead(nn.Module):
+    """Transform then a decoder to the vocabulary, tied to the word embeddings."""
+
+    def __init__(self, dim: int, vocab_size: int, word_embeddings: nn.Embedding | None = None,
+                 eps: float = 1e-12) -> None:
+        super().__init__()
+        self.transform = Transform(dim, eps)
+        self.decoder = nn.Linear(dim, vocab_size)
+        if word_embeddings is not None:
+            self.decoder.weight = word_embeddings.weight
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """(N, D) → (N, V)."""
+        return self.decoder(self.transform(hidden))
+
+
+class MLM(Objective):
+    """Cross-entropy on masked positions only: vocabulary logits are never computed
+    for the ~85 % of positions that carry no label."""
+
+    masks = "text"
+
+    def __init__(self, head: MLMHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+        """Loss over ``batch.mlm_labels != IGNORE_INDEX``."""
+        if batch.mlm_labels is None:
+            raise ValueError("MLM needs batch.mlm_labels")
+        where = batch.mlm_labels != IGNORE_INDEX  # (B, L)
+        if not bool(where.any()):
+            return ObjectiveOutput(zero_loss(output.text))
+        logits = self.head(output.text[where]).float()  # (N_masked, V)
+        targets = batch.mlm_labels[where]
+        correct, count = accuracy_counts(logits, targets)
+        return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
+
+
+def build_mlm(cfg: ModelConfig, model: nn.Module) -> MLM:
+    """MLM with the decoder tied to ``model.word_embeddings``."""
+    words = getattr(model, "word_embeddings", None)
+    return MLM(MLMHead(cfg.hidden_size, cfg.vocab_size, words, cfg.layer_norm_eps))

@@ -1,0 +1,334 @@
+"""The pre-training loop: one explicit loop with AMP, accumulation, DDP and exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vlp.config import dump_config
+from vlp.data.batch import Batch
+from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
+from vlp.data.features import RegionStore
+from vlp.data.pretrain import (
+    BatchKey,
+    BatchPlan,
+    PairDataset,
+    PretrainBatches,
+    PretrainCollator,
+    PretrainKeySampler,
+    unwrap,
+)
+from vlp.data.readers import read_karpathy
+from vlp.data.tokenizer import Tokenizer
+from vlp.errors import VlpError
+from vlp.models import build_model
+from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives.base import Objective
+from vlp.train.checkpoint import list_checkpoints, load_state, load_weights, save_checkpoint
+from vlp.train.config import DataConfig, PretrainConfig
+from vlp.train.logging import MetricsLog, plot_curves, read_metrics
+from vlp.train.runtime import (
+    autocast,
+    distributed_init,
+    is_finite,
+    make_optimizer,
+    maybe_no_sync,
+    resolve_device,
+    warmup_linear,
+)
+
+
+def load_pairs(data: DataConfig, tokenizer: Tokenizer, store: RegionStore, splits: list[str],
+               limit: int | None = None) -> PairDataset:
+    """Caption-image pairs of ``splits`` from a Karpathy-format file, tokenised."""
+    images = [im for im in read_karpathy(data.captions) if im.split in splits]
+    if not images:
+        raise VlpError(f"{data.captions}: no images in split(s) {', '.join(splits)}")
+    image_ids = [im.image_id for im in images for _ in im.captions]
+    texts = [c for im in images for c in im.captions]
+    if limit is not None:
+        image_ids, texts = image_ids[:limit], texts[:limit]
+    ids = tokenizer.encode(texts, data.max_text_len)
+    return PairDataset(image_ids, ids, store, data.max_regions)
+
+
+def objective_plan(objective: Objective) -> BatchPlan:
+    """What a batch must contain for ``objective``."""
+    return BatchPlan(mask_text=objective.masks == "text", mask_image=objective.masks == "image",
+                     pairs=objective.pairs)
+
+
+def eval_keys(pairs: PairDataset, plans: dict[str, BatchPlan], seed: int,
+              batch_size: int = 64) -> list[BatchKey]:
+    """Fixed held-out batches, one series per objective, with fixed masks and negatives."""
+    keys = []
+    for n, (name, plan) in enumerate(plans.items()):
+        for start in range(0, len(pairs), batch_size):
+            idx = tuple(range(start, min(start + batch_size, len(pairs))))
+            keys.append(BatchKey(idx, seed * 1_000_003 + n * 10_007 + start, plan, (name,)))
+    return keys
+
+
+class Pretrainer:
+    """Builds a run from a :class:`PretrainConfig` and trains it.
+
+    Attributes:
+        step: optimizer steps taken.
+    """
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = dataclasses.replace(cfg, data=cfg.data.resolved())
+        self.rank, self.world_size = distributed_init()
+        self.device = resolve_device(cfg.train.device)
+        self.out = Path(cfg.train.out)
+        torch.manual_seed(cfg.train.seed)
+        self._build_data()
+        self._build_model()
+        self.step = 0
+        # sampler position of the last batch consumed: the loader's workers read ahead,
+        # so the sampler's own position is not what a checkpoint must record
+        self.consumed = self.keys.state_dict()
+
+    def _build_data(self) -> None:
+        data = self.cfg.data
+        self.tokenizer = Tokenizer.from_vocab(data.vocab)
+        self.store = RegionStore.open(data.features)
+        self.train_pairs = load_pairs(data, self.tokenizer, self.store, data.train_splits)
+        self.eval_pairs = load_pairs(data, self.tokenizer, self.store, [data.eval_split],
+                                     limit=data.eval_pairs)
+        obj = self.cfg.objectives
+        self.collator = PretrainCollator(
+            self.tokenizer, obj.mask_prob, obj.itm_neg_prob, obj.masking == "conditional",
+            self.cfg.model.loc_dim, data.max_regions)
+
+    def _build_model(self) -> None:
+        mcfg = dataclasses.replace(
+            self.cfg.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id,
+            region_feature_dim=self.store.feature_dim, num_region_classes=self.store.num_classes)
+        self.cfg = dataclasses.replace(self.cfg, model=mcfg)
+        names = list(self.cfg.objectives.weights)
+        model = build_model(mcfg)
+        objectives = build_objectives(names, mcfg, model)
+        self.plans = {n: objective_plan(o) for n, o in objectives.items()}
+        weights = (self.cfg.objectives.weights if self.cfg.objectives.mix == "sum"
+                   else dict.fromkeys(names, 1.0))
+        self.module = PretrainingModel(model, objectives, weights).to(self.device)
+        self.net: nn.Module = self.module
+        if self.world_size > 1:
+            # one objective per batch leaves the other heads unused on that step
+            self.net = DistributedDataParallel(self.module, find_unused_parameters=True)
+        t = self.cfg.train
+        self.optimizer = make_optimizer(self.module, t.lr, t.weight_decay, t.betas)
+        self.scheduler = warmup_linear(self.optimizer, t.warmup_steps, t.steps)
+        self.scaler = torch.amp.GradScaler(
+            enabled=t.precision == "fp16" and self.device.type == "cuda")
+        self.keys = PretrainKeySampler(self._index_sampler(), self.plans,
+                                       self.cfg.objectives.weights, self.cfg.objectives.mix,
+                                       t.seed)
+
+    def _index_sampler(self) -> ResumableBatchSampler:
+        data = self.cfg.data
+        if data.token_budget > 0:
+            make = token_budget_batches(self.train_pairs.lengths(), data.token_budget,
+                                        data.bucket_size)
+        else:
+            make = fixed_size_batches(data.batch_size)
+        return ResumableBatchSampler(len(self.train_pairs), make, self.cfg.train.seed,
+                                     rank=self.rank, world_size=self.world_size)
+
+    def _loader(self, keys: Any, dataset: PretrainBatches) -> DataLoader:
+        # a private generator keeps the loader from drawing on the global RNG, which
+        # must advance identically in an uninterrupted and a resumed run (dropout)
+        return DataLoader(dataset, batch_sampler=keys, collate_fn=unwrap,
+                          num_workers=self.cfg.data.num_workers,
+                          generator=torch.Generator().manual_seed(0))
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.consumed,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only)."""
+        if self.rank != 0:
+            return None
+        return save_checkpoint(self.out / "checkpoints", self.step, self.module, self.state(),
+                               dump_config(self.cfg), self.cfg.train.keep_checkpoints)
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint under ``train.out``; False if there is none."""
+        found = list_checkpoints(self.out / "checkpoints")
+        if not found:
+            return False
+        load_weights(self.module, found[-1])
+        state = load_state(found[-1])
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.keys.load_state_dict(state["sampler"])
+        self.consumed = dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = False) -> dict[str, float]:
+        """Train to ``train.steps`` optimizer steps; returns the final held-out metrics."""
+        if resume and not self.resume():
+            raise VlpError(f"{self.out / 'checkpoints'}: no checkpoint to resume from")
+        log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0)
+        if self.rank == 0:
+            (self.out / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        try:
+            self._loop(log)
+            metrics = self.evaluate()
+            if self.rank == 0:
+                log.log(self.step, metrics)
+                self.save()
+                self.plot()
+        finally:
+            log.close()
+        return metrics
+
+    def _loop(self, log: MetricsLog) -> None:
+        t = self.cfg.train
+        bar = tqdm(total=t.steps, initial=self.step, desc="pretrain", dynamic_ncols=True,
+                   disable=not t.progress or self.rank != 0)
+        dataset = PretrainBatches(self.train_pairs, self.collator)
+        window = _Window()
+        micro = 0
+        self.net.train()
+        while self.step < t.steps:
+            for key, batch in self._loader(self.keys, dataset):
+                micro += 1
+                last = micro % t.grad_accum == 0
+                self._micro_step(key, batch, window, sync=last)
+                if not last:
+                    continue
+                self._optimizer_step(key)
+                bar.update(1)
+                self._after_step(log, window, bar)
+                if self.step >= t.steps:
+                    break
+        bar.close()
+
+    def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
+        batch = batch.to(self.device)
+        with maybe_no_sync(self.net, not sync), autocast(self.device, self.cfg.train.precision):
+            out = self.net(batch, key.objectives)
+            loss = out.loss / self.cfg.train.grad_accum
+        value = float(out.loss.detach())
+        if not is_finite(value):
+            bad = [n for n, v in out.losses.items() if not is_finite(float(v))]
+            raise VlpError(
+                f"step {self.step + 1}: loss is {value} (objective {', '.join(bad) or '?'}, "
+                f"images {sorted({self.train_pairs.image_ids[i] for i in key.indices})[:5]}); "
+                "lower train.lr, check the features, or resume from the last checkpoint")
+        self.scaler.scale(loss).backward()
+        window.add(out, batch.size)
+
+    def _optimizer_step(self, key: BatchKey) -> None:
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.consumed = {"epoch": key.epoch, "position": key.position,
+                         "seed": self.cfg.train.seed}
+
+    def _after_step(self, log: MetricsLog, window: _Window, bar: tqdm) -> None:
+        t = self.cfg.train
+        if self.step % t.log_every == 0 or self.step == t.steps:
+            row = window.flush()
+            row["lr"] = float(self.scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{row['loss']:.3f}", sps=f"{row['samples_per_s']:.0f}")
+            if self.rank == 0:
+                log.log(self.step, row)
+        if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+            metrics = self.evaluate()
+            if self.rank == 0:
+                log.log(self.step, metrics)
+        if t.save_every and self.step % t.save_every == 0 and self.step < t.steps:
+            self.save()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out loss and accuracy of every objective on fixed masks and negatives."""
+        keys = eval_keys(self.eval_pairs, self.plans, self.cfg.train.seed)
+        dataset = PretrainBatches(self.eval_pairs, self.collator)
+        rng_state = torch.get_rng_state()
+        self.module.eval()
+        window = _Window()
+        for key in keys:
+            _, batch = dataset.__getitems__(key)
+            with autocast(self.device, self.cfg.train.precision):
+                window.add(self.module(batch.to(self.device), key.objectives), batch.size)
+        self.module.train()
+        torch.set_rng_state(rng_state)
+        row = window.flush()
+        return {f"eval/{k}": v for k, v in row.items() if k not in ("samples_per_s", "loss")}
+
+    def plot(self) -> Path:
+        """PNG of the training losses and held-out accuracies."""
+        rows = read_metrics(self.out / "metrics.jsonl")
+        keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
+        return plot_curves(rows, keys, self.out / "losses.png", "pre-training losses")
+
+
+class _Window:
+    """Running sums of losses, accuracy counts and samples between two log lines."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.correct: dict[str, float] = {}
+        self.total: dict[str, float] = {}
+        self.samples = 0
+        self.start = time.perf_counter()
+
+    def add(self, out: Any, batch_size: int) -> None:
+        self.samples += batch_size
+        for name, value in {"loss": out.loss, **out.losses}.items():
+            key = name if name == "loss" else f"loss/{name}"
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+            self.counts[key] = self.counts.get(key, 0) + 1
+        for name, correct in out.correct.items():
+            self.correct[name] = self.correct.get(name, 0.0) + float(correct)
+            self.total[name] = self.total.get(name, 0.0) + float(out.count[name])
+
+    def flush(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        row.update({f"{k}_acc": self.correct[k] / max(self.total[k], 1.0) for k in self.correct})
+        row["samples_per_s"] = self.samples / elapsed
+        self.reset()
+        return row
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> dict[str, float]:
+    """Run pre-training from a config; returns held-out metrics."""
+    return Pretrainer(cfg).run(resume=resume)
+
+
+__all__ = ["Pretrainer", "eval_keys", "load_pairs", "pretrain"]

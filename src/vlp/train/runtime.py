@@ -1,0 +1,91 @@
+"""Devices, mixed precision, optimizer and schedule, torch.distributed set-up."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vlp.errors import VlpError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → this rank's CUDA device if there is one, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VlpError(f"train.device: '{name}' asked for, but no CUDA device is available")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """Autocast context for ``precision`` (fp32: none; bf16 on CPU or CUDA; fp16 on CUDA)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise VlpError("train.precision: fp16 needs a CUDA device; use bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                   betas: list[float]) -> torch.optim.AdamW:
+    """AdamW; biases, LayerNorm and embedding-norm weights get no weight decay."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), eps=1e-6)
+
+
+def warmup_linear(optimizer: torch.optim.Optimizer, warmup: int,
+                  total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the peak rate over ``warmup`` steps, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def distributed_init() -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes; (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+@contextlib.contextmanager
+def maybe_no_sync(model: nn.Module, skip_sync: bool) -> Iterator[None]:
+    """Skip DDP's gradient all-reduce on accumulation micro-steps."""
+    if skip_sync and isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    else:
+        yield
+
+
+def is_finite(value: float) -> bool:
+    """False for NaN and infinities."""
+    return math.isfinite(value)

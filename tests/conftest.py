@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny configs and random batches for model and objective tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlp.data.batch import Batch
+from vlp.layers.embeddings import location_features
+from vlp.models import ModelConfig
+
+VOCAB = 50
+FEAT = 12
+CLASSES = 5
+
+
+@pytest.fixture
+def tiny_cfg() -> ModelConfig:
+    """A model config small enough to train in a test."""
+    return ModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                       dropout=0.0, vocab_size=VOCAB, region_feature_dim=FEAT,
+                       num_region_classes=CLASSES, max_positions=32)
+
+
+def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0) -> Batch:
+    """A batch with every pre-training field filled: some masked tokens and regions,
+    mixed ITM labels, uneven padding."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (b, length), generator=g)
+    text_mask = torch.ones(b, length, dtype=torch.bool)
+    text_mask[0, -2:] = False
+    ids[~text_mask] = 0
+    labels = torch.full_like(ids, -100)
+    labels[:, 1] = ids[:, 1]
+    labels[:, 3] = ids[:, 3]
+    ids = ids.clone()
+    ids[:, 1] = 4  # [MASK]
+    feats = torch.randn(b, regions, FEAT, generator=g)
+    region_mask = torch.ones(b, regions, dtype=torch.bool)
+    region_mask[1, -1] = False
+    masked = torch.zeros(b, regions, dtype=torch.bool)
+    masked[:, 0] = True
+    targets = feats.clone()
+    feats[masked] = 0.0
+    xy = torch.rand(b, regions, 2, generator=g) * 30
+    boxes = torch.cat([xy, xy + 10 + torch.rand(b, regions, 2, generator=g) * 20], dim=-1)
+    loc = location_features(boxes, torch.tensor(64.0), torch.tensor(64.0))
+    cls = torch.softmax(torch.randn(b, regions, CLASSES, generator=g) * 3, dim=-1)
+    return Batch(input_ids=ids, text_mask=text_mask, mlm_labels=labels, region_feats=feats,
+                 region_loc=loc, region_mask=region_mask, region_masked=masked,
+                 region_targets=targets, region_cls=cls,
+                 itm_labels=torch.tensor([1, 0, 1, 0][:b] + [1] * max(0, b - 4)))
