@@ -1,0 +1,70 @@
+"""Decoded pixels: real JPEGs load, broken files fail with their name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vlp.data.images import image_to_tensor, load_image
+from vlp.errors import VlpError
+
+COCO_IMAGES = Path("/work/shared/data/coco/images")
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(VlpError) as e:
+        load_image(path)
+    message = str(e.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_real_jpeg() -> None:
+    path = sorted(COCO_IMAGES.glob("*.jpg"))[0]
+    img = load_image(path)
+    assert img.mode == "RGB" and min(img.size) > 100
+    x = image_to_tensor(img, 32)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert 0.0 <= float(x.min()) < float(x.max()) <= 1.0
+
+
+def test_grey_png_becomes_rgb_tensor(tmp_path: Path) -> None:
+    path = tmp_path / "grey.png"
+    Image.new("L", (5, 3), color=255).save(path)
+    img = load_image(path)
+    assert img.mode == "RGB"
+    x = image_to_tensor(img)
+    assert x.shape == (3, 3, 5) and torch.equal(x, torch.ones(3, 3, 5))
+
+
+def test_tensor_layout_is_channels_first() -> None:
+    img = Image.new("RGB", (4, 2), color=(255, 0, 51))
+    img.putpixel((3, 1), (0, 255, 0))
+    x = image_to_tensor(img)
+    assert x[:, 0, 0].tolist() == pytest.approx([1.0, 0.0, 0.2])
+    assert x[:, 1, 3].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.effect_noise((64, 64), 40).convert("RGB").save(good)
+    bad = tmp_path / "world_000000000001.png"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "cannot decode image" in _error(bad)
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    real = sorted(COCO_IMAGES.glob("*.jpg"))[0].read_bytes()
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(real[: len(real) // 3])
+    assert "cannot decode image" in _error(bad)
+
+
+def test_not_an_image_and_missing(tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    assert "cannot decode image" in _error(text)
+    assert "image file not found" in _error(tmp_path / "absent.png")
