@@ -1,0 +1,148 @@
+"""The pre-training loop end to end on a tiny hand-made dataset: exact resume, clear
+NaN error, and the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlp.config import load_config
+from vlp.data.features import RegionStoreWriter
+from vlp.data.tokenizer import Tokenizer
+from vlp.errors import VlpError
+from vlp.train.cli import main
+from vlp.train.config import PretrainConfig
+from vlp.train.pretrain import Pretrainer
+
+COLOURS = ["red", "blue", "green", "yellow"]
+SHAPES = ["circle", "square", "star"]
+
+
+def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 4) -> Path:
+    """A world-like directory: Karpathy split file, region store, vocabulary."""
+    rng = np.random.default_rng(0)
+    images = []
+    with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
+        for i in range(1, n_images + 1):
+            n = int(rng.integers(3, 7))
+            xy = rng.uniform(0, 40, (n, 2))
+            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1).astype(np.float32)
+            probs = rng.dirichlet(np.ones(classes), n).astype(np.float32)
+            store.add(i, 64, 64, rng.normal(size=(n, feat)).astype(np.float32), boxes, probs)
+            words = [f"a {rng.choice(COLOURS)} {rng.choice(SHAPES)} and a {rng.choice(SHAPES)}"
+                     for _ in range(2)]
+            images.append({"filename": f"img_{i}.png", "cocoid": i, "imgid": i - 1,
+                           "split": "val" if i > n_images - 3 else "train",
+                           "sentences": [{"raw": w, "tokens": w.split()} for w in words]})
+    ann = root / "annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    (ann / "dataset_world.json").write_text(json.dumps({"images": images}))
+    texts = [s["raw"] for im in images for s in im["sentences"]]
+    Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def tiny_config(world: Path, out: Path, **train: object) -> PretrainConfig:
+    overrides = [
+        f"data.world={world}", "data.token_budget=60", "data.bucket_size=8",
+        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.intermediate_size=64", "model.dropout=0.1",
+        f"train.out={out}", "train.steps=6", "train.warmup_steps=2", "train.grad_accum=2",
+        "train.precision=fp32", "train.log_every=1", "train.save_every=3",
+        "train.tensorboard=false", "train.progress=false", "train.lr=1e-3",
+    ] + [f"train.{k}={v}" for k, v in train.items()]
+    return load_config(PretrainConfig, None, overrides)
+
+
+def test_resume_gives_identical_weights(dataset: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = Pretrainer(tiny_config(dataset, tmp_path / "whole"))
+    whole.run()
+
+    original = Pretrainer._after_step
+
+    def killed_after_three(self: Pretrainer, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        if self.step == 3:
+            raise KeyboardInterrupt  # the run dies right after its step-3 checkpoint
+
+    monkeypatch.setattr(Pretrainer, "_after_step", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        Pretrainer(tiny_config(dataset, tmp_path / "split")).run()
+    monkeypatch.setattr(Pretrainer, "_after_step", original)
+    resumed = Pretrainer(tiny_config(dataset, tmp_path / "split"))
+    resumed.run(resume=True)
+
+    a, b = whole.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    rows = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().split("\n")
+            if x]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]  # no repeated steps
+
+
+def test_losses_logged_and_checkpoint_files(dataset: Path, tmp_path: Path) -> None:
+    trainer = Pretrainer(tiny_config(dataset, tmp_path / "run", steps=4))
+    metrics = trainer.run()
+    assert {"eval/mlm_acc", "eval/itm_acc", "eval/loss/mrfr"} <= metrics.keys()
+    ckpts = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [c.name for c in ckpts] == ["step_00000003", "step_00000004"]
+    assert (ckpts[-1] / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "losses.png").stat().st_size > 1000
+
+
+def test_nan_loss_is_one_clear_line(dataset: Path, tmp_path: Path) -> None:
+    trainer = Pretrainer(tiny_config(dataset, tmp_path / "nan", steps=2))
+    collate = trainer.collator.__call__
+
+    def poisoned(examples, plan, seed):  # type: ignore[no-untyped-def]
+        batch = collate(examples, plan, seed)
+        batch.region_feats[:] = float("nan")
+        return batch
+
+    trainer.collator = poisoned  # type: ignore[assignment]
+    with pytest.raises(VlpError) as err:
+        trainer.run()
+    assert "step 1: loss is nan" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_one_step_and_unknown_key(dataset: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    base = [f"data.world={dataset}", "model.hidden_size=32", "model.num_layers=1",
+            "model.num_heads=2", "model.intermediate_size=64", "data.token_budget=80",
+            "train.tensorboard=false", "train.progress=false"]
+    assert main(["pretrain", *base, "train.steps=1", f"train.out={tmp_path / 'cli'}"]) == 0
+    assert "held-out:" in capsys.readouterr().out
+    assert main(["pretrain", *base, "train.stpes=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unknown key 'train.stpes'" in err
+    assert "\n" not in err
+
+
+def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
+    """DDP through torchrun (gloo on CPU): both ranks train, rank 0 writes the run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29533", "-m", "vlp.train.cli", "pretrain",
+           f"data.world={dataset}", "model.hidden_size=32", "model.num_layers=1",
+           "model.num_heads=2", "model.intermediate_size=64", "data.token_budget=60",
+           "data.bucket_size=8", "train.steps=2", f"train.out={out}",
+           "train.tensorboard=false", "train.progress=false", "train.log_every=1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
