@@ -50,8 +50,8 @@ class Corpus:
 
     @property
     def lengths(self) -> np.ndarray:
-        """(N,) encoder positions per pair."""
-        return self.text_lengths + self.region_counts
+        """(N, 2) text tokens and regions per pair (padded separately by the collator)."""
+        return np.stack([self.text_lengths, self.region_counts], axis=1)
 
 
 def karpathy_corpus(args: argparse.Namespace) -> Corpus:
@@ -100,7 +100,8 @@ def epoch_batches(n: int, make: BatchFn, seed: int) -> list[list[int]]:
 
 def match_budget(lengths: np.ndarray, target_batches: int, bucket_size: int, seed: int) -> int:
     """Smallest token budget giving at most ``target_batches`` batches (bisection)."""
-    lo, hi = int(lengths.max()), int(lengths.max()) * len(lengths)
+    longest = int(lengths.sum(axis=1).max())
+    lo, hi = longest, longest * len(lengths)
     while lo < hi:
         mid = (lo + hi) // 2
         make = token_budget_batches(lengths, mid, bucket_size)
@@ -117,7 +118,7 @@ def choose_budget(corpus: Corpus, args: argparse.Namespace) -> int:
         target = -(-len(corpus.lengths) // args.batch_size)
         return match_budget(corpus.lengths, target, args.bucket_size, args.seed)
     if args.budget == "mean":
-        return round(args.batch_size * float(corpus.lengths.mean()))
+        return round(args.batch_size * float(corpus.lengths.sum(axis=1).mean()))
     return int(args.budget)
 
 

@@ -93,12 +93,12 @@ def make_batches(args: argparse.Namespace) -> tuple[list[Batch], str]:
     chosen = rng.choice(len(texts), size=min(args.pool, len(texts)), replace=False)
     token_ids = tokenizer.encode([texts[i] for i in chosen], args.max_text_len)
     regions = rng.integers(10, 101, size=len(token_ids))
-    lengths = np.array([len(t) for t in token_ids]) + regions
+    lengths = np.stack([np.array([len(t) for t in token_ids]), regions], axis=1)  # (N, 2)
     make = token_budget_batches(lengths, args.token_budget)
     index_batches = ResumableBatchSampler(len(lengths), make, args.seed).epoch_batches(0)
     # a bucket's last, part-filled batch would weigh too much among a handful
     index_batches = [b for b in index_batches
-                     if len(b) * lengths[b].max() >= MIN_FILL * args.token_budget]
+                     if len(b) * lengths[b].max(axis=0).sum() >= MIN_FILL * args.token_budget]
     collate = PretrainCollator(tokenizer)
     plan = BatchPlan(mask_text=True, mask_image=True, pairs=True)
     batches = []

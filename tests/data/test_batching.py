@@ -69,3 +69,13 @@ def test_padding_fraction_by_hand() -> None:
     regions = np.array([3, 3])
     # text: padded 2×4=8 with 6 real; regions: 6 padded, 6 real → 2 / 14
     assert abs(padding_fraction([[0, 1]], text, regions) - 2 / 14) < 1e-12
+
+
+def test_budget_counts_each_part_padded_separately() -> None:
+    """With (text, regions) columns the budget bounds B × (max text + max regions)."""
+    rng = np.random.default_rng(1)
+    parts = np.stack([rng.integers(8, 40, 3000), rng.integers(10, 100, 3000)], axis=1)
+    batches = ResumableBatchSampler(3000, token_budget_batches(parts, 2048, 1024)).epoch_batches(0)
+    for b in batches:
+        assert len(b) * (parts[b, 0].max() + parts[b, 1].max()) <= 2048 or len(b) == 1
+    assert sorted(i for b in batches for i in b) == list(range(3000))

@@ -18,45 +18,50 @@ BatchFn = Callable[[np.ndarray, np.random.Generator], list[list[int]]]
 
 def token_budget_batches(lengths: np.ndarray, token_budget: int, bucket_size: int = 4096,
                          max_batch_size: int | None = None) -> BatchFn:
-    """Batches whose padded size ``len(batch) × max length`` stays within ``token_budget``.
+    """Batches whose padded size stays within ``token_budget`` positions.
 
-    The shuffled order is cut into buckets of ``bucket_size`` examples, each bucket is
-    sorted by length and cut greedily; batches are then shuffled so lengths do not
-    come in order. An example longer than the budget forms a batch alone.
+    ``lengths`` is (N,) or (N, K): one column per separately padded part (text tokens,
+    regions). A batch of n examples costs ``n × Σ_k max(lengths[:, k])`` — exactly
+    the positions of the padded tensors the collator builds. The shuffled order is cut
+    into buckets of ``bucket_size`` examples, each bucket is sorted by total length
+    and cut greedily; batches are then shuffled so lengths do not come in order. An
+    example longer than the budget forms a batch alone.
 
     Args:
-        lengths: (N,) positions per example (text tokens + visual tokens).
+        lengths: positions per example, (N,) or (N, K).
         token_budget: padded positions allowed per batch.
         bucket_size: examples sorted together (bigger: less padding, less randomness).
         max_batch_size: optional cap on examples per batch.
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
+    parts = np.asarray(lengths, dtype=np.int64)
+    parts = parts[:, None] if parts.ndim == 1 else parts  # (N, K)
+    total = parts.sum(axis=1)
 
     def make(order: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
         batches: list[list[int]] = []
         for start in range(0, len(order), bucket_size):
             bucket = order[start:start + bucket_size]
-            bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
-            batches.extend(_cut_sorted(bucket, lengths, token_budget, max_batch_size))
+            bucket = bucket[np.argsort(total[bucket], kind="stable")]
+            batches.extend(_cut_sorted(bucket, parts, token_budget, max_batch_size))
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]
 
     return make
 
 
-def _cut_sorted(bucket: np.ndarray, lengths: np.ndarray, budget: int,
+def _cut_sorted(bucket: np.ndarray, parts: np.ndarray, budget: int,
                 max_batch_size: int | None) -> list[list[int]]:
     batches: list[list[int]] = []
     current: list[int] = []
-    longest = 0
+    longest = np.zeros(parts.shape[1], dtype=np.int64)  # running max of each part
     for idx in bucket.tolist():
-        longest_if_added = max(longest, int(lengths[idx]))
+        grown = np.maximum(longest, parts[idx])
         full = max_batch_size is not None and len(current) >= max_batch_size
-        if current and (longest_if_added * (len(current) + 1) > budget or full):
+        if current and (int(grown.sum()) * (len(current) + 1) > budget or full):
             batches.append(current)
-            current, longest_if_added = [], int(lengths[idx])
+            current, grown = [], parts[idx].copy()
         current.append(idx)
-        longest = longest_if_added
+        longest = grown
     if current:
         batches.append(current)
     return batches

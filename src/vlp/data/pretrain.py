@@ -93,8 +93,8 @@ class PairDataset:
                         dtype=np.int64)
 
     def lengths(self) -> np.ndarray:
-        """(N,) encoder positions per pair: tokens + regions."""
-        return self.text_lengths() + self.region_counts()
+        """(N, 2) tokens and regions per pair: the two parts padded separately."""
+        return np.stack([self.text_lengths(), self.region_counts()], axis=1)
 
 
 @dataclass
