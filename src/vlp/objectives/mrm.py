@@ -1,15 +1,20 @@
 """Masked region modelling: MRFR (feature regression), MRC (hard class), MRC-KL (soft class).
 
 Masked regions arrive with zeroed features; targets are the original feature and the
-detector's class distribution for that region.
+detector's class distribution for that region. The three differ only in the head's
+output size and the loss, so they share one module.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import (
@@ -20,96 +25,87 @@ from vlp.objectives.base import (
     zero_loss,
 )
 
-
-def _masked_states(output: VLOutput, batch: Batch) -> tuple[Tensor, Tensor] | None:
-    """Visual states of masked regions (N, D) and the (B, R) selector, or None if none."""
-    if batch.region_masked is None:
-        raise ValueError("masked region modelling needs batch.region_masked")
-    where = batch.region_masked & output.image_mask
-    if not bool(where.any()):
-        return None
-    return output.image[where], where
+Target = Literal["feature", "class", "distribution"]
 
 
-class MRFR(Objective):
-    """Masked region feature regression: L2 from a projection of the output to the
-    original (pre-mask) detector feature."""
-
-    masks = "image"
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
-        """Mean squared error over masked regions."""
-        picked = _masked_states(output, batch)
-        if picked is None or batch.region_targets is None:
-            return ObjectiveOutput(zero_loss(output.image))
-        states, where = picked
-        pred = self.head(states).float()  # (N, F)
-        return ObjectiveOutput(F.mse_loss(pred, batch.region_targets[where].float()))
+def _feature_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+    """MRFR: L2 to the original (pre-mask) detector feature."""
+    assert batch.region_targets is not None
+    return ObjectiveOutput(F.mse_loss(pred, batch.region_targets[where].float()))
 
 
-class MRC(Objective):
-    """Masked region classification against the detector's argmax class (hard label)."""
-
-    masks = "image"
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
-        """Cross-entropy over masked regions."""
-        picked = _masked_states(output, batch)
-        if picked is None or batch.region_cls is None:
-            return ObjectiveOutput(zero_loss(output.image))
-        states, where = picked
-        logits = self.head(states).float()  # (N, C)
-        targets = batch.region_cls[where].argmax(-1)
-        correct, count = accuracy_counts(logits, targets)
-        return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
+def _class_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+    """MRC: cross-entropy to the detector's argmax class."""
+    assert batch.region_cls is not None
+    targets = batch.region_cls[where].argmax(-1)
+    correct, count = accuracy_counts(pred, targets)
+    return ObjectiveOutput(F.cross_entropy(pred, targets), correct, count)
 
 
-class MRCKL(Objective):
-    """Masked region classification with KL divergence to the detector's distribution."""
+def _distribution_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+    """MRC-KL: KL(detector ‖ prediction), averaged over masked regions."""
+    assert batch.region_cls is not None
+    target = batch.region_cls[where].float()
+    log_probs = F.log_softmax(pred, dim=-1)
+    correct, count = accuracy_counts(log_probs, target.argmax(-1))
+    return ObjectiveOutput(F.kl_div(log_probs, target, reduction="batchmean"), correct, count)
+
+
+_LOSSES: dict[Target, Callable[[Tensor, Batch, Tensor], ObjectiveOutput]] = {
+    "feature": _feature_loss,
+    "class": _class_loss,
+    "distribution": _distribution_loss,
+}
+_NEEDS = {"feature": "region_targets", "class": "region_cls", "distribution": "region_cls"}
+
+
+class MaskedRegionModelling(Objective):
+    """Predict something about each masked region from its contextual state.
+
+    Args:
+        head: maps visual states (N, D) to feature-size or class-count outputs.
+        target: "feature" (MRFR), "class" (MRC) or "distribution" (MRC-KL).
+    """
 
     masks = "image"
 
-    def __init__(self, head: nn.Module) -> None:
+    def __init__(self, head: nn.Module, target: Target) -> None:
         super().__init__()
         self.head = head
+        self.target = target
 
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
-        """KL(detector ‖ prediction), averaged over masked regions."""
-        picked = _masked_states(output, batch)
-        if picked is None or batch.region_cls is None:
+        """Loss over ``batch.region_masked`` (real regions only)."""
+        if batch.region_masked is None:
+            raise ValueError("masked region modelling needs batch.region_masked")
+        where = batch.region_masked & output.image_mask  # (B, R)
+        if not bool(where.any()) or getattr(batch, _NEEDS[self.target]) is None:
             return ObjectiveOutput(zero_loss(output.image))
-        states, where = picked
-        log_probs = F.log_softmax(self.head(states).float(), dim=-1)  # (N, C)
-        target = batch.region_cls[where].float()
-        correct, count = accuracy_counts(log_probs, target.argmax(-1))
-        loss = F.kl_div(log_probs, target, reduction="batchmean")
-        return ObjectiveOutput(loss, correct, count)
+        pred = self.head(output.image[where]).float()  # (N, F) or (N, C)
+        return _LOSSES[self.target](pred, batch, where)
 
 
 def _check_classes(cfg: ModelConfig) -> int:
     if cfg.num_region_classes <= 0:
-        raise ValueError("region classification needs model.num_region_classes > 0")
+        raise VlpError("objectives: mrc / mrc_kl need region class distributions, but the "
+                       "feature store has none (num_classes 0); use mrfr or re-extract with "
+                       "class probabilities")
     return cfg.num_region_classes
 
 
-def build_mrfr(cfg: ModelConfig, model: nn.Module) -> MRFR:
+def build_mrfr(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRFR head: transform → linear to the region feature size."""
-    return MRFR(classifier(cfg.hidden_size, cfg.region_feature_dim, cfg.layer_norm_eps))
+    head = classifier(cfg.hidden_size, cfg.region_feature_dim, cfg.layer_norm_eps)
+    return MaskedRegionModelling(head, "feature")
 
 
-def build_mrc(cfg: ModelConfig, model: nn.Module) -> MRC:
+def build_mrc(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRC head: transform → linear to the detector's classes."""
-    return MRC(classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps))
+    head = classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps)
+    return MaskedRegionModelling(head, "class")
 
 
-def build_mrc_kl(cfg: ModelConfig, model: nn.Module) -> MRCKL:
+def build_mrc_kl(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRC-KL head: transform → linear to the detector's classes."""
-    return MRCKL(classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps))
+    head = classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps)
+    return MaskedRegionModelling(head, "distribution")
