@@ -71,3 +71,25 @@ def test_mlm_decoder_tied_to_word_embeddings(tiny_cfg: ModelConfig) -> None:
     model = build_model(tiny_cfg)
     objectives = build_objectives(["mlm"], tiny_cfg, model)
     assert objectives["mlm"].head.decoder.weight is model.word_embeddings.weight
+
+
+def test_mean_pooler_ignores_padding(tiny_cfg: ModelConfig) -> None:
+    model = build_model(dataclasses.replace(tiny_cfg, pooler="mean")).eval()
+    batch = random_batch(b=2)
+    padded = dataclasses.replace(
+        batch,
+        input_ids=torch.cat([batch.input_ids, torch.zeros(2, 3, dtype=torch.long)], 1),
+        text_mask=torch.cat([batch.text_mask, torch.zeros(2, 3, dtype=torch.bool)], 1),
+    )
+    torch.testing.assert_close(model(batch).pooled, model(padded).pooled, atol=1e-5, rtol=1e-5)
+    cls_model = build_model(tiny_cfg).eval()
+    cls_model.load_state_dict(model.state_dict())
+    assert not torch.allclose(cls_model(batch).pooled, model(batch).pooled)
+
+
+def test_initializer_range(tiny_cfg: ModelConfig) -> None:
+    wide = build_model(dataclasses.replace(tiny_cfg, initializer_range=0.08))
+    narrow = build_model(tiny_cfg)
+    w = wide.encoder.layers[0].mlp.fc1.weight.detach()
+    n = narrow.encoder.layers[0].mlp.fc1.weight.detach()
+    assert 0.07 < float(w.std()) < 0.09 and 0.017 < float(n.std()) < 0.023

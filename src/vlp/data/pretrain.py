@@ -97,6 +97,24 @@ class PairDataset:
         return np.stack([self.text_lengths(), self.region_counts()], axis=1)
 
 
+class ImagePool:
+    """Images to draw ITM negatives from: a store and the image ids allowed (one split)."""
+
+    def __init__(self, store: RegionStore, image_ids: list[int]) -> None:
+        self.store = store
+        self.image_ids = np.array(sorted(set(image_ids)), dtype=np.int64)
+
+    def sample(self, exclude: int, gen: torch.Generator) -> Regions | None:
+        """The regions of a random image other than ``exclude`` (None if there is none)."""
+        if len(self.image_ids) < 2:
+            return None
+        while True:
+            pick = int(self.image_ids[int(torch.randint(len(self.image_ids), (1,),
+                                                        generator=gen))])
+            if pick != exclude:
+                return self.store.get(pick)
+
+
 @dataclass
 class PretrainCollator:
     """Builds a :class:`Batch` from examples according to a :class:`BatchPlan`.
@@ -108,6 +126,11 @@ class PretrainCollator:
         conditional: mask one modality per example (UNITER) rather than both (joint).
         loc_dim: 5 or 7 location features.
         max_regions: regions kept per image.
+        negative_pool: where ITM negatives' images come from. None swaps images within
+            the batch — which leaks the answer under length-bucketed batching: a batch
+            holds pairs of similar (tokens + regions), so a foreign image's region count
+            gives a negative away. UNITER draws them from the whole data set; so does the
+            trainer, through this pool.
     """
 
     tokenizer: Tokenizer
@@ -116,37 +139,45 @@ class PretrainCollator:
     conditional: bool = True
     loc_dim: int = 7
     max_regions: int = 100
+    negative_pool: ImagePool | None = None
 
     def __call__(self, examples: list[Example], plan: BatchPlan, seed: int) -> Batch:
         """Collate ``examples`` into one batch; randomness from ``seed`` only."""
         gen = torch.Generator().manual_seed(seed)
-        image_of = torch.arange(len(examples))
+        regions = [e.regions for e in examples]
         negative = torch.zeros(len(examples), dtype=torch.bool)
         if plan.pairs:
-            image_of, negative = self._negatives(examples, gen)
+            regions, negative = self._negatives(examples, gen)
         mask_text, mask_image = split_modalities(
             ~negative, plan.mask_text, plan.mask_image, self.conditional, gen)
         batch = self._text(examples, mask_text if plan.mask_text else None, gen)
-        self._regions(batch, [examples[i].regions for i in image_of.tolist()],
-                      mask_image if plan.mask_image else None, gen)
+        self._regions(batch, regions, mask_image if plan.mask_image else None, gen)
         if plan.pairs:
             batch.itm_labels = (~negative).long()
         return batch
 
     def _negatives(self, examples: list[Example],
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Swap the image of about ``itm_neg_prob`` of the pairs for another image of the batch."""
-        n = len(examples)
-        image_ids = torch.tensor([e.image_id for e in examples])
-        negative = torch.rand(n, generator=gen) < self.itm_neg_prob
-        image_of = torch.arange(n)
+                   gen: torch.Generator) -> tuple[list[Regions], torch.Tensor]:
+        """Give about ``itm_neg_prob`` of the pairs another image."""
+        negative = torch.rand(len(examples), generator=gen) < self.itm_neg_prob
+        regions = [e.regions for e in examples]
         for i in torch.nonzero(negative).flatten().tolist():
-            others = torch.nonzero(image_ids != image_ids[i]).flatten()
-            if len(others) == 0:  # every pair shows the same image: no negative possible
+            other = self._other_image(examples, i, gen)
+            if other is None:  # no other image to be had: keep the pair positive
                 negative[i] = False
-                continue
-            image_of[i] = others[torch.randint(len(others), (1,), generator=gen)].item()
-        return image_of, negative
+            else:
+                regions[i] = other
+        return regions, negative
+
+    def _other_image(self, examples: list[Example], i: int,
+                     gen: torch.Generator) -> Regions | None:
+        own = examples[i].image_id
+        if self.negative_pool is not None:
+            return self.negative_pool.sample(own, gen)
+        others = [e for e in examples if e.image_id != own]
+        if not others:
+            return None
+        return others[int(torch.randint(len(others), (1,), generator=gen))].regions
 
     def _text(self, examples: list[Example], mask_rows: torch.Tensor | None,
               gen: torch.Generator) -> Batch:

@@ -65,13 +65,28 @@ class TransformerEncoder(nn.Module):
 
 
 class Pooler(nn.Module):
-    """BERT's pooler: the first token through a dense layer and tanh."""
+    """BERT's pooler: a summary token through a dense layer and tanh.
 
-    def __init__(self, dim: int) -> None:
+    Args:
+        dim: width.
+        mode: "cls" (BERT, UNITER: the first token) or "mean" (the mean of all real
+            positions — with small models trained from scratch, ITM leaves chance far
+            sooner through it, since no second attention hop is needed to gather evidence).
+    """
+
+    def __init__(self, dim: int, mode: str = "cls") -> None:
         super().__init__()
+        if mode not in ("cls", "mean"):
+            raise ValueError(f"pooler mode must be 'cls' or 'mean', not {mode!r}")
+        self.mode = mode
         self.dense = nn.Linear(dim, dim)
         self.act = nn.Tanh()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, N, D) → (B, D)."""
-        return self.act(self.dense(x[:, 0]))
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, N, D), mask (B, N) True on real positions → (B, D)."""
+        if self.mode == "cls" or mask is None:
+            summary = x[:, 0]
+        else:
+            weights = mask.to(x.dtype)[..., None]  # (B, N, 1)
+            summary = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.act(self.dense(summary))

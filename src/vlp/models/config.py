@@ -23,6 +23,8 @@ class ModelConfig:
     max_positions: int = 512
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pooler: Literal["cls", "mean"] = "cls"
     vocab_size: int = 0
     pad_id: int = 0
     visual: Literal["regions"] = "regions"

@@ -20,6 +20,7 @@ from vlp.data.features import RegionStore
 from vlp.data.pretrain import (
     BatchKey,
     BatchPlan,
+    ImagePool,
     PairDataset,
     PretrainBatches,
     PretrainCollator,
@@ -107,7 +108,11 @@ class Pretrainer:
         obj = self.cfg.objectives
         self.collator = PretrainCollator(
             self.tokenizer, obj.mask_prob, obj.itm_neg_prob, obj.masking == "conditional",
-            self.cfg.model.loc_dim, data.max_regions)
+            self.cfg.model.loc_dim, data.max_regions,
+            negative_pool=ImagePool(self.store, self.train_pairs.image_ids))
+        # held-out negatives come from held-out images only
+        self.eval_collator = dataclasses.replace(
+            self.collator, negative_pool=ImagePool(self.store, self.eval_pairs.image_ids))
 
     def _build_model(self) -> None:
         mcfg = dataclasses.replace(
@@ -234,7 +239,7 @@ class Pretrainer:
             loss = out.loss / self.cfg.train.grad_accum
         value = float(out.loss.detach())
         if not is_finite(value):
-            bad = [n for n, v in out.losses.items() if not is_finite(float(v))]
+            bad = [n for n, v in out.losses.items() if not is_finite(float(v.detach()))]
             raise VlpError(
                 f"step {self.step + 1}: loss is {value} (objective {', '.join(bad) or '?'}, "
                 f"images {sorted({self.train_pairs.image_ids[i] for i in key.indices})[:5]}); "
@@ -273,7 +278,7 @@ class Pretrainer:
     def evaluate(self) -> dict[str, float]:
         """Held-out loss and accuracy of every objective on fixed masks and negatives."""
         keys = eval_keys(self.eval_pairs, self.plans, self.cfg.train.seed)
-        dataset = PretrainBatches(self.eval_pairs, self.collator)
+        dataset = PretrainBatches(self.eval_pairs, self.eval_collator)
         rng_state = torch.get_rng_state()
         self.module.eval()
         window = _Window()
