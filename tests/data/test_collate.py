@@ -78,9 +78,11 @@ def test_negatives_come_from_the_pool_never_own_image(tokenizer: Tokenizer) -> N
     shown = batch.region_feats[:, 0].mean(-1).round()
     assert (shown[neg] >= 100).all()
     assert torch.equal(shown[~neg], torch.arange(32, dtype=torch.float32)[~neg])
-    # only positive pairs are masked
+    # negatives carry masks too (or the masks would give them away), but no MLM labels
     assert batch.mlm_labels is not None
     assert not (batch.mlm_labels[neg] != IGNORE_INDEX).any()
+    assert (batch.input_ids[neg] == tokenizer.mask_id).any(1).float().mean() > 0.5
+    assert (batch.mlm_labels[~neg] != IGNORE_INDEX).any(1).all()
 
 
 def test_same_seed_same_batch(tokenizer: Tokenizer) -> None:

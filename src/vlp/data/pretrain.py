@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlp.data.batch import Batch
+from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.data.batching import ResumableBatchSampler
 from vlp.data.features import Regions, RegionStore
 from vlp.data.masking import choose_positions, mask_tokens, split_modalities
@@ -148,12 +148,20 @@ class PretrainCollator:
         negative = torch.zeros(len(examples), dtype=torch.bool)
         if plan.pairs:
             regions, negative = self._negatives(examples, gen)
+        # negatives are masked like positives, or ITM could answer from the masks alone
+        # (in a summed batch only positives would carry [MASK] and zeroed regions)
+        everyone = torch.ones(len(examples), dtype=torch.bool)
         mask_text, mask_image = split_modalities(
-            ~negative, plan.mask_text, plan.mask_image, self.conditional, gen)
+            everyone, plan.mask_text, plan.mask_image, self.conditional, gen)
         batch = self._text(examples, mask_text if plan.mask_text else None, gen)
         self._regions(batch, regions, mask_image if plan.mask_image else None, gen)
         if plan.pairs:
             batch.itm_labels = (~negative).long()
+            # but only positives are scored: a foreign image says nothing of masked words
+            if batch.mlm_labels is not None:
+                batch.mlm_labels[negative] = IGNORE_INDEX
+            if batch.region_masked is not None:
+                batch.region_masked[negative] = False
         return batch
 
     def _negatives(self, examples: list[Example],
