@@ -115,8 +115,7 @@ def _describe(batches: list[Batch], tokenizer: Tokenizer, args: argparse.Namespa
     shapes = ", ".join(f"{b.size}×({b.input_ids.shape[1]}+{b.region_feats.shape[1]})"
                        for b in batches if b.region_feats is not None)
     return (f"{len(batches)} batches under a {args.token_budget}-position budget "
-            f"(≥{MIN_FILL:.0%} full; B×(L_max+R_max) may exceed it: the budget bounds "
-            "B×max(L+R)), "
+            f"(≥{MIN_FILL:.0%} full), "
             f"{sum(sizes) / len(sizes):.1f} pairs each [B×(L+R): {shapes}]; caption lengths "
             f"from {args.captions.name} (WordPiece {tokenizer.vocab_size}, ≤{args.max_text_len}), "
             "10..100 random regions")
