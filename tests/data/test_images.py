@@ -11,7 +11,7 @@ from PIL import Image
 from vlp.data.images import image_to_tensor, load_image
 from vlp.errors import VlpError
 
-COCO_IMAGES = Path("/work/shared/data/coco/images")
+COCO_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco" / "images"
 
 
 def _error(path: Path) -> str:

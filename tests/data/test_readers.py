@@ -18,7 +18,7 @@ from vlp.data.readers import (
 from vlp.data.records import CaptionRecord, ImageInfo, InstanceRecord, restval_as_train
 from vlp.errors import VlpError
 
-SHARED = Path("/work/shared/data/coco")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco"
 
 # the layout of captions_val2014.json, cut to two images
 COCO_CAPTIONS: dict[str, Any] = {
