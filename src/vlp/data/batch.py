@@ -59,13 +59,3 @@ class Batch:
             for v in [getattr(self, f.name)]
         }
         return Batch(**moved)
-
-    def num_positions(self) -> int:
-        """Positions the encoder sees, padding included: B × (L + R)."""
-        regions = 0 if self.region_mask is None else self.region_mask.shape[1]
-        return self.size * (self.input_ids.shape[1] + regions)
-
-    def num_real_positions(self) -> int:
-        """Positions that are real tokens or regions."""
-        regions = 0 if self.region_mask is None else int(self.region_mask.sum())
-        return int(self.text_mask.sum()) + regions

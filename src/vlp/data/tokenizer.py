@@ -65,10 +65,6 @@ class Tokenizer:
         """Text of ``ids`` with special tokens dropped."""
         return str(self.backend.decode(ids))
 
-    def token(self, token_id: int) -> str:
-        """The vocabulary entry of one id."""
-        return str(self.backend.id_to_token(token_id))
-
     @property
     def special_ids(self) -> list[int]:
         """Ids that masking must never choose."""

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vlp.fileio import atomic_path, write_text_atomic
+
 
 class MetricsLog:
     """Appends metric rows to ``metrics.jsonl`` and, optionally, TensorBoard.
@@ -18,7 +20,7 @@ class MetricsLog:
         self.path = out / "metrics.jsonl"
         out.mkdir(parents=True, exist_ok=True)
         kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.writer: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -64,7 +66,7 @@ def plot_curves(rows: list[dict[str, Any]], keys: list[str], out: Path, title: s
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from vlp.data.pretrain import (
 from vlp.data.readers import read_karpathy
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
+from vlp.fileio import write_text_atomic
 from vlp.models import build_model
 from vlp.objectives import PretrainingModel, build_objectives
 from vlp.objectives.base import Objective
@@ -39,7 +41,6 @@ from vlp.train.logging import MetricsLog, plot_curves, read_metrics
 from vlp.train.runtime import (
     autocast,
     distributed_init,
-    is_finite,
     make_optimizer,
     maybe_no_sync,
     resolve_device,
@@ -198,7 +199,7 @@ class Pretrainer:
             raise VlpError(f"{self.out / 'checkpoints'}: no checkpoint to resume from")
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0)
         if self.rank == 0:
-            (self.out / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+            write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
         try:
             self._loop(log)
             metrics = self.evaluate()
@@ -238,8 +239,8 @@ class Pretrainer:
             out = self.net(batch, key.objectives)
             loss = out.loss / self.cfg.train.grad_accum
         value = float(out.loss.detach())
-        if not is_finite(value):
-            bad = [n for n, v in out.losses.items() if not is_finite(float(v.detach()))]
+        if not math.isfinite(value):
+            bad = [n for n, v in out.losses.items() if not math.isfinite(float(v.detach()))]
             raise VlpError(
                 f"step {self.step + 1}: loss is {value} (objective {', '.join(bad) or '?'}, "
                 f"images {sorted({self.train_pairs.image_ids[i] for i in key.indices})[:5]}); "

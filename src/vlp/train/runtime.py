@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator
 
@@ -85,7 +84,3 @@ def maybe_no_sync(model: nn.Module, skip_sync: bool) -> Iterator[None]:
     else:
         yield
 
-
-def is_finite(value: float) -> bool:
-    """False for NaN and infinities."""
-    return math.isfinite(value)
