@@ -44,7 +44,7 @@ def test_padding_does_not_change_real_positions(tiny_cfg: ModelConfig) -> None:
 
 def test_every_parameter_gets_a_gradient(tiny_cfg: ModelConfig) -> None:
     model = build_model(tiny_cfg)
-    names = ["mlm", "mrfr", "mrc", "mrc_kl", "itm"]
+    names = ["mlm", "mrfr", "mrc", "mrc_kl", "itm", "itc"]
     pm = PretrainingModel(model, build_objectives(names, tiny_cfg, model))
     out = pm(random_batch(), names)
     out.loss.backward()

@@ -10,7 +10,7 @@ from vlp.models import ModelConfig, build_model
 from vlp.objectives import PretrainingModel, build_objectives
 
 
-@pytest.mark.parametrize("name", ["mlm", "mrfr", "mrc", "mrc_kl", "itm"])
+@pytest.mark.parametrize("name", ["mlm", "mrfr", "mrc", "mrc_kl", "itm", "itc"])
 def test_overfits_one_batch(tiny_cfg: ModelConfig, name: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)

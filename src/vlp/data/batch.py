@@ -21,16 +21,24 @@ class Batch:
         mlm_labels: (B, L) original ids at positions to predict, ``IGNORE_INDEX`` elsewhere.
     Regions (detector features):
         region_feats: (B, R, F) features; masked regions are all zero.
-        region_loc: (B, R, 5|7) normalised locations.
+        region_loc: (B, R, 4|5|7) normalised locations.
         region_mask: (B, R) True on real regions.
         region_masked: (B, R) True on masked regions (MRM targets).
         region_targets: (B, R, F) original features (MRFR target).
         region_cls: (B, R, C) detector class distribution (MRC / MRC-KL targets).
+        region_boxes: (B, R, 4) region corners ``x1, y1, x2, y2`` in pixels (grounding).
     Pixels (grid and patch models):
         pixel_values: (B, 3, H, W).
     Pairs:
         itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
         example_ids: (B,) dataset index of each example, for predictions.
+        image_ids: (B,) id of each example's image (pairs with equal ids both match in
+            contrastive objectives and retrieval).
+    Tasks:
+        targets: the task's labels — (B,) class ids, (B, C) soft scores (VQA), or
+            (B, R) per-region scores (referring expressions).
+        group_ids: (B,) rows that make up one example (NLVR2's two images, VCR's four
+            options) share an id; None when every row is its own example.
     """
 
     input_ids: Tensor
@@ -42,9 +50,13 @@ class Batch:
     region_masked: Tensor | None = None
     region_targets: Tensor | None = None
     region_cls: Tensor | None = None
+    region_boxes: Tensor | None = None
     pixel_values: Tensor | None = None
     itm_labels: Tensor | None = None
     example_ids: Tensor | None = None
+    image_ids: Tensor | None = None
+    targets: Tensor | None = None
+    group_ids: Tensor | None = None
 
     @property
     def size(self) -> int:

@@ -124,7 +124,7 @@ class PretrainCollator:
         mask_prob: share of tokens / regions masked (0.15).
         itm_neg_prob: share of pairs turned into negatives when the plan asks for pairs.
         conditional: mask one modality per example (UNITER) rather than both (joint).
-        loc_dim: 5 or 7 location features.
+        loc_dim: 4, 5 or 7 location features (4: LXMERT's normalised corners).
         max_regions: regions kept per image.
         negative_pool: where ITM negatives' images come from. None swaps images within
             the batch — which leaks the answer under length-bucketed batching: a batch
@@ -190,12 +190,8 @@ class PretrainCollator:
     def _text(self, examples: list[Example], mask_rows: torch.Tensor | None,
               gen: torch.Generator) -> Batch:
         tok = self.tokenizer
-        length = max(len(e.token_ids) for e in examples)
-        ids = torch.full((len(examples), length), tok.pad_id, dtype=torch.long)
-        for row, e in enumerate(examples):
-            ids[row, :len(e.token_ids)] = torch.tensor(e.token_ids)
-        text_mask = ids != tok.pad_id  # (B, L)
-        batch = Batch(input_ids=ids, text_mask=text_mask)
+        batch = collate_text([e.token_ids for e in examples], tok.pad_id)
+        ids, text_mask = batch.input_ids, batch.text_mask
         if mask_rows is not None:
             special = torch.isin(ids, torch.tensor(tok.special_ids))
             maskable = text_mask & ~special & mask_rows[:, None]
@@ -205,27 +201,44 @@ class PretrainCollator:
 
     def _regions(self, batch: Batch, regions: list[Regions], mask_rows: torch.Tensor | None,
                  gen: torch.Generator) -> None:
-        counts = [min(len(r.features), self.max_regions) for r in regions]
-        b, r_max = len(regions), max(counts)
-        feat_dim, n_cls = regions[0].features.shape[1], regions[0].cls_probs.shape[1]
-        feats = torch.zeros(b, r_max, feat_dim)
-        boxes = torch.zeros(b, r_max, 4)
-        cls = torch.zeros(b, r_max, n_cls)
-        sizes = torch.ones(b, 1, 2)
-        for row, (reg, n) in enumerate(zip(regions, counts, strict=True)):
-            feats[row, :n] = torch.from_numpy(np.asarray(reg.features[:n], dtype=np.float32))
-            boxes[row, :n] = torch.from_numpy(np.asarray(reg.boxes[:n], dtype=np.float32))
-            cls[row, :n] = torch.from_numpy(np.asarray(reg.cls_probs[:n], dtype=np.float32))
-            sizes[row, 0] = torch.tensor([reg.width, reg.height], dtype=torch.float32)
-        valid = torch.arange(r_max)[None] < torch.tensor(counts)[:, None]  # (B, R)
-        batch.region_loc = location_features(boxes, sizes[..., 0], sizes[..., 1], self.loc_dim)
-        batch.region_loc[~valid] = 0.0
-        batch.region_mask, batch.region_cls = valid, cls
+        collate_regions(batch, regions, self.max_regions, self.loc_dim)
+        feats, valid = batch.region_feats, batch.region_mask
+        assert feats is not None and valid is not None
         if mask_rows is not None:
             masked = choose_positions(valid & mask_rows[:, None], self.mask_prob, gen)
             batch.region_masked, batch.region_targets = masked, feats.clone()
-            feats[masked] = 0.0  # a masked region is a zero vector
-        batch.region_feats = feats
+            feats[masked] = 0.0  # a masked region is a zero vector (in place)
+
+
+def collate_text(token_ids: list[list[int]], pad_id: int) -> Batch:
+    """A batch holding ``token_ids`` right-padded: ``input_ids`` and ``text_mask`` (B, L)."""
+    length = max(len(t) for t in token_ids)
+    ids = torch.full((len(token_ids), length), pad_id, dtype=torch.long)
+    for row, t in enumerate(token_ids):
+        ids[row, :len(t)] = torch.tensor(t)
+    return Batch(input_ids=ids, text_mask=ids != pad_id)
+
+
+def collate_regions(batch: Batch, regions: list[Regions], max_regions: int, loc_dim: int) -> None:
+    """Fill ``batch``'s region fields from one :class:`Regions` per row (first
+    ``max_regions`` of each), padded: features, locations, mask and class distributions."""
+    counts = [min(len(r.features), max_regions) for r in regions]
+    b, r_max = len(regions), max(counts)
+    feat_dim, n_cls = regions[0].features.shape[1], regions[0].cls_probs.shape[1]
+    feats = torch.zeros(b, r_max, feat_dim)
+    boxes = torch.zeros(b, r_max, 4)
+    cls = torch.zeros(b, r_max, n_cls)
+    sizes = torch.ones(b, 1, 2)
+    for row, (reg, n) in enumerate(zip(regions, counts, strict=True)):
+        feats[row, :n] = torch.from_numpy(np.asarray(reg.features[:n], dtype=np.float32))
+        boxes[row, :n] = torch.from_numpy(np.asarray(reg.boxes[:n], dtype=np.float32))
+        cls[row, :n] = torch.from_numpy(np.asarray(reg.cls_probs[:n], dtype=np.float32))
+        sizes[row, 0] = torch.tensor([reg.width, reg.height], dtype=torch.float32)
+    valid = torch.arange(r_max)[None] < torch.tensor(counts)[:, None]  # (B, R)
+    batch.region_loc = location_features(boxes, sizes[..., 0], sizes[..., 1], loc_dim)
+    batch.region_loc[~valid] = 0.0
+    batch.region_feats, batch.region_mask, batch.region_cls = feats, valid, cls
+    batch.region_boxes = boxes
 
 
 class PretrainBatches(torch.utils.data.Dataset):
@@ -247,6 +260,7 @@ class PretrainBatches(torch.utils.data.Dataset):
         examples = [self.pairs[i] for i in key.indices]
         batch = self.collator(examples, key.plan, key.seed)
         batch.example_ids = torch.tensor(key.indices)
+        batch.image_ids = torch.tensor([e.image_id for e in examples])
         return key, batch
 
     def __getitem__(self, key: BatchKey) -> tuple[BatchKey, Batch]:

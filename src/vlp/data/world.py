@@ -1,11 +1,13 @@
 """The built-in synthetic world: coloured shapes, their captions and their annotations.
 
 Each image is a scene of 2–6 non-overlapping shapes drawn with Pillow. The scene's meaning
-lives in :class:`Scene` alone; captions here, and later VQA / NLVR2 / VE / RefCOCO / VCR
-files, are all derived from its answers, so every text is true of its image.
+lives in :class:`Scene` alone; captions here, and the VQA v2 / SNLI-VE / NLVR2 / RefCOCO /
+VCR files of :mod:`vlp.data.world_tasks`, are all derived from its answers, so every text is
+true of its image (or, for a task's wrong options, false of it).
 
-A world is written in the published formats (COCO captions and instances, Karpathy splits)
-and read back with :mod:`vlp.data.readers` like real data. Every image is generated from
+A world is written in the published formats (COCO captions and instances, Karpathy splits,
+and each downstream task's own format) and read back with :mod:`vlp.data.readers` like real
+data. Every image is generated from
 its own seed ``(seed, image_id)``, so output is identical for any number of workers.
 """
 
@@ -19,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,7 +30,10 @@ from vlp.data.readers import check_kind, json_field, load_json
 from vlp.errors import VlpError, input_error
 from vlp.fileio import atomic_path
 
-GENERATOR_VERSION = 1
+if TYPE_CHECKING:  # world_tasks builds on this module, so it is imported where it is used
+    from vlp.data.world_tasks import ImageTasks
+
+GENERATOR_VERSION = 2  # 2: downstream task files
 
 # --- vocabulary: the only words the world uses ------------------------------------------------
 
@@ -47,6 +52,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 RELATIONS = ("left of", "right of", "above", "below")
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of",
                     "above": "above", "below": "below"}
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 SUPERCATEGORY = "shape"
 CAPTIONS_PER_IMAGE = 5
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
@@ -170,9 +176,44 @@ class Scene:
         return [(a, r, b) for a in self.objects for b in self.objects if a is not b
                 for r in self.relation(a, b) if r in wanted]
 
-    def attribute_description(self, obj: WorldObject) -> str | None:
-        """The shortest "the …" phrase of attributes that picks out ``obj`` alone, or None."""
+    def reaches_beyond(self, a: WorldObject, b: WorldObject, rel: str) -> bool:
+        """Whether part of ``a``'s box lies further towards ``rel`` than ``b``'s box does.
+
+        For "left of": ``a`` begins further left than ``b``. An object that does not reach
+        beyond ``b`` is plainly not ``rel`` of it, margin or no margin.
+        """
+        ax0, ay0, ax1, ay1 = a.box
+        bx0, by0, bx1, by1 = b.box
+        beyond = {"left of": ax0 < bx0, "right of": ax1 > bx1, "above": ay0 < by0,
+                  "below": ay1 > by1}
+        return beyond[rel]
+
+    def sole_related(self, landmark: WorldObject, rel: str,
+                     among: Iterable[WorldObject] | None = None) -> WorldObject | None:
+        """The one object of ``among`` (default: all) that is ``rel`` of ``landmark``, or None.
+
+        It must hold the relation (:meth:`relation`, with its margin) and every other
+        candidate must not even reach beyond the landmark on that side: "the circle left of
+        the star" is never said while a second circle is nearly left of the star too.
+        """
+        candidates = [o for o in (self.objects if among is None else among) if o is not landmark]
+        held = [o for o in candidates if rel in self.relation(o, landmark)]
+        if len(held) != 1 or any(self.reaches_beyond(o, landmark, rel)
+                                 for o in candidates if o is not held[0]):
+            return None
+        return held[0]
+
+    def attribute_description(self, obj: WorldObject, omit: str | None = None) -> str | None:
+        """The shortest "the …" phrase of attributes that picks out ``obj`` alone, or None.
+
+        Args:
+            obj: the object to name.
+            omit: ``"colour"`` or ``"size"``: an attribute the phrase must not name (the
+                one a question asks about).
+        """
         for size, colour in ((False, False), (False, True), (True, False), (True, True)):
+            if (size and omit == "size") or (colour and omit == "colour"):
+                continue
             matches = self.objects_matching(obj.shape, obj.colour if colour else None,
                                             obj.size if size else None)
             if len(matches) == 1:
@@ -201,6 +242,33 @@ class Scene:
                         return f"the {obj.phrase(size=size, colour=colour)} {rel} " \
                                f"{landmark_phrase}"
         return None
+
+    def referring_expressions(self, obj: WorldObject) -> list[str]:
+        """Every phrase, in a fixed order, that picks out ``obj`` alone.
+
+        First the attribute phrases ("the circle", "the red circle", "the small red circle",
+        each only if no other object fits it), then for every landmark with a unique
+        attribute phrase and every relation ``obj`` holds to it, the shortest "the … rel …"
+        phrase that :meth:`sole_related` makes unique ("the circle left of the blue square").
+        """
+        found = []
+        for size, colour in ((False, False), (False, True), (True, False), (True, True)):
+            if self.count(obj.shape, obj.colour if colour else None,
+                          obj.size if size else None) == 1:
+                found.append("the " + obj.phrase(size=size, colour=colour))
+        for landmark in self.objects:
+            landmark_phrase = self.attribute_description(landmark)
+            if landmark is obj or landmark_phrase is None:
+                continue
+            for rel in self.relation(obj, landmark):
+                for size, colour in ((False, False), (False, True), (True, True)):
+                    group = self.objects_matching(obj.shape, obj.colour if colour else None,
+                                                  obj.size if size else None)
+                    if self.sole_related(landmark, rel, group) is obj:
+                        found.append(f"the {obj.phrase(size=size, colour=colour)} {rel} "
+                                     f"{landmark_phrase}")
+                        break
+        return found
 
     def describe(self, obj: WorldObject) -> str:
         """A referring phrase for ``obj``: unique within the scene when possible, else the
@@ -516,6 +584,7 @@ class _Made:
     image_id: int
     scene: Scene
     captions: tuple[str, ...]
+    tasks: ImageTasks
 
 
 def file_name(image_id: int) -> str:
@@ -525,12 +594,16 @@ def file_name(image_id: int) -> str:
 
 def _make_range(job: tuple[Path, int, int, int, int]) -> list[_Made]:
     """Generate, draw and save images ``start`` … ``stop - 1`` (one worker's share)."""
+    from vlp.data.world_tasks import image_tasks
+
     images, seed, size, start, stop = job
     made = []
     for image_id in range(start, stop):
         scene = generate_scene(seed, image_id, size)
         render_scene(scene, seed, image_id).save(images / file_name(image_id), format="PNG")
-        made.append(_Made(image_id, scene, make_captions(scene, _rng(seed, image_id, "text"))))
+        captions = make_captions(scene, _rng(seed, image_id, "text"))
+        made.append(_Made(image_id, scene, captions,
+                          image_tasks(seed, image_id, scene, captions)))
     return made
 
 
@@ -578,13 +651,22 @@ def _captions_json(made: list[_Made], seed: int, size: int) -> dict[str, Any]:
             "annotations": annotations}
 
 
+def _first_ann_ids(made: list[_Made]) -> list[int]:
+    """The instances annotation id of each image's first object; the others follow in order."""
+    firsts, next_id = [], 1
+    for m in made:
+        firsts.append(next_id)
+        next_id += len(m.scene.objects)
+    return firsts
+
+
 def _instances_json(made: list[_Made], seed: int, size: int) -> dict[str, Any]:
     annotations: list[dict[str, Any]] = []
-    for m in made:
-        for obj in m.scene.objects:
+    for m, first in zip(made, _first_ann_ids(made), strict=True):
+        for k, obj in enumerate(m.scene.objects):
             x0, y0, _, _ = obj.box
             annotations.append({
-                "id": len(annotations) + 1, "image_id": m.image_id,
+                "id": first + k, "image_id": m.image_id,
                 "category_id": category_id(obj.shape),
                 "bbox": [float(x0), float(y0), float(obj.side), float(obj.side)],
                 "area": round(obj.area, 2), "iscrowd": 0,
@@ -612,10 +694,11 @@ def _karpathy_json(made: list[_Made]) -> dict[str, Any]:
     return {"images": images, "dataset": "world"}
 
 
-def _world_json(n_images: int, seed: int, size: int) -> dict[str, Any]:
+def _world_json(n_images: int, seed: int, size: int, tasks: list[str]) -> dict[str, Any]:
     return {"generator": "vlp.data.world", "version": GENERATOR_VERSION, "seed": seed,
             "images": n_images, "size": size, "splits": split_sizes(n_images),
-            "shapes": list(SHAPES), "colours": list(COLOURS), "sizes": list(SIZES)}
+            "shapes": list(SHAPES), "colours": list(COLOURS), "sizes": list(SIZES),
+            "tasks": tasks}
 
 
 def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
@@ -626,6 +709,8 @@ def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
 
 
 def _write_files(root: Path, made: list[_Made], seed: int, size: int) -> None:
+    from vlp.data.world_tasks import TaskImage, write_task_files
+
     (root / "annotations").mkdir()
     _write_json(root / "annotations" / "captions.json", _captions_json(made, seed, size))
     _write_json(root / "annotations" / "instances.json", _instances_json(made, seed, size))
@@ -633,7 +718,11 @@ def _write_files(root: Path, made: list[_Made], seed: int, size: int) -> None:
     scenes = {str(m.image_id): m.scene.to_json() for m in made}
     _write_json(root / "scenes.json", {"version": GENERATOR_VERSION, "size": size,
                                        "scenes": scenes})
-    _write_json(root / "world.json", _world_json(len(made), seed, size), indent=2)
+    images = [TaskImage(m.image_id, m.scene, m.tasks, split, first)
+              for m, split, first in zip(made, _split_of(len(made)), _first_ann_ids(made),
+                                         strict=True)]
+    tasks = write_task_files(root, images, seed)
+    _write_json(root / "world.json", _world_json(len(made), seed, size, tasks), indent=2)
 
 
 def _check_make_args(out: Path, n_images: int, seed: int, size: int, workers: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -13,22 +15,24 @@ def location_features(boxes: Tensor, width: Tensor, height: Tensor, dim: int = 7
     """Normalised region location vectors.
 
     7-d (UNITER): ``[x1/W, y1/H, x2/W, y2/H, w/W, h/H, w*h/(W*H)]``;
-    5-d (ViLBERT): ``[x1/W, y1/H, x2/W, y2/H, w*h/(W*H)]``.
+    5-d (ViLBERT): ``[x1/W, y1/H, x2/W, y2/H, w*h/(W*H)]``;
+    4-d (LXMERT): ``[x1/W, y1/H, x2/W, y2/H]``.
 
     Args:
         boxes: (..., 4) corners ``x1, y1, x2, y2`` in pixels.
         width: image widths, broadcastable to ``boxes[..., 0]``.
         height: image heights, broadcastable to ``boxes[..., 0]``.
-        dim: 5 or 7.
+        dim: 4, 5 or 7.
     """
-    if dim not in (5, 7):
-        raise ValueError(f"location features are 5-d or 7-d, not {dim}-d")
+    if dim not in (4, 5, 7):
+        raise ValueError(f"location features are 4-d, 5-d or 7-d, not {dim}-d")
     w = width.to(boxes.dtype)
     h = height.to(boxes.dtype)
     x1, y1, x2, y2 = boxes.unbind(-1)
     x1, x2, y1, y2 = x1 / w, x2 / w, y1 / h, y2 / h
     bw, bh = x2 - x1, y2 - y1
-    parts = [x1, y1, x2, y2, bw, bh, bw * bh] if dim == 7 else [x1, y1, x2, y2, bw * bh]
+    extra = {4: [], 5: [bw * bh], 7: [bw, bh, bw * bh]}[dim]
+    parts = [x1, y1, x2, y2, *extra]
     return torch.stack(parts, dim=-1)  # (..., dim)
 
 
@@ -55,34 +59,81 @@ class TextEmbedding(nn.Module):
 
 
 class RegionEmbedding(nn.Module):
-    """UNITER's region embedder.
+    """UNITER's region embedder (or LXMERT's, with ``style="lxmert"``).
 
-    ``LN(FC(feature)) + LN(FC(location))`` plus an image type embedding, then LayerNorm
-    and dropout. A masked region arrives with an all-zero feature (done by the data side).
+    UNITER: ``LN(FC(feature)) + LN(FC(location))`` plus an image type embedding, then
+    LayerNorm and dropout. LXMERT: ``(LN(FC(feature)) + LN(FC(location))) / 2`` and dropout,
+    with no type embedding and no final LayerNorm (its image stream never meets text
+    tokens in one sequence). A masked region arrives with an all-zero feature (done by the
+    data side).
 
     Args:
         feature_dim: detector feature size (2048 for BUTD Faster R-CNN).
-        loc_dim: 5 or 7 location features.
+        loc_dim: 4, 5 or 7 location features.
         dim: transformer width.
         type_embedding: embedding table shared with the text side's token types, so the
-            transformer knows which token is which; a fresh one when None.
+            transformer knows which token is which; a fresh one when None (UNITER style
+            only; LXMERT style has none).
+        style: "uniter" or "lxmert".
     """
 
     def __init__(self, feature_dim: int, loc_dim: int, dim: int, dropout: float = 0.1,
-                 type_embedding: nn.Embedding | None = None, eps: float = 1e-12) -> None:
+                 type_embedding: nn.Embedding | None = None, eps: float = 1e-12,
+                 style: Literal["uniter", "lxmert"] = "uniter") -> None:
         super().__init__()
+        if style not in ("uniter", "lxmert"):
+            raise ValueError(f"region embedding style must be 'uniter' or 'lxmert', not {style!r}")
         self.feature_dim = feature_dim
         self.loc_dim = loc_dim
         self.feat_fc = nn.Linear(feature_dim, dim)
         self.feat_norm = nn.LayerNorm(dim, eps=eps)
         self.loc_fc = nn.Linear(loc_dim, dim)
         self.loc_norm = nn.LayerNorm(dim, eps=eps)
-        self.token_type = type_embedding if type_embedding is not None else nn.Embedding(2, dim)
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.token_type: nn.Embedding | None = None
+        self.norm: nn.LayerNorm | None = None
+        if style == "uniter":
+            self.token_type = type_embedding if type_embedding is not None else nn.Embedding(2, dim)
+            self.norm = nn.LayerNorm(dim, eps=eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, features: Tensor, locations: Tensor) -> Tensor:
         """features (B, R, F), locations (B, R, loc_dim) → (B, R, D)."""
         x = self.feat_norm(self.feat_fc(features)) + self.loc_norm(self.loc_fc(locations))
+        if self.token_type is None or self.norm is None:  # LXMERT: the mean of the two
+            return self.drop(x / 2)
         x = x + self.token_type.weight[IMAGE_TYPE]
+        return self.drop(self.norm(x))
+
+
+class VisualBertRegionEmbedding(nn.Module):
+    """VisualBERT's region embedder.
+
+    ``FC(feature)`` plus a visual type embedding (row 1) and a visual position embedding
+    (row 0: VisualBERT without image-text alignment gives every region position 0), then
+    the text side's LayerNorm and dropout. VisualBERT applies one LayerNorm to the
+    concatenated text and visual embeddings; LayerNorm works per position, so sharing the
+    text module computes the same. Locations are ignored.
+
+    Args:
+        feature_dim: detector feature size (``visual_embedding_dim`` in VisualBERT).
+        dim: transformer width.
+        norm: the text embedding's LayerNorm, shared.
+        dropout: dropout after the LayerNorm.
+        type_vocab_size: rows of the visual type table.
+        max_positions: rows of the visual position table.
+    """
+
+    def __init__(self, feature_dim: int, dim: int, norm: nn.LayerNorm, dropout: float = 0.1,
+                 type_vocab_size: int = 2, max_positions: int = 512) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.proj = nn.Linear(feature_dim, dim)
+        self.token_type = nn.Embedding(type_vocab_size, dim)
+        self.position = nn.Embedding(max_positions, dim)
+        self.norm = norm
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, features: Tensor, locations: Tensor | None = None) -> Tensor:
+        """features (B, R, F) → (B, R, D); ``locations`` is accepted and ignored."""
+        x = self.proj(features) + self.token_type.weight[IMAGE_TYPE] + self.position.weight[0]
         return self.drop(self.norm(x))

@@ -72,18 +72,20 @@ class Pooler(nn.Module):
         mode: "cls" (BERT, UNITER: the first token) or "mean" (the mean of all real
             positions — with small models trained from scratch, ITM leaves chance far
             sooner through it, since no second attention hop is needed to gather evidence).
+        out_dim: output width when it differs from ``dim`` (ViLBERT projects both streams'
+            pooled states to one width before multiplying them).
     """
 
-    def __init__(self, dim: int, mode: str = "cls") -> None:
+    def __init__(self, dim: int, mode: str = "cls", out_dim: int | None = None) -> None:
         super().__init__()
         if mode not in ("cls", "mean"):
             raise ValueError(f"pooler mode must be 'cls' or 'mean', not {mode!r}")
         self.mode = mode
-        self.dense = nn.Linear(dim, dim)
+        self.dense = nn.Linear(dim, out_dim or dim)
         self.act = nn.Tanh()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x (B, N, D), mask (B, N) True on real positions → (B, D)."""
+        """x (B, N, D), mask (B, N) True on real positions → (B, out_dim)."""
         if self.mode == "cls" or mask is None:
             summary = x[:, 0]
         else:

@@ -10,9 +10,11 @@ from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.outputs import VLOutput
 from vlp.models.single_stream import build_single_stream
+from vlp.models.two_stream import build_two_stream
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "single_stream": build_single_stream,
+    "two_stream": build_two_stream,
 }
 
 

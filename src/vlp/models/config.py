@@ -12,6 +12,35 @@ class ModelConfig:
 
     Fields left at 0 (vocabulary size, region feature size, region classes) are
     filled from the tokenizer and the feature store when the model is built.
+
+    Two-stream fields (``arch: two_stream``; single-stream models ignore them). The text
+    stream has ``num_layers`` self-attention layers and the image stream
+    ``num_image_layers``; the last ``num_cross_layers`` of each follow a cross-attention
+    exchange between the streams, the others run on each stream alone before it.
+    ViLBERT (base): ``num_layers 12, num_image_layers 6, num_cross_layers 6`` (6 plain
+    BERT layers, then 6 co-attention blocks). LXMERT: ``num_layers 9+5, num_image_layers
+    5+5, num_cross_layers 5`` (L=9, R=5, X=5).
+
+    Attributes:
+        image_hidden_size: image-stream width; 0 = ``hidden_size``.
+        image_num_heads: image-stream attention heads; 0 = ``num_heads``.
+        image_intermediate_size: image-stream MLP width; 0 = ``intermediate_size``.
+        num_image_layers: image-stream self-attention layers in all (incl. cross blocks).
+        num_cross_layers: cross-attention blocks (ViLBERT's K co-attention, LXMERT's X).
+        cross_attention: "separate" — each direction has its own cross-attention
+            (ViLBERT); "shared" — one module serves both directions (LXMERT; needs equal
+            widths and heads).
+        cross_block: "vilbert" — cross-attention then its own MLP (Co-TRM), then a
+            self-attention layer; "lxmert" — cross-attention, then self-attention, then
+            the MLP (no MLP between them).
+        pooled: pair representation for ITM and task heads. "product" — pooled text ⊙
+            pooled image (ViLBERT's alignment head input); "text" — pooled first text
+            token alone (LXMERT).
+        region_embed: "uniter" — ``LN(LN(FC(feat)) + LN(FC(loc)) + type)``; "visualbert"
+            — feature only, with its own type and position embeddings; "lxmert" —
+            ``(LN(FC(feat)) + LN(FC(loc))) / 2``, no type embedding.
+        loc_dim: region location features: 7 (UNITER), 5 (ViLBERT), 4 (LXMERT: the
+            normalised corners).
     """
 
     arch: str = "single_stream"
@@ -30,4 +59,20 @@ class ModelConfig:
     visual: Literal["regions"] = "regions"
     region_feature_dim: int = 0
     num_region_classes: int = 0
-    loc_dim: Literal[5, 7] = 7
+    loc_dim: Literal[4, 5, 7] = 7
+    # how regions are embedded: UNITER (feature + location), VisualBERT (feature only,
+    # with its own type and position embeddings) or LXMERT (mean of feature and location)
+    region_embed: Literal["uniter", "visualbert", "lxmert"] = "uniter"
+    image_hidden_size: int = 0
+    image_num_heads: int = 0
+    image_intermediate_size: int = 0
+    num_image_layers: int = 0
+    num_cross_layers: int = 0
+    cross_attention: Literal["separate", "shared"] = "separate"
+    cross_block: Literal["vilbert", "lxmert"] = "vilbert"
+    pooled: Literal["product", "text"] = "product"
+
+    @property
+    def image_width(self) -> int:
+        """Width of the image states a model outputs (``VLOutput.image``)."""
+        return self.image_hidden_size or self.hidden_size

@@ -17,9 +17,11 @@ class VLOutput:
         text_mask: (B, L) True on real tokens.
         image_mask: (B, R) True on real visual tokens.
         pooled: (B, D) the pair representation used by ITM and classification heads
-            (single-stream: pooled [CLS]; two-stream: pooled text ⊙ pooled image).
+            (single-stream: pooled [CLS]; two-stream: pooled text ⊙ pooled image as in
+            ViLBERT, or pooled text alone as in LXMERT).
         pooled_text: (B, D) pooled text alone, when the architecture has one.
-        pooled_image: (B, Dv) pooled image alone, when the architecture has one.
+        pooled_image: (B, D) pooled image alone, projected to the text width so the two
+            can be multiplied, when the architecture has one.
     """
 
     text: Tensor
@@ -29,3 +31,21 @@ class VLOutput:
     pooled: Tensor
     pooled_text: Tensor | None = None
     pooled_image: Tensor | None = None
+
+
+@dataclass
+class UnimodalOutput:
+    """Text and image encoded apart (no cross-modal attention): what contrastive
+    objectives and dual-encoder retrieval read.
+
+    Attributes:
+        text: (B, L, D) text states from a text-only pass.
+        image: (B, R, Dv) visual states from an image-only pass.
+        text_mask: (B, L) True on real tokens.
+        image_mask: (B, R) True on real visual tokens.
+    """
+
+    text: Tensor
+    image: Tensor
+    text_mask: Tensor
+    image_mask: Tensor

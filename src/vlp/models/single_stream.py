@@ -8,11 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
-from vlp.layers.embeddings import RegionEmbedding, TextEmbedding
+from vlp.layers.embeddings import RegionEmbedding, TextEmbedding, VisualBertRegionEmbedding
 from vlp.layers.transformer import Pooler, TransformerEncoder
 from vlp.models.config import ModelConfig
-from vlp.models.outputs import VLOutput
+from vlp.models.outputs import UnimodalOutput, VLOutput
 from vlp.models.visual import RegionInput
+from vlp.models.weights import load_partial
 
 
 class SingleStreamModel(nn.Module):
@@ -38,6 +39,23 @@ class SingleStreamModel(nn.Module):
         """The token embedding table (tied to the MLM decoder)."""
         return self.text_embed.word
 
+    def load_text_weights(self, state: dict[str, Tensor], source: str = "text weights"
+                          ) -> list[str]:
+        """Initialise the text embedding, the transformer and the pooler from BERT.
+
+        UNITER's recipe: the whole single-stream transformer starts from BERT; only the
+        region embedding starts fresh.
+
+        Args:
+            state: weights under single-stream names (:func:`vlp.models.convert.bert.
+                bert_text_state`).
+            source: where they came from, for error messages.
+
+        Returns:
+            The names of parameters left as they were.
+        """
+        return load_partial(self, state, source)
+
     def encode_text(self, batch: Batch) -> Tensor:
         """Text alone through the transformer: (B, L, D)."""
         return self.encoder(self.text_embed(batch.input_ids), batch.text_mask)
@@ -46,6 +64,15 @@ class SingleStreamModel(nn.Module):
         """Visual tokens alone through the transformer: (B, R, D)."""
         tokens, mask = self.visual_input(batch)
         return self.encoder(tokens, mask)
+
+    def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
+        """Text and image each through the shared transformer alone (ALBEF's "align
+        before fuse": the same weights serve the contrastive and the joint passes)."""
+        tokens, image_mask = self.visual_input(batch)
+        return UnimodalOutput(
+            text=self.encoder(self.text_embed(batch.input_ids), batch.text_mask),
+            image=self.encoder(tokens, image_mask), text_mask=batch.text_mask,
+            image_mask=image_mask)
 
     def forward(self, batch: Batch) -> VLOutput:
         """Joint encoding of the batch's text and image."""
@@ -62,12 +89,19 @@ class SingleStreamModel(nn.Module):
 
 
 def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
-    """UNITER-style single-stream model on detector regions."""
+    """Single-stream model on detector regions, embedded as UNITER or VisualBERT does
+    (``cfg.region_embed``)."""
     d = cfg.hidden_size
     text = TextEmbedding(cfg.vocab_size, d, cfg.max_positions, cfg.type_vocab_size,
                          cfg.dropout, cfg.pad_id, cfg.layer_norm_eps)
-    regions = RegionEmbedding(cfg.region_feature_dim, cfg.loc_dim, d, cfg.dropout,
-                              type_embedding=text.token_type, eps=cfg.layer_norm_eps)
+    regions: RegionEmbedding | VisualBertRegionEmbedding
+    if cfg.region_embed == "visualbert":
+        regions = VisualBertRegionEmbedding(cfg.region_feature_dim, d, text.norm, cfg.dropout,
+                                            cfg.type_vocab_size, cfg.max_positions)
+    else:
+        regions = RegionEmbedding(cfg.region_feature_dim, cfg.loc_dim, d, cfg.dropout,
+                                  type_embedding=text.token_type, eps=cfg.layer_norm_eps,
+                                  style="lxmert" if cfg.region_embed == "lxmert" else "uniter")
     encoder = TransformerEncoder(d, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
                                  cfg.dropout, cfg.layer_norm_eps)
     model = SingleStreamModel(text, RegionInput(regions), encoder, Pooler(d, cfg.pooler))

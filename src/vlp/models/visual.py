@@ -10,13 +10,13 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
-from vlp.layers.embeddings import RegionEmbedding
+from vlp.layers.embeddings import RegionEmbedding, VisualBertRegionEmbedding
 
 
 class RegionInput(nn.Module):
     """Detector regions: ``region_feats`` + ``region_loc`` → embedded tokens."""
 
-    def __init__(self, embedding: RegionEmbedding) -> None:
+    def __init__(self, embedding: RegionEmbedding | VisualBertRegionEmbedding) -> None:
         super().__init__()
         self.embedding = embedding
 

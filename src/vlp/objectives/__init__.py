@@ -9,6 +9,7 @@ from torch import nn
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.objectives.base import Objective, ObjectiveOutput
+from vlp.objectives.itc import build_itc
 from vlp.objectives.itm import build_itm
 from vlp.objectives.mlm import build_mlm
 from vlp.objectives.mrm import build_mrc, build_mrc_kl, build_mrfr
@@ -20,6 +21,7 @@ OBJECTIVES: dict[str, Callable[[ModelConfig, nn.Module], Objective]] = {
     "mrc": build_mrc,
     "mrc_kl": build_mrc_kl,
     "itm": build_itm,
+    "itc": build_itc,
 }
 
 

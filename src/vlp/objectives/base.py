@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 MaskedModality = Literal["text", "image", "none"]
+Inputs = Literal["joint", "unimodal"]
 
 
 @dataclass
@@ -24,11 +25,14 @@ class Objective(nn.Module):
     """Base of pre-training objectives. Each holds its own head.
 
     Class attributes tell the data side what a batch for this objective needs:
-    ``masks`` — which modality it masks; ``pairs`` — whether it needs mismatched pairs.
+    ``masks`` — which modality it masks; ``pairs`` — whether it needs mismatched pairs;
+    and the model side what to compute: ``inputs`` — ``"joint"`` (a ``VLOutput`` of the
+    fused pair) or ``"unimodal"`` (a ``UnimodalOutput``: text and image encoded apart).
     """
 
     masks: MaskedModality = "none"
     pairs: bool = False
+    inputs: Inputs = "joint"
 
     def forward(self, output: object, batch: object) -> ObjectiveOutput:  # pragma: no cover
         raise NotImplementedError

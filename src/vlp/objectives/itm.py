@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.models.config import ModelConfig
@@ -21,11 +21,15 @@ class ITM(Objective):
         super().__init__()
         self.head = head
 
+    def scores(self, output: VLOutput, batch: Batch) -> Tensor:
+        """(B, 2) logits: no match, match."""
+        return self.head(output.pooled).float()
+
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
         """Cross-entropy against ``batch.itm_labels``."""
         if batch.itm_labels is None:
             raise ValueError("ITM needs batch.itm_labels")
-        logits = self.head(output.pooled).float()  # (B, 2)
+        logits = self.scores(output, batch)  # (B, 2)
         correct, count = accuracy_counts(logits, batch.itm_labels)
         return ObjectiveOutput(F.cross_entropy(logits, batch.itm_labels), correct, count)
 

@@ -95,17 +95,17 @@ def _check_classes(cfg: ModelConfig) -> int:
 
 def build_mrfr(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRFR head: transform → linear to the region feature size."""
-    head = classifier(cfg.hidden_size, cfg.region_feature_dim, cfg.layer_norm_eps)
+    head = classifier(cfg.image_width, cfg.region_feature_dim, cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "feature")
 
 
 def build_mrc(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRC head: transform → linear to the detector's classes."""
-    head = classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps)
+    head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "class")
 
 
 def build_mrc_kl(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
     """MRC-KL head: transform → linear to the detector's classes."""
-    head = classifier(cfg.hidden_size, _check_classes(cfg), cfg.layer_norm_eps)
+    head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "distribution")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.errors import VlpError
 from vlp.objectives.base import Objective
 
 
@@ -39,11 +40,23 @@ class PretrainingModel(nn.Module):
         self.weights = dict(weights or {})
 
     def forward(self, batch: Batch, names: Sequence[str]) -> PretrainOutput:
-        """Encode ``batch`` once and apply the objectives in ``names``."""
-        output = self.model(batch)
+        """Encode ``batch`` as the objectives in ``names`` need (a joint pass, text and
+        image apart, or both — each at most once) and apply them."""
+        objectives: dict[str, Objective] = {n: self.objectives[n] for n in names}  # type: ignore[misc]
+        kinds = {o.inputs for o in objectives.values()}
+        outputs: dict[str, object] = {}
+        if "joint" in kinds:
+            outputs["joint"] = self.model(batch)
+        if "unimodal" in kinds:
+            encode = getattr(self.model, "encode_unimodal", None)
+            if encode is None:
+                raise VlpError(f"{type(self.model).__name__} cannot encode text and image "
+                               "apart, which a contrastive objective needs")
+            outputs["unimodal"] = encode(batch)
         result = PretrainOutput(loss=torch.zeros((), device=batch.input_ids.device), losses={})
         for name in names:
-            out = self.objectives[name](output, batch)
+            objective = objectives[name]
+            out = objective(outputs[objective.inputs], batch)
             result.losses[name] = out.loss
             result.loss = result.loss + self.weights.get(name, 1.0) * out.loss
             if out.correct is not None and out.count is not None:

@@ -1,1 +1,59 @@
+"""Downstream tasks: name → data, head and options. Filled by explicit imports."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from vlp.models.config import ModelConfig
+from vlp.objectives.base import Objective
+from vlp.objectives.itm import build_itm
+from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.heads import PairClassifier
+from vlp.tasks.retrieval import RetrievalData
+from vlp.tasks.ve import VEData
+from vlp.tasks.vqa import VQAData
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is made of.
+
+    Attributes:
+        name: the task's name in configs and on the command line.
+        data: its :class:`TaskData` class.
+        head_name: the head's objective name — a pre-trained head of that name is loaded
+            with ``train.init`` (retrieval continues from the pre-trained ITM head).
+        head: builds the head from the model config, the model and the training split.
+        options: task config → extra keyword arguments of ``data``.
+        shared: training split → keyword arguments every other split needs (VQA's answers).
+    """
+
+    name: str
+    data: type[TaskData]
+    head_name: str
+    head: Callable[[ModelConfig, nn.Module, TaskData], Objective]
+    options: Callable[[Any], dict[str, Any]] = field(default=lambda cfg: {})
+    shared: Callable[[TaskData], dict[str, Any]] = field(default=lambda data: {})
+
+
+def _classifier(soft: bool) -> Callable[[ModelConfig, nn.Module, TaskData], Objective]:
+    def build(cfg: ModelConfig, model: nn.Module, data: TaskData) -> Objective:
+        return PairClassifier(cfg.hidden_size, len(data.labels), soft=soft)
+    return build
+
+
+TASKS: dict[str, TaskSpec] = {
+    "vqa": TaskSpec("vqa", VQAData, "vqa", _classifier(soft=True),
+                    options=lambda cfg: {"min_answer_count": cfg.min_answer_count},
+                    shared=lambda data: {"answers": list(data.labels)}),
+    "ve": TaskSpec("ve", VEData, "ve", _classifier(soft=False)),
+    "retrieval": TaskSpec("retrieval", RetrievalData, "itm",
+                          lambda cfg, model, data: build_itm(cfg, model),
+                          options=lambda cfg: {"texts_per_image": cfg.eval_texts_per_image}),
+}
+
+__all__ = ["TASKS", "TaskData", "TaskExample", "TaskSpec"]

@@ -9,8 +9,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
 
 from vlp.errors import VlpError
+
+if TYPE_CHECKING:
+    from vlp.train.config import FinetuneConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -59,9 +65,84 @@ def _pretrain(args: argparse.Namespace) -> int:
     from vlp.train.config import PretrainConfig
     from vlp.train.pretrain import pretrain
 
-    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.init_text:
+        overrides.append(f"train.init_text={args.init_text}")
+    cfg = load_config(PretrainConfig, args.config, overrides)
     metrics = pretrain(cfg, resume=args.resume)
     print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    return 0
+
+
+def _task_config(args: argparse.Namespace, extra: list[str],
+                 run_config: Path | None = None) -> FinetuneConfig:
+    from vlp.config import apply_overrides, from_dict, load_config
+    from vlp.train.config import FinetuneConfig
+
+    overrides = [f"task.name={args.task}", *extra, *args.overrides]
+    if run_config is None:
+        return load_config(FinetuneConfig, args.config, overrides)
+    doc = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+    if "task" not in doc:  # a pre-training run: evaluate zero-shot on its data
+        doc = {"data": doc.get("data", {})}
+    return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config))
+
+
+def _run_config(checkpoint: str) -> Path | None:
+    """The ``config.yaml`` a fine-tuning run or checkpoint was trained with."""
+    path = Path(checkpoint)
+    steps = sorted((path / "checkpoints").glob("step_*")) if path.is_dir() else []
+    for candidate in (path / "config.yaml", *(s / "config.yaml" for s in steps[-1:])):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from vlp.train.finetune import finetune
+
+    extra = [f"train.init={args.init}"] if args.init else []
+    metrics = finetune(_task_config(args, extra), resume=args.resume)
+    print(f"{args.task}: " + "  ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from vlp.train.finetune import Finetuner
+
+    if bool(args.checkpoint) == bool(args.predictions):
+        raise VlpError("vlp evaluate: give exactly one of --checkpoint RUN and "
+                       "--predictions FILE")
+    extra = [f"data.eval_split={args.split}", "train.steps=0", "train.tensorboard=false"]
+    run_config = None
+    if args.checkpoint:
+        # the run's own config: same files, label space and model; its weights
+        run_config = None if args.config else _run_config(args.checkpoint)
+        extra += [f"train.init={args.checkpoint}", "train.init_text="]
+        extra.append(f"train.out={args.out or args.checkpoint}")
+    elif args.out:
+        extra.append(f"train.out={args.out}")
+    trainer = Finetuner(_task_config(args, extra, run_config))
+    if args.predictions:
+        data = trainer.eval_data
+        metrics = data.score(data.read_predictions(Path(args.predictions)))
+    else:
+        metrics = trainer.write_results()
+        print(f"predictions and metrics written to {trainer.out}")
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vlp.models.convert import import_checkpoint, load_imported
+
+    out = import_checkpoint(args.src, args.out)
+    imported = load_imported(out)
+    cfg = imported.config
+    what = "text encoder" if imported.text_only else f"{cfg.arch} model"
+    print(f"imported a {cfg.num_layers}-layer, {cfg.hidden_size}-wide {what} to {out}")
     return 0
 
 
@@ -122,8 +203,56 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
     pre.add_argument("--resume", action="store_true",
                      help="continue from the newest checkpoint in train.out")
+    pre.add_argument("--init-text", default=None, metavar="DIR",
+                     help="start the text side from BERT: a Hugging Face BERT directory, a "
+                          "'vlp import' output or 'minilm' (sets train.init_text)")
     pre.add_argument("overrides", nargs="*", help="section.field=value")
     pre.set_defaults(handler=_pretrain)
+
+
+def _task_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="vqa, retrieval or ve")
+    parser.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="section.field=value")
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    fine = sub.add_parser("finetune", help="fine-tune on a downstream task",
+                          description="Fine-tune a model on TASK; without --init it trains "
+                                      "from scratch. Writes the evaluation split's predictions "
+                                      "(official format) and metrics to train.out.")
+    _task_arguments(fine)
+    fine.add_argument("--init", default=None, metavar="RUN",
+                      help="start from a pre-training run or checkpoint, a 'vlp import' "
+                           "output or a Hugging Face directory (sets train.init)")
+    fine.add_argument("--resume", action="store_true",
+                      help="continue from the newest checkpoint in train.out")
+    fine.set_defaults(handler=_finetune)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="score a model or a predictions file on a task",
+                        description="With --checkpoint: predict the split, write predictions "
+                                    "in the task's official format and a metrics JSON. With "
+                                    "--predictions: score an existing predictions file.")
+    _task_arguments(ev)
+    ev.add_argument("--checkpoint", default=None, metavar="RUN",
+                    help="a fine-tuning run or checkpoint (or any model train.init accepts)")
+    ev.add_argument("--predictions", default=None, metavar="FILE",
+                    help="a predictions file in the task's official format")
+    ev.add_argument("--split", default="val", help="the split to score (default val)")
+    ev.add_argument("--out", default=None, help="where to write predictions and metrics")
+    ev.set_defaults(handler=_evaluate)
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    imp = sub.add_parser("import", help="convert a Hugging Face checkpoint to vlp",
+                         description="Convert a Hugging Face model directory (BERT; config.json "
+                                     "+ safetensors or .bin) into a vlp model directory. "
+                                     "'minilm' names the packaged all-MiniLM-L6-v2.")
+    imp.add_argument("src", help="Hugging Face model directory, or 'minilm'")
+    imp.add_argument("out", help="vlp directory to write (must not exist)")
+    imp.set_defaults(handler=_import)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -138,14 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``vlp`` argument parser."""
     parser = argparse.ArgumentParser(prog="vlp", description="Vision-language pre-training.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_demo):
+    for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_finetune,
+                _add_evaluate, _add_import, _add_demo):
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlp`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may come before or after options (argparse alone takes them
+    # only before the first option that follows the positionals)
+    args, rest = parser.parse_known_args(argv)
+    stray = [a for a in rest if "=" not in a or a.startswith("-")]
+    if stray or (rest and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or rest)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
     handler: Handler = args.handler
     try:
         return handler(args)

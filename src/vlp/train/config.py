@@ -62,9 +62,21 @@ class ObjectivesConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, precision, checkpoints and logging."""
+    """Optimisation, precision, checkpoints and logging.
+
+    ``init_text`` starts the text side from BERT: a Hugging Face BERT directory, a
+    ``vlp import`` output, or ``minilm`` (the packaged all-MiniLM-L6-v2). Its sizes replace
+    the model's text-side sizes, and its ``vocab.txt`` is used unless ``data.vocab`` is set.
+
+    ``init`` starts the whole model from an imported vision-language model (a ``vlp import``
+    output or a Hugging Face directory of one, e.g. VisualBERT): its config replaces the
+    ``model`` section, its weights and any heads of the configured objectives are loaded,
+    and the data's feature size and vocabulary must match it.
+    """
 
     out: str = "runs/pretrain"
+    init_text: str = ""
+    init: str = ""
     seed: int = 0
     steps: int = 1000
     lr: float = 1e-4
@@ -84,10 +96,49 @@ class TrainConfig:
 
 
 @dataclass
-class PretrainConfig:
-    """A whole pre-training experiment."""
+class RunConfig:
+    """What every training run has: a model, data and the optimisation."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """A whole pre-training experiment."""
+
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+
+
+@dataclass
+class TaskConfig:
+    """Which downstream task, from which files, with how many labels.
+
+    ``files`` maps each of the task's file roles to a path template where ``{split}``
+    stands for the split's name (e.g. ``questions: data/vqa/v2_OpenEnded_mscoco_{split}
+    2014_questions.json``); roles left out come from ``data.world``.
+
+    Attributes:
+        name: ``vqa``, ``retrieval`` or ``ve``.
+        files: role → path template.
+        train_limit: the labelled budget: first N training records (0: all).
+        eval_limit: records evaluated (retrieval: images in the ranking pool; 0: all).
+        min_answer_count: VQA — annotator answers an answer needs to enter the vocabulary.
+        eval_texts_per_image: retrieval — captions per image kept in the ranking pool.
+    """
+
+    name: str = "vqa"
+    files: dict[str, str] = field(default_factory=dict)
+    train_limit: int = 0
+    eval_limit: int = 1000
+    min_answer_count: int = 1
+    eval_texts_per_image: int = 5
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
+    """Fine-tuning (and evaluating) on one downstream task: ``data.train_splits[0]`` is
+    trained on, ``data.eval_split`` is evaluated."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)

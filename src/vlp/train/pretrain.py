@@ -6,7 +6,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -33,10 +33,13 @@ from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.models import build_model
+from vlp.models.config import ModelConfig
+from vlp.models.convert import Imported, load_imported, with_text_config
+from vlp.models.weights import load_partial
 from vlp.objectives import PretrainingModel, build_objectives
 from vlp.objectives.base import Objective
 from vlp.train.checkpoint import list_checkpoints, load_state, load_weights, save_checkpoint
-from vlp.train.config import DataConfig, PretrainConfig
+from vlp.train.config import DataConfig, PretrainConfig, RunConfig
 from vlp.train.logging import MetricsLog, plot_curves, read_metrics
 from vlp.train.runtime import (
     autocast,
@@ -79,6 +82,19 @@ def eval_keys(pairs: PairDataset, plans: dict[str, BatchPlan], seed: int,
     return keys
 
 
+def _with_init_vocab(data: DataConfig, init: Imported, key: str, src: str) -> DataConfig:
+    """``data`` reading the imported model's ``vocab.txt`` unless ``data.vocab`` is set."""
+    if data.vocab:
+        return data
+    if init.vocab is None:
+        raise VlpError(f"train.{key}: {src} has no vocab.txt; "
+                       "set data.vocab to the vocabulary it was trained with")
+    return dataclasses.replace(data, vocab=str(init.vocab))
+
+
+RunT = TypeVar("RunT", bound=RunConfig)
+
+
 class Pretrainer:
     """Builds a run from a :class:`PretrainConfig` and trains it.
 
@@ -87,6 +103,12 @@ class Pretrainer:
     """
 
     def __init__(self, cfg: PretrainConfig) -> None:
+        self.text_init = load_imported(cfg.train.init_text) if cfg.train.init_text else None
+        if self.text_init is not None:
+            cfg = self._with_text_init(cfg, self.text_init)
+        self.init = load_imported(cfg.train.init) if cfg.train.init else None
+        if self.init is not None:
+            cfg = self._with_init(cfg, self.init)
         self.cfg = dataclasses.replace(cfg, data=cfg.data.resolved())
         self.rank, self.world_size = distributed_init()
         self.device = resolve_device(cfg.train.device)
@@ -98,6 +120,26 @@ class Pretrainer:
         # sampler position of the last batch consumed: the loader's workers read ahead,
         # so the sampler's own position is not what a checkpoint must record
         self.consumed = self.keys.state_dict()
+
+    @staticmethod
+    def _with_text_init(cfg: RunT, init: Imported) -> RunT:
+        if not init.text_only:
+            raise VlpError(f"train.init_text: {cfg.train.init_text} is a whole vision-language "
+                           "model, not a text encoder")
+        data = _with_init_vocab(cfg.data, init, "init_text", cfg.train.init_text)
+        return dataclasses.replace(cfg, data=data, model=with_text_config(cfg.model, init.config))
+
+    @staticmethod
+    def _with_init(cfg: RunT, init: Imported) -> RunT:
+        """The whole model section becomes the imported model's."""
+        if cfg.train.init_text:
+            raise VlpError("train.init and train.init_text are both set; the whole model "
+                           "named by train.init already holds its text side")
+        if init.text_only:
+            raise VlpError(f"train.init: {cfg.train.init} is a text encoder, not a whole "
+                           "vision-language model (start from it with train.init_text)")
+        data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
+        return dataclasses.replace(cfg, data=data, model=init.config)
 
     def _build_data(self) -> None:
         data = self.cfg.data
@@ -120,13 +162,49 @@ class Pretrainer:
             self.cfg.model, vocab_size=self.tokenizer.vocab_size, pad_id=self.tokenizer.pad_id,
             region_feature_dim=self.store.feature_dim, num_region_classes=self.store.num_classes)
         self.cfg = dataclasses.replace(self.cfg, model=mcfg)
-        names = list(self.cfg.objectives.weights)
+        if self.init is not None:
+            self._check_init_sizes(mcfg, self.init.config)
         model = build_model(mcfg)
-        objectives = build_objectives(names, mcfg, model)
+        objectives = self._build_objectives(mcfg, model)
+        self._load_init(model, objectives)
         self.plans = {n: objective_plan(o) for n, o in objectives.items()}
-        weights = (self.cfg.objectives.weights if self.cfg.objectives.mix == "sum"
-                   else dict.fromkeys(names, 1.0))
-        self.module = PretrainingModel(model, objectives, weights).to(self.device)
+        self.module = PretrainingModel(model, objectives, self._loss_weights()).to(self.device)
+        self._build_optimisation()
+        self.keys = self._key_sampler()
+
+    def _build_objectives(self, mcfg: ModelConfig, model: nn.Module) -> dict[str, Objective]:
+        return build_objectives(list(self.cfg.objectives.weights), mcfg, model)
+
+    def _loss_weights(self) -> dict[str, float]:
+        obj = self.cfg.objectives
+        return obj.weights if obj.mix == "sum" else dict.fromkeys(obj.weights, 1.0)
+
+    def _key_sampler(self) -> PretrainKeySampler:
+        obj = self.cfg.objectives
+        return PretrainKeySampler(self._index_sampler(), self.plans, obj.weights, obj.mix,
+                                  self.cfg.train.seed)
+
+    def _load_init(self, model: nn.Module, objectives: dict[str, Objective]) -> None:
+        """Start from ``train.init_text`` (BERT) or ``train.init`` (a whole model)."""
+        mcfg = self.cfg.model
+        if self.text_init is not None:
+            source = self.cfg.train.init_text
+            load = getattr(model, "load_text_weights", None)
+            if load is None:
+                raise VlpError(f"train.init_text: model.arch '{mcfg.arch}' cannot start its "
+                               "text side from BERT")
+            load(self.text_init.model, source)
+            for name, head in self.text_init.heads.items():
+                if name in objectives:
+                    load_partial(objectives[name], head, source)
+        if self.init is not None:
+            load_partial(model, self.init.model, self.cfg.train.init)
+            for name, head in self.init.heads.items():
+                if name in objectives:
+                    load_partial(objectives[name], head, self.cfg.train.init)
+
+    def _build_optimisation(self) -> None:
+        """DDP wrapper, optimizer, schedule and loss scaler of ``self.module``."""
         self.net: nn.Module = self.module
         if self.world_size > 1:
             # one objective per batch leaves the other heads unused on that step
@@ -136,9 +214,17 @@ class Pretrainer:
         self.scheduler = warmup_linear(self.optimizer, t.warmup_steps, t.steps)
         self.scaler = torch.amp.GradScaler(
             enabled=t.precision == "fp16" and self.device.type == "cuda")
-        self.keys = PretrainKeySampler(self._index_sampler(), self.plans,
-                                       self.cfg.objectives.weights, self.cfg.objectives.mix,
-                                       t.seed)
+
+    def _check_init_sizes(self, mcfg: ModelConfig, init: ModelConfig) -> None:
+        """The data must fit the imported model: its feature size and its vocabulary."""
+        src, data = self.cfg.train.init, self.cfg.data
+        if mcfg.region_feature_dim != init.region_feature_dim:
+            raise VlpError(f"train.init: {src} expects region features of size "
+                           f"{init.region_feature_dim}, but {data.features} holds features of "
+                           f"size {mcfg.region_feature_dim} (data.features)")
+        if mcfg.vocab_size != init.vocab_size:
+            raise VlpError(f"train.init: {src} has a vocabulary of {init.vocab_size} tokens, "
+                           f"but {data.vocab} has {mcfg.vocab_size} (data.vocab)")
 
     def _index_sampler(self) -> ResumableBatchSampler:
         data = self.cfg.data
@@ -150,7 +236,11 @@ class Pretrainer:
         return ResumableBatchSampler(len(self.train_pairs), make, self.cfg.train.seed,
                                      rank=self.rank, world_size=self.world_size)
 
-    def _loader(self, keys: Any, dataset: PretrainBatches) -> DataLoader:
+    def _train_dataset(self) -> torch.utils.data.Dataset:
+        """Batches addressed by :class:`BatchKey`."""
+        return PretrainBatches(self.train_pairs, self.collator)
+
+    def _loader(self, keys: Any, dataset: torch.utils.data.Dataset) -> DataLoader:
         # a private generator keeps the loader from drawing on the global RNG, which
         # must advance identically in an uninterrupted and a resumed run (dropout)
         return DataLoader(dataset, batch_sampler=keys, collate_fn=unwrap,
@@ -215,7 +305,7 @@ class Pretrainer:
         t = self.cfg.train
         bar = tqdm(total=t.steps, initial=self.step, desc="pretrain", dynamic_ncols=True,
                    disable=not t.progress or self.rank != 0)
-        dataset = PretrainBatches(self.train_pairs, self.collator)
+        dataset = self._train_dataset()
         window = _Window()
         micro = 0
         self.net.train()

@@ -1,0 +1,69 @@
+"""Image-text contrastive learning (ALIGN, CLIP; ALBEF's "align before fuse")."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vlp.data.batch import Batch
+from vlp.models.config import ModelConfig
+from vlp.models.outputs import UnimodalOutput
+from vlp.objectives.base import Objective, ObjectiveOutput
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` (B, N, D) over positions where ``mask`` (B, N) is True → (B, D)."""
+    weights = mask.to(x.dtype)[..., None]
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ITC(Objective):
+    """Symmetric InfoNCE between text and image embeddings of the batch.
+
+    Text and image are encoded apart (``inputs = "unimodal"``), mean-pooled, projected
+    and L2-normalised; each text's positive is its own image and every other image of
+    the batch is a negative (and the other way round). Pairs sharing an image id are all
+    positives, so a batch holding two captions of one image is not penalised.
+
+    Args:
+        text_dim: width of the text states.
+        image_dim: width of the visual states.
+        embed_dim: width of the shared embedding space.
+        temperature: initial softmax temperature (learned, as in CLIP; capped at 1/100).
+    """
+
+    inputs = "unimodal"
+
+    def __init__(self, text_dim: int, image_dim: int, embed_dim: int = 256,
+                 temperature: float = 0.07) -> None:
+        super().__init__()
+        self.text_proj = nn.Linear(text_dim, embed_dim)
+        self.image_proj = nn.Linear(image_dim, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+
+    def embed(self, output: UnimodalOutput) -> tuple[Tensor, Tensor]:
+        """L2-normalised text (B, E) and image (B, E) embeddings."""
+        text = self.text_proj(masked_mean(output.text, output.text_mask))
+        image = self.image_proj(masked_mean(output.image, output.image_mask))
+        return F.normalize(text.float(), dim=-1), F.normalize(image.float(), dim=-1)
+
+    def forward(self, output: UnimodalOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+        """Mean of the text→image and image→text cross-entropies."""
+        text, image = self.embed(output)
+        scale = self.logit_scale.exp().clamp(max=100.0)
+        logits = scale * text @ image.T  # (B texts, B images)
+        ids = (batch.image_ids if batch.image_ids is not None
+               else torch.arange(batch.size, device=logits.device))
+        same = ids[:, None] == ids[None, :]  # (B, B) every matching pair
+        targets = same.float() / same.sum(1, keepdim=True)
+        loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
+        correct = same[torch.arange(batch.size), logits.argmax(1)].sum()
+        return ObjectiveOutput(loss, correct, torch.tensor(batch.size, device=logits.device))
+
+
+def build_itc(cfg: ModelConfig, model: nn.Module) -> ITC:
+    """ITC on the model's text and visual widths."""
+    return ITC(cfg.hidden_size, cfg.image_width)

@@ -1,0 +1,104 @@
+"""Image-text retrieval: rank every image for each caption and every caption for each image
+by a cross-encoder's ITM score (UNITER), fine-tuned from — or zero-shot with — the
+pre-trained ITM head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vlp.data.batch import Batch
+from vlp.data.readers import read_karpathy
+from vlp.errors import input_error
+from vlp.eval.ranking import recall_at_k
+from vlp.fileio import write_text_atomic
+from vlp.tasks.base import TaskData, TaskExample
+
+
+class RetrievalData(TaskData):
+    """One Karpathy split as a retrieval task.
+
+    Records are images (with their captions). Training rows are the true pairs; each batch
+    swaps the image of about half of them for another image of the split (label 0), as in
+    ITM pre-training. Evaluation scores all ``images × captions`` pairs: ``limit`` images
+    and ``texts_per_image`` captions each (COCO's 1K / 5K test protocol at full size).
+
+    Predictions are ``{"image_ids": [...], "text_image_ids": [...], "scores": [[...]]}``:
+    the (images, texts) score matrix, with each text's true image id.
+    """
+
+    name = "retrieval"
+    roles = ("captions",)
+    world_files: ClassVar[dict[str, str]] = {"captions": "annotations/dataset_world.json"}
+    labels = ("no match", "match")
+
+    def __init__(self, *args: Any, texts_per_image: int = 5, neg_prob: float = 0.5,
+                 **kwargs: Any) -> None:
+        self.texts_per_image = texts_per_image
+        self.neg_prob = neg_prob
+        super().__init__(*args, **kwargs)
+
+    def read(self) -> list[Any]:
+        images = [im for im in read_karpathy(self.files["captions"])
+                  if im.split == self.split or (self.split == "train" and im.split == "restval")]
+        return [im for im in images if im.captions]
+
+    def build_examples(self) -> list[TaskExample]:
+        texts = [c for im in self.records for c in im.captions[:self.texts_per_image]]
+        ids = iter(self.encode(texts))
+        return [TaskExample(i, im.image_id, next(ids), 1)
+                for i, im in enumerate(self.records) for _ in im.captions[:self.texts_per_image]]
+
+    def training_rows(self, rows: list[TaskExample], gen: torch.Generator
+                      ) -> list[TaskExample]:
+        images = [im.image_id for im in self.records]
+        out = []
+        for row in rows:
+            if len(images) > 1 and float(torch.rand((), generator=gen)) < self.neg_prob:
+                other = row.image_id
+                while other == row.image_id:
+                    other = images[int(torch.randint(len(images), (), generator=gen))]
+                row = TaskExample(row.record, other, row.token_ids, 0, row.group)
+            out.append(row)
+        return out
+
+    def eval_rows(self) -> list[TaskExample]:
+        """Every caption of the pool with every image: row ``i * T + t``."""
+        return [TaskExample(text.record, im.image_id, text.token_ids, None)
+                for im in self.records for text in self.examples]
+
+    def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
+        labels = torch.tensor([r.target for r in rows])
+        batch.itm_labels = labels  # the head is the ITM objective
+        return labels
+
+    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+        n_img, n_txt = len(self.records), len(self.examples)
+        matrix = np.zeros((n_img, n_txt), dtype=np.float32)
+        for row, s in scores.items():
+            matrix[row // n_txt, row % n_txt] = float(s[1] - s[0])  # match logit margin
+        return {"image_ids": [im.image_id for im in self.records],
+                "text_image_ids": [self.records[e.record].image_id for e in self.examples],
+                "scores": matrix.tolist()}
+
+    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+        where = {image_id: i for i, image_id in enumerate(predictions["image_ids"])}
+        owner = [where[i] for i in predictions["text_image_ids"]]
+        metrics = recall_at_k(np.asarray(predictions["scores"]), np.asarray(owner))
+        return {f"retrieval/{k}": v for k, v in metrics.items()}
+
+    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+        write_text_atomic(path, json.dumps(predictions))
+
+    def read_predictions(self, path: Path) -> dict[Any, Any]:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        for key in ("image_ids", "text_image_ids", "scores"):
+            if not isinstance(doc, dict) or key not in doc:
+                raise input_error(path, key, "missing (expected the retrieval score matrix "
+                                  "written by vlp evaluate)")
+        return dict(doc)

@@ -1,0 +1,74 @@
+"""VQA v2: an answer classifier with soft scores, scored by the official VQA accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from vlp.data.batch import Batch
+from vlp.data.task_readers import read_vqa, read_vqa_results, write_vqa_results
+from vlp.eval.vqa import answer_targets, build_answer_vocab, evaluate_vqa
+from vlp.tasks.base import TaskData, TaskExample
+
+
+class VQAData(TaskData):
+    """One split of VQA v2 (questions file, and annotations where the split has them).
+
+    The answer vocabulary is built from the training split's annotator answers
+    (``min_answer_count`` or more) and handed to the other splits, so the head's outputs
+    mean the same answers everywhere. Targets are the official metric's soft scores.
+    """
+
+    name = "vqa"
+    roles = ("questions", "annotations")
+    world_files: ClassVar[dict[str, str]] = {"questions": "annotations/vqa_{split}_questions.json",
+                   "annotations": "annotations/vqa_{split}_annotations.json"}
+
+    def __init__(self, *args: Any, answers: list[str] | None = None, min_answer_count: int = 1,
+                 **kwargs: Any) -> None:
+        self.answers = answers
+        self.min_answer_count = min_answer_count
+        super().__init__(*args, **kwargs)
+
+    def read(self) -> list[Any]:
+        annotations = self.files.get("annotations")
+        records = read_vqa(self.files["questions"],
+                           annotations if annotations and annotations.is_file() else None)
+        if self.answers is None:
+            self.answers = build_answer_vocab((q.answers for q in records),
+                                              self.min_answer_count)
+        self.labels = self.answers  # the head's outputs
+        self.answer_index = {a: i for i, a in enumerate(self.answers)}
+        return records
+
+    def build_examples(self) -> list[TaskExample]:
+        ids = self.encode([q.question for q in self.records])
+        return [TaskExample(i, q.image_id, t, answer_targets(q.answers) if q.answers else None)
+                for i, (q, t) in enumerate(zip(self.records, ids, strict=True))]
+
+    def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
+        targets = torch.zeros(len(rows), len(self.labels))
+        for row, example in enumerate(rows):
+            for answer, score in example.target.items():
+                if answer in self.answer_index:  # answers outside the vocabulary: no target
+                    targets[row, self.answer_index[answer]] = score
+        return targets
+
+    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+        return {self.records[self.examples[i].record].question_id:
+                self.labels[int(s.argmax())] for i, s in sorted(scores.items())}
+
+    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+        metrics = evaluate_vqa(predictions, self.records)
+        out = {"vqa_acc": metrics.overall}
+        out.update({f"vqa_acc/{k}": v for k, v in sorted(metrics.per_answer_type.items())})
+        return out
+
+    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+        write_vqa_results(path, predictions)
+
+    def read_predictions(self, path: Path) -> dict[Any, Any]:
+        return read_vqa_results(path)

@@ -1,0 +1,175 @@
+"""Fine-tuning and evaluation on downstream tasks, through the pre-training loop.
+
+A task's head is an objective and its data a :class:`~vlp.tasks.base.TaskData`, so the
+loop, mixed precision, accumulation, checkpoints, exact resume and DDP are the
+pre-trainer's own; only the data, the head and the evaluation differ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vlp.data.batch import Batch
+from vlp.data.features import RegionStore
+from vlp.data.pretrain import BatchKey, PretrainKeySampler
+from vlp.data.tokenizer import Tokenizer
+from vlp.errors import VlpError
+from vlp.fileio import write_text_atomic
+from vlp.models import ModelConfig
+from vlp.objectives.base import Objective
+from vlp.tasks import TASKS, TaskSpec
+from vlp.tasks.base import TaskData
+from vlp.train.config import FinetuneConfig
+from vlp.train.logging import plot_curves, read_metrics
+from vlp.train.pretrain import Pretrainer
+from vlp.train.runtime import autocast
+
+
+class TaskBatches(torch.utils.data.Dataset):
+    """Task batches addressed by :class:`BatchKey` (indices and seed)."""
+
+    def __init__(self, data: TaskData) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitems__(self, key: BatchKey) -> tuple[BatchKey, Batch]:
+        batch = self.data.collate([self.data[i] for i in key.indices], key.seed)
+        batch.example_ids = torch.tensor(key.indices)
+        return key, batch
+
+    def __getitem__(self, key: BatchKey) -> tuple[BatchKey, Batch]:
+        return self.__getitems__(key)
+
+
+def task_files(cfg: FinetuneConfig, spec: TaskSpec, split: str) -> dict[str, Path]:
+    """Each file role of ``split``: from ``task.files`` or the world directory."""
+    data_cls = spec.data
+    file_split = data_cls.split_names.get(split, split)
+    files: dict[str, Path] = {}
+    for role in data_cls.roles:
+        template = cfg.task.files.get(role)
+        if template is None:
+            if not cfg.data.world:
+                raise VlpError(f"task.files.{role}: not set, and no data.world to take it "
+                               f"from (task {spec.name} needs {', '.join(data_cls.roles)})")
+            template = str(Path(cfg.data.world) / data_cls.world_files[role])
+        files[role] = Path(template.format(split=file_split))
+    unknown = sorted(set(cfg.task.files) - set(data_cls.roles))
+    if unknown:
+        raise VlpError(f"task.files.{unknown[0]}: unknown file role for task {spec.name} "
+                       f"(expected {', '.join(data_cls.roles)})")
+    return files
+
+
+class Finetuner(Pretrainer):
+    """Fine-tunes the encoder plus a task head; ``train.init`` names the pre-trained run
+    (or checkpoint, or imported model) to start from — empty trains from scratch."""
+
+    cfg: FinetuneConfig  # type: ignore[assignment]
+
+    def __init__(self, cfg: FinetuneConfig) -> None:
+        if cfg.task.name not in TASKS:
+            raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
+                           f"(known: {', '.join(sorted(TASKS))})")
+        self.spec = TASKS[cfg.task.name]
+        super().__init__(cfg)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ building
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        self.tokenizer = Tokenizer.from_vocab(cfg.data.vocab)
+        self.store = RegionStore.open(cfg.data.features)
+        self.train_data = self.load_split(cfg.data.train_splits[0], cfg.task.train_limit)
+        self.eval_data = self.load_split(cfg.data.eval_split, cfg.task.eval_limit)
+        # the batch samplers read lengths from here
+        self.train_pairs = self.train_data  # type: ignore[assignment]
+
+    def load_split(self, split: str, limit: int, answers: list[str] | None = None) -> TaskData:
+        """One split of the task, sharing the training split's label space."""
+        cfg = self.cfg
+        extra = self.spec.options(cfg.task)
+        if hasattr(self, "train_data"):
+            extra.update(self.spec.shared(self.train_data))
+        return self.spec.data(task_files(cfg, self.spec, split), split, self.tokenizer,
+                              self.store, cfg.data.max_text_len, cfg.data.max_regions,
+                              cfg.model.loc_dim, limit, **extra)
+
+    def _build_objectives(self, mcfg: ModelConfig, model: torch.nn.Module
+                          ) -> dict[str, Objective]:
+        return {self.spec.head_name: self.spec.head(mcfg, model, self.train_data)}
+
+    def _loss_weights(self) -> dict[str, float]:
+        return {self.spec.head_name: 1.0}
+
+    def _key_sampler(self) -> PretrainKeySampler:
+        return PretrainKeySampler(self._index_sampler(), self.plans, self._loss_weights(),
+                                  "sum", self.cfg.train.seed)
+
+    def _train_dataset(self) -> torch.utils.data.Dataset:
+        return TaskBatches(self.train_data)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict(self, data: TaskData, batch_size: int = 128) -> dict[Any, Any]:
+        """The model's predictions on every evaluation row of ``data``."""
+        head = self.module.objectives[self.spec.head_name]
+        rows = data.eval_rows()
+        scores: dict[int, Tensor] = {}
+        self.module.eval()
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            batch = data.collate(chunk).to(self.device)
+            with autocast(self.device, self.cfg.train.precision):
+                out = head.scores(self.module.model(batch), batch)  # type: ignore[operator]
+            for i, s in enumerate(out.float().cpu()):
+                scores[start + i] = s
+        self.module.train()
+        return data.predictions(scores)
+
+    def evaluate(self) -> dict[str, float]:
+        """The task's official metrics on the evaluation split."""
+        rng = torch.get_rng_state()
+        predictions = self.predict(self.eval_data)
+        torch.set_rng_state(rng)
+        return {f"eval/{k}": v for k, v in self.eval_data.score(predictions).items()}
+
+    def write_results(self, split: str | None = None) -> dict[str, float]:
+        """Predictions (official format) and metrics JSON of ``split`` under ``train.out``."""
+        data = self.eval_data if split in (None, self.eval_data.split) else \
+            self.load_split(split or "", self.cfg.task.eval_limit)
+        predictions = self.predict(data)
+        metrics = data.score(predictions) if data_has_labels(data) else {}
+        self.out.mkdir(parents=True, exist_ok=True)
+        data.write_predictions(self.out / f"predictions_{data.split}.json", predictions)
+        write_text_atomic(self.out / f"metrics_{data.split}.json",
+                          json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        return metrics
+
+    def plot(self) -> Path:
+        rows = read_metrics(self.out / "metrics.jsonl")
+        keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))
+                       and "/" not in k.split("/", 1)[1]})
+        return plot_curves(rows, keys, self.out / "curves.png",
+                           f"fine-tuning {self.spec.name}")
+
+
+def data_has_labels(data: TaskData) -> bool:
+    """Whether a split carries the labels its metrics need (test splits may not)."""
+    return all(e.target is not None for e in data.examples)
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict[str, float]:
+    """Fine-tune, evaluate, and write the evaluation split's predictions and metrics."""
+    trainer = Finetuner(cfg)
+    trainer.run(resume=resume)
+    return trainer.write_results() if trainer.rank == 0 else {}
+
+
+__all__ = ["Finetuner", "TaskBatches", "finetune", "task_files"]

@@ -1,0 +1,114 @@
+"""BERT checkpoints import with outputs equal to transformers' BertModel."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForPreTraining, BertModel
+
+from vlp.data.batch import Batch
+from vlp.errors import VlpError
+from vlp.models import build_model
+from vlp.models.convert import convert_hf, import_checkpoint, load_imported, resolve_source
+from vlp.models.single_stream import SingleStreamModel
+
+TOL = 1e-4
+
+
+def _text_batch(vocab: int, b: int = 3, length: int = 11, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (b, length), generator=g)
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[1, -4:] = False  # uneven padding
+    mask[2, -1:] = False
+    ids[~mask] = 0
+    return Batch(input_ids=ids, text_mask=mask)
+
+
+def _vlp_text_model(src: Path | str) -> SingleStreamModel:
+    imported = load_imported(src)
+    model = build_model(dataclasses.replace(imported.config, region_feature_dim=8))
+    assert isinstance(model, SingleStreamModel)
+    left = model.load_text_weights(imported.model)
+    assert all(k.startswith("visual_input.") for k in left), left  # only regions stay fresh
+    return model.eval()
+
+
+def _max_diff(ours: SingleStreamModel, ref: torch.nn.Module, batch: Batch) -> tuple[float, float]:
+    with torch.no_grad():
+        got = ours.encode_text(batch)
+        want = ref(input_ids=batch.input_ids, attention_mask=batch.text_mask.long())
+        real = batch.text_mask
+        hidden = (got[real] - want.last_hidden_state[real]).abs().max().item()
+        pooled = (ours.pooler(got) - want.pooler_output).abs().max().item()
+    return hidden, pooled
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=96, max_position_embeddings=40)
+    ref = BertForPreTraining(cfg).eval()
+    with torch.no_grad():  # move LayerNorms off their (1, 0) start so a mix-up would show
+        for name, p in ref.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    out = tmp_path_factory.mktemp("hf") / "bert"
+    ref.save_pretrained(out)
+    return out
+
+
+def test_tiny_bert_matches_transformers(tiny_bert: Path) -> None:
+    ref = BertModel.from_pretrained(tiny_bert).eval()
+    hidden, pooled = _max_diff(_vlp_text_model(tiny_bert), ref, _text_batch(120))
+    assert hidden <= TOL and pooled <= TOL, (hidden, pooled)
+
+
+def test_import_writes_a_loadable_directory(tiny_bert: Path, tmp_path: Path) -> None:
+    out = import_checkpoint(tiny_bert, tmp_path / "vlp_bert")
+    assert (out / "model.safetensors").is_file() and (out / "model.yaml").is_file()
+    imported = load_imported(out)
+    assert imported.text_only and imported.config.num_layers == 3
+    assert set(imported.heads) == {"mlm"}  # BertForPreTraining carries the MLM head
+    ref = BertModel.from_pretrained(tiny_bert).eval()
+    hidden, _ = _max_diff(_vlp_text_model(out), ref, _text_batch(120, seed=1))
+    assert hidden <= TOL
+    with pytest.raises(VlpError, match="already exists"):
+        import_checkpoint(tiny_bert, out)
+
+
+def test_real_minilm_matches_transformers() -> None:
+    src = resolve_source("minilm")
+    ref = BertModel.from_pretrained(src).eval()
+    imported = convert_hf(src)
+    assert imported.vocab is not None and imported.unused == []
+    hidden, pooled = _max_diff(_vlp_text_model(src), ref, _text_batch(30522, b=4, length=16))
+    assert hidden <= TOL and pooled <= TOL, (hidden, pooled)
+
+
+def test_missing_weight_names_file_and_key(tiny_bert: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_bert / "config.json").read_text())
+    state = load_file(str(tiny_bert / "model.safetensors"))
+    del state["bert.encoder.layer.1.attention.self.key.weight"]
+    save_file(state, str(broken / "model.safetensors"))
+    with pytest.raises(VlpError) as err:
+        convert_hf(broken)
+    line = str(err.value)
+    assert "model.safetensors" in line and "encoder.layer.1.attention.self.key.weight" in line
+    assert "\n" not in line
+
+
+def test_unknown_model_type_is_one_line(tiny_bert: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "gpt2"}')
+    (other / "model.safetensors").write_bytes((tiny_bert / "model.safetensors").read_bytes())
+    with pytest.raises(VlpError, match="model_type.*gpt2"):
+        convert_hf(other)

@@ -1,0 +1,128 @@
+"""Downstream tasks end to end on a tiny world: heads over-fit, ``vlp finetune`` and
+``vlp evaluate`` write official-format predictions whose scores they reproduce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlp.config import load_config
+from vlp.data.features import RegionStoreWriter
+from vlp.data.readers import read_karpathy
+from vlp.data.task_readers import read_snli_ve, read_vqa
+from vlp.data.tokenizer import Tokenizer
+from vlp.data.world import make_world
+from vlp.errors import VlpError
+from vlp.train.cli import main
+from vlp.train.config import FinetuneConfig
+from vlp.train.finetune import Finetuner
+
+TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",
+        "train.tensorboard=false", "train.progress=false", "train.warmup_steps=1",
+        "data.token_budget=0", "data.batch_size=16", "train.lr=1e-3", "train.log_every=2"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 50-image world with random region features (the detector is tested elsewhere)
+    and a vocabulary over its captions, questions and hypotheses."""
+    root = make_world(tmp_path_factory.mktemp("w") / "world", 50, seed=3)
+    rng = np.random.default_rng(0)
+    with RegionStoreWriter(root / "features", 12, 7, dtype="float32") as store:
+        for image_id in range(1, 51):
+            n = int(rng.integers(3, 8))
+            xy = rng.uniform(0, 40, (n, 2))
+            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
+            store.add(image_id, 64, 64, rng.normal(size=(n, 12)).astype(np.float32),
+                      boxes.astype(np.float32), rng.dirichlet(np.ones(7), n).astype(np.float32))
+    ann = root / "annotations"
+    texts = [c for im in read_karpathy(ann / "dataset_world.json") for c in im.captions]
+    texts += [q.question for q in read_vqa(ann / "vqa_train_questions.json")]
+    texts += [r.hypothesis for r in read_snli_ve(ann / "snli_ve_train.jsonl")]
+    Tokenizer.train(texts, root / "vocab.txt", vocab_size=200, min_frequency=1)
+    return root
+
+
+def config(world: Path, out: Path, task: str, *extra: str) -> FinetuneConfig:
+    return load_config(FinetuneConfig, None, [f"task.name={task}", f"data.world={world}",
+                                              f"train.out={out}", *TINY, *extra])
+
+
+@pytest.mark.parametrize("task", ["vqa", "ve", "retrieval"])
+def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str) -> None:
+    torch.manual_seed(0)
+    trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=1"))
+    data = trainer.train_data
+    batch = data.collate([data[i] for i in range(12)], seed=1)
+    opt = torch.optim.AdamW(trainer.module.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(80):
+        out = trainer.module(batch, [trainer.spec.head_name])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
+
+
+def test_vqa_targets_are_the_official_soft_scores(world: Path, tmp_path: Path) -> None:
+    trainer = Finetuner(config(world, tmp_path / "v", "vqa", "train.steps=1"))
+    data = trainer.train_data
+    batch = data.collate([data[0]])
+    record = data.records[0]
+    assert batch.targets is not None
+    best = data.labels[int(batch.targets[0].argmax())]
+    assert best == record.multiple_choice_answer
+    assert float(batch.targets[0].max()) == 1.0
+    # the validation split answers with the training split's vocabulary
+    assert trainer.eval_data.labels == data.labels
+
+
+def test_finetune_and_evaluate_commands(world: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "vqa"
+    args = [f"data.world={world}", f"train.out={run}", "train.steps=4", "train.save_every=2",
+            *TINY]
+    assert main(["finetune", "vqa", *args]) == 0
+    results = json.loads((run / "predictions_val.json").read_text())
+    assert {tuple(sorted(r)) for r in results} == {("answer", "question_id")}
+    questions = read_vqa(world / "annotations" / "vqa_val_questions.json")
+    assert sorted(r["question_id"] for r in results) == sorted(q.question_id for q in questions)
+    written = json.loads((run / "metrics_val.json").read_text())
+    assert 0.0 <= written["vqa_acc"] <= 100.0 and (run / "curves.png").is_file()
+
+    # a user's predictions file, scored without a model
+    capsys.readouterr()
+    assert main(["evaluate", "vqa", "--predictions", str(run / "predictions_val.json"),
+                 f"data.world={world}", f"train.out={tmp_path / 'scored'}"]) == 0
+    assert json.loads(capsys.readouterr().out) == written
+    # the fine-tuned checkpoint, re-predicted from the run's own config
+    assert main(["evaluate", "vqa", "--checkpoint", str(run),
+                 "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "metrics_val.json").read_text()) == written
+
+
+def test_zero_shot_retrieval_from_a_pretraining_run(world: Path, tmp_path: Path) -> None:
+    pre = tmp_path / "pre"
+    assert main(["pretrain", f"data.world={world}", f"train.out={pre}", "train.steps=2",
+                 "data.eval_pairs=20", "objectives.weights={itm: 1.0, mlm: 1.0}",
+                 *TINY]) == 0
+    out = tmp_path / "zs"
+    assert main(["evaluate", "retrieval", "--checkpoint", str(pre), "--out", str(out),
+                 "task.eval_limit=4"]) == 0
+    scores = json.loads((out / "predictions_val.json").read_text())
+    assert np.asarray(scores["scores"]).shape == (4, 20)  # 4 images × their 5 captions
+    metrics = json.loads((out / "metrics_val.json").read_text())
+    assert {"retrieval/t2i_r1", "retrieval/i2t_r1", "retrieval/r_mean"} <= set(metrics)
+
+
+def test_unknown_task_and_file_role_are_one_line(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(VlpError, match="task.name: unknown task 'vqa2'"):
+        Finetuner(config(world, tmp_path / "a", "vqa2"))
+    with pytest.raises(VlpError, match=r"task.files.jsonl: unknown file role for task vqa"):
+        Finetuner(config(world, tmp_path / "b", "vqa", "task.files={jsonl: x}"))
