@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from vlp.data.batch import Batch
+from vlp.data.features import RegionStoreWriter
+from vlp.data.tokenizer import Tokenizer
 from vlp.layers.embeddings import location_features
 from vlp.models import ModelConfig
 
@@ -50,3 +56,30 @@ def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0) -
                  region_loc=loc, region_mask=region_mask, region_masked=masked,
                  region_targets=targets, region_cls=cls,
                  itm_labels=torch.tensor([1, 0, 1, 0][:b] + [1] * max(0, b - 4)))
+
+
+def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 4,
+                 val_images: int = 3) -> Path:
+    """A world-like directory for training-loop tests: a Karpathy split file (the last
+    ``val_images`` images are val), a region store of random regions, a vocabulary."""
+    rng = np.random.default_rng(0)
+    colours, shapes = ["red", "blue", "green", "yellow"], ["circle", "square", "star"]
+    images = []
+    with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
+        for i in range(1, n_images + 1):
+            n = int(rng.integers(3, 7))
+            xy = rng.uniform(0, 40, (n, 2))
+            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1).astype(np.float32)
+            probs = rng.dirichlet(np.ones(classes), n).astype(np.float32)
+            store.add(i, 64, 64, rng.normal(size=(n, feat)).astype(np.float32), boxes, probs)
+            words = [f"a {rng.choice(colours)} {rng.choice(shapes)} and a {rng.choice(shapes)}"
+                     for _ in range(2)]
+            images.append({"filename": f"img_{i}.png", "cocoid": i, "imgid": i - 1,
+                           "split": "val" if i > n_images - val_images else "train",
+                           "sentences": [{"raw": w, "tokens": w.split()} for w in words]})
+    ann = root / "annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    (ann / "dataset_world.json").write_text(json.dumps({"images": images}))
+    texts = [s["raw"] for im in images for s in im["sentences"]]
+    Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
+    return root

@@ -112,3 +112,36 @@ def test_unknown_model_type_is_one_line(tiny_bert: Path, tmp_path: Path) -> None
     (other / "model.safetensors").write_bytes((tiny_bert / "model.safetensors").read_bytes())
     with pytest.raises(VlpError, match="model_type.*gpt2"):
         convert_hf(other)
+
+
+def test_import_command_and_init_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vlp import` writes a directory that `train.init_text` starts a run from: the text
+    side equals BERT's weights, the regions start fresh."""
+    from conftest import make_dataset
+    from vlp.config import load_config
+    from vlp.data.tokenizer import Tokenizer
+    from vlp.train.cli import main
+    from vlp.train.config import PretrainConfig
+    from vlp.train.pretrain import Pretrainer
+
+    world = make_dataset(tmp_path / "world")
+    vocab = Tokenizer.from_vocab(world / "vocab.txt")
+    torch.manual_seed(1)
+    cfg = BertConfig(vocab_size=vocab.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=40)
+    hf_dir = tmp_path / "bert"
+    BertModel(cfg).save_pretrained(hf_dir)
+    (hf_dir / "vocab.txt").write_text((world / "vocab.txt").read_text())
+    assert main(["import", str(hf_dir), str(tmp_path / "imported")]) == 0
+    assert "2-layer, 32-wide text encoder" in capsys.readouterr().out
+
+    run = load_config(PretrainConfig, None, [
+        f"data.world={world}", f"train.init_text={tmp_path / 'imported'}",
+        f"train.out={tmp_path / 'run'}", "model.hidden_size=64", "train.steps=1"])
+    trainer = Pretrainer(run)
+    model = trainer.module.model
+    assert trainer.cfg.model.hidden_size == 32  # the checkpoint's sizes win
+    bert = BertModel.from_pretrained(hf_dir)
+    torch.testing.assert_close(model.text_embed.word.weight, bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(model.encoder.layers[1].mlp.fc2.weight,
+                               bert.encoder.layer[1].output.dense.weight)

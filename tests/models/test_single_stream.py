@@ -93,3 +93,15 @@ def test_initializer_range(tiny_cfg: ModelConfig) -> None:
     w = wide.encoder.layers[0].mlp.fc1.weight.detach()
     n = narrow.encoder.layers[0].mlp.fc1.weight.detach()
     assert 0.07 < float(w.std()) < 0.09 and 0.017 < float(n.std()) < 0.023
+
+
+def test_product_pooler_multiplies_mean_text_and_mean_image(tiny_cfg: ModelConfig) -> None:
+    model = build_model(dataclasses.replace(tiny_cfg, pooler="product")).eval()
+    batch = random_batch()
+    out = model(batch)
+    assert out.pooled_text is not None and out.pooled_image is not None
+    torch.testing.assert_close(out.pooled, out.pooled_text * out.pooled_image)
+    # padding stays out of both means
+    padded = dataclasses.replace(batch, region_feats=batch.region_feats.clone())
+    padded.region_feats[~batch.region_mask] = 100.0
+    torch.testing.assert_close(model(padded).pooled, out.pooled)

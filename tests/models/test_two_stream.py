@@ -4,7 +4,6 @@ text initialisation from BERT, and a short pre-training run."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from conftest import random_batch
+from conftest import make_dataset, random_batch
 from vlp.config import load_config
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStoreWriter
-from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.models import ModelConfig, build_model
 from vlp.models.convert import read_hf
@@ -208,34 +205,11 @@ def test_layouts_that_cannot_be_built_name_the_field(tiny_cfg: ModelConfig) -> N
             build_model(dataclasses.replace(vilbert(tiny_cfg), **change))  # type: ignore[arg-type]
 
 
-def make_world(root: Path, n_images: int = 10, feat: int = 12, classes: int = 4) -> Path:
-    """A tiny world directory (the pattern of tests/train/test_pretrain.py)."""
-    rng = np.random.default_rng(0)
-    images = []
-    with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
-        for i in range(1, n_images + 1):
-            n = int(rng.integers(3, 7))
-            xy = rng.uniform(0, 40, (n, 2))
-            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1).astype(np.float32)
-            probs = rng.dirichlet(np.ones(classes), n).astype(np.float32)
-            store.add(i, 64, 64, rng.normal(size=(n, feat)).astype(np.float32), boxes, probs)
-            words = [f"a {rng.choice(['red', 'blue'])} {rng.choice(['circle', 'star'])}"
-                     for _ in range(2)]
-            images.append({"filename": f"img_{i}.png", "cocoid": i, "imgid": i - 1,
-                           "split": "val" if i > n_images - 2 else "train",
-                           "sentences": [{"raw": w, "tokens": w.split()} for w in words]})
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    (root / "annotations" / "dataset_world.json").write_text(json.dumps({"images": images}))
-    texts = [s["raw"] for im in images for s in im["sentences"]]
-    Tokenizer.train(texts, root / "vocab.txt", vocab_size=40, min_frequency=1)
-    return root
-
-
 @pytest.mark.parametrize("style", ["vilbert_world", "lxmert"])
 def test_pretrainer_runs_two_stream(style: str, tmp_path: Path) -> None:
     """A few steps of the real trainer from configs/vilbert_world.yaml, shrunk; and an
     LXMERT-style variant fed 4-d boxes by the data pipeline."""
-    world = make_world(tmp_path / "world")
+    world = make_dataset(tmp_path / "world", n_images=10, val_images=2)
     overrides = [
         f"data.world={world}", "data.eval_split=val", "data.token_budget=60",
         "data.bucket_size=8", "model.hidden_size=32", "model.num_heads=2",

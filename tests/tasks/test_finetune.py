@@ -121,6 +121,21 @@ def test_zero_shot_retrieval_from_a_pretraining_run(world: Path, tmp_path: Path)
     assert {"retrieval/t2i_r1", "retrieval/i2t_r1", "retrieval/r_mean"} <= set(metrics)
 
 
+def test_dual_encoder_retrieval_ranks_by_itc_embeddings(world: Path, tmp_path: Path) -> None:
+    """task.rank=itc fine-tunes the contrastive head and ranks every text against every
+    image from embeddings computed once each (a text's top image is its own at R@1 once
+    the head over-fits a pool this small)."""
+    cfg = config(world, tmp_path / "itc", "retrieval", "task.rank=itc", "train.steps=30",
+                 "task.eval_limit=4", "data.train_splits=[val]", "task.train_limit=4")
+    trainer = Finetuner(cfg)
+    assert trainer.head_name == "itc" and trainer.train_data.neg_prob == 0.0  # type: ignore[attr-defined]
+    trainer.run()
+    predictions = trainer.predict(trainer.eval_data)
+    assert np.asarray(predictions["scores"]).shape == (4, 20)
+    metrics = trainer.eval_data.score(predictions)
+    assert metrics["retrieval/t2i_r1"] > 50.0, metrics  # chance: 25
+
+
 def test_unknown_task_and_file_role_are_one_line(world: Path, tmp_path: Path) -> None:
     with pytest.raises(VlpError, match="task.name: unknown task 'vqa2'"):
         Finetuner(config(world, tmp_path / "a", "vqa2"))

@@ -6,44 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from conftest import make_dataset
 from vlp.config import load_config
-from vlp.data.features import RegionStoreWriter
-from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import Pretrainer
-
-COLOURS = ["red", "blue", "green", "yellow"]
-SHAPES = ["circle", "square", "star"]
-
-
-def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 4) -> Path:
-    """A world-like directory: Karpathy split file, region store, vocabulary."""
-    rng = np.random.default_rng(0)
-    images = []
-    with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
-        for i in range(1, n_images + 1):
-            n = int(rng.integers(3, 7))
-            xy = rng.uniform(0, 40, (n, 2))
-            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1).astype(np.float32)
-            probs = rng.dirichlet(np.ones(classes), n).astype(np.float32)
-            store.add(i, 64, 64, rng.normal(size=(n, feat)).astype(np.float32), boxes, probs)
-            words = [f"a {rng.choice(COLOURS)} {rng.choice(SHAPES)} and a {rng.choice(SHAPES)}"
-                     for _ in range(2)]
-            images.append({"filename": f"img_{i}.png", "cocoid": i, "imgid": i - 1,
-                           "split": "val" if i > n_images - 3 else "train",
-                           "sentences": [{"raw": w, "tokens": w.split()} for w in words]})
-    ann = root / "annotations"
-    ann.mkdir(parents=True, exist_ok=True)
-    (ann / "dataset_world.json").write_text(json.dumps({"images": images}))
-    texts = [s["raw"] for im in images for s in im["sentences"]]
-    Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,11 @@ class ModelConfig:
     5+5, num_cross_layers 5`` (L=9, R=5, X=5).
 
     Attributes:
+        pooler: how the pair is pooled for ITM and task heads. "cls" — the first token
+            through dense + tanh (BERT, UNITER); "mean" — the mean of all real tokens;
+            "product" (single-stream) — mean text ⊙ mean image, each through dense + tanh,
+            a bilinear text-image term from the first step. Two-stream models pool the
+            text stream with "cls" or "mean" and combine the streams by ``pooled``.
         image_hidden_size: image-stream width; 0 = ``hidden_size``.
         image_num_heads: image-stream attention heads; 0 = ``num_heads``.
         image_intermediate_size: image-stream MLP width; 0 = ``intermediate_size``.
@@ -53,7 +58,7 @@ class ModelConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    pooler: Literal["cls", "mean"] = "cls"
+    pooler: Literal["cls", "mean", "product"] = "cls"
     vocab_size: int = 0
     pad_id: int = 0
     visual: Literal["regions"] = "regions"

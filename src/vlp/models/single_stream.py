@@ -23,16 +23,23 @@ class SingleStreamModel(nn.Module):
         text_embed: token ids → (B, L, D).
         visual_input: batch → visual tokens (B, R, D) and their mask.
         encoder: the shared transformer.
-        pooler: [CLS] state → pooled pair representation.
+        pooler: [CLS] (or mean) state → pooled pair representation; with
+            ``image_pooler``, the mean of the text states → pooled text.
+        image_pooler: when given, mean of the image states → pooled image, and the pair is
+            pooled text ⊙ pooled image (``model.pooler: product``): a bilinear text-image
+            term from the first step, as ViLBERT's alignment head and contrastive losses
+            have, where a [CLS] head must first learn cross-modal attention to see one.
     """
 
     def __init__(self, text_embed: TextEmbedding, visual_input: nn.Module,
-                 encoder: TransformerEncoder, pooler: Pooler) -> None:
+                 encoder: TransformerEncoder, pooler: Pooler,
+                 image_pooler: Pooler | None = None) -> None:
         super().__init__()
         self.text_embed = text_embed
         self.visual_input = visual_input
         self.encoder = encoder
         self.pooler = pooler
+        self.image_pooler = image_pooler
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -82,10 +89,15 @@ class SingleStreamModel(nn.Module):
         mask = torch.cat([batch.text_mask, image_mask], dim=1)  # (B, L + R)
         x = self.encoder(x, mask)
         n_text = text.shape[1]
-        return VLOutput(
-            text=x[:, :n_text], image=x[:, n_text:], text_mask=batch.text_mask,
-            image_mask=image_mask, pooled=self.pooler(x, mask),
-        )
+        text, image = x[:, :n_text], x[:, n_text:]
+        if self.image_pooler is None:
+            return VLOutput(text=text, image=image, text_mask=batch.text_mask,
+                            image_mask=image_mask, pooled=self.pooler(x, mask))
+        pooled_text = self.pooler(text, batch.text_mask)  # (B, D)
+        pooled_image = self.image_pooler(image, image_mask)  # (B, D)
+        return VLOutput(text=text, image=image, text_mask=batch.text_mask,
+                        image_mask=image_mask, pooled=pooled_text * pooled_image,
+                        pooled_text=pooled_text, pooled_image=pooled_image)
 
 
 def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
@@ -104,7 +116,11 @@ def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
                                   style="lxmert" if cfg.region_embed == "lxmert" else "uniter")
     encoder = TransformerEncoder(d, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
                                  cfg.dropout, cfg.layer_norm_eps)
-    model = SingleStreamModel(text, RegionInput(regions), encoder, Pooler(d, cfg.pooler))
+    if cfg.pooler == "product":
+        pooler, image_pooler = Pooler(d, "mean"), Pooler(d, "mean")
+    else:
+        pooler, image_pooler = Pooler(d, cfg.pooler), None
+    model = SingleStreamModel(text, RegionInput(regions), encoder, pooler, image_pooler)
     model.apply(partial(init_bert_weights, std=cfg.initializer_range))
     return model
 

@@ -202,6 +202,8 @@ def build_two_stream(cfg: ModelConfig) -> TwoStreamModel:
     # regions carry no summary token, so the image stream is pooled by its mean
     image_pooler = Pooler(dv, "mean", out_dim=d) if cfg.pooled == "product" else None
     model = TwoStreamModel(text, RegionInput(regions), text_encoder, image_encoder,
-                           [_block(cfg) for _ in range(k)], Pooler(d, cfg.pooler), image_pooler)
+                           [_block(cfg) for _ in range(k)],
+                           Pooler(d, "mean" if cfg.pooler == "product" else cfg.pooler),
+                           image_pooler)
     model.apply(partial(init_bert_weights, std=cfg.initializer_range))
     return model

@@ -10,10 +10,14 @@ from torch import nn
 
 from vlp.models.config import ModelConfig
 from vlp.objectives.base import Objective
+from vlp.objectives.itc import build_itc
 from vlp.objectives.itm import build_itm
 from vlp.tasks.base import TaskData, TaskExample
-from vlp.tasks.heads import PairClassifier
+from vlp.tasks.heads import ChoiceScorer, PairClassifier, PairGroupClassifier, RegionScorer
+from vlp.tasks.nlvr2 import NLVR2Data
+from vlp.tasks.refcoco import RefCOCOData
 from vlp.tasks.retrieval import RetrievalData
+from vlp.tasks.vcr import VCRData
 from vlp.tasks.ve import VEData
 from vlp.tasks.vqa import VQAData
 
@@ -30,6 +34,7 @@ class TaskSpec:
         head: builds the head from the model config, the model and the training split.
         options: task config → extra keyword arguments of ``data``.
         shared: training split → keyword arguments every other split needs (VQA's answers).
+        head_names / heads: alternative heads chosen by ``task.rank`` (retrieval: ``itc``).
     """
 
     name: str
@@ -38,6 +43,17 @@ class TaskSpec:
     head: Callable[[ModelConfig, nn.Module, TaskData], Objective]
     options: Callable[[Any], dict[str, Any]] = field(default=lambda cfg: {})
     shared: Callable[[TaskData], dict[str, Any]] = field(default=lambda data: {})
+    head_names: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, Callable[[ModelConfig, nn.Module, TaskData], Objective]] = field(
+        default_factory=dict)
+
+    def head_for(self, rank: str) -> tuple[str, Callable[[ModelConfig, nn.Module, TaskData],
+                                                          Objective]]:
+        """The head's objective name and builder for ``task.rank`` (a task's alternative
+        heads, e.g. retrieval by ITC), else the task's own."""
+        if rank in self.heads:
+            return self.head_names[rank], self.heads[rank]
+        return self.head_name, self.head
 
 
 def _classifier(soft: bool) -> Callable[[ModelConfig, nn.Module, TaskData], Objective]:
@@ -53,7 +69,16 @@ TASKS: dict[str, TaskSpec] = {
     "ve": TaskSpec("ve", VEData, "ve", _classifier(soft=False)),
     "retrieval": TaskSpec("retrieval", RetrievalData, "itm",
                           lambda cfg, model, data: build_itm(cfg, model),
-                          options=lambda cfg: {"texts_per_image": cfg.eval_texts_per_image}),
+                          options=lambda cfg: {"texts_per_image": cfg.eval_texts_per_image,
+                                               "rank": cfg.rank},
+                          head_names={"itc": "itc"},
+                          heads={"itc": lambda cfg, model, data: build_itc(cfg, model)}),
+    "nlvr2": TaskSpec("nlvr2", NLVR2Data, "nlvr2",
+                      lambda cfg, model, data: PairGroupClassifier(cfg.hidden_size)),
+    "refcoco": TaskSpec("refcoco", RefCOCOData, "refcoco",
+                        lambda cfg, model, data: RegionScorer(cfg.image_width)),
+    "vcr": TaskSpec("vcr", VCRData, "vcr", lambda cfg, model, data: ChoiceScorer(cfg.hidden_size),
+                    options=lambda cfg: {"mode": cfg.vcr_mode}),
 }
 
 __all__ = ["TASKS", "TaskData", "TaskExample", "TaskSpec"]

@@ -70,6 +70,7 @@ class TaskData(ABC):
     world_files: ClassVar[dict[str, str]]
     split_names: ClassVar[dict[str, str]] = {}  # our split name → the file's own name
     labels: Sequence[str] = ()  # what the head's outputs mean (classes, answers)
+    predictions_suffix: ClassVar[str] = ".json"  # of the official predictions file
 
     def __init__(self, files: dict[str, Path], split: str, tokenizer: Tokenizer,
                  store: RegionStore, max_text_len: int = 40, max_regions: int = 100,

@@ -1,6 +1,7 @@
-"""Image-text retrieval: rank every image for each caption and every caption for each image
-by a cross-encoder's ITM score (UNITER), fine-tuned from — or zero-shot with — the
-pre-trained ITM head."""
+"""Image-text retrieval: rank every image for each caption and every caption for each image,
+by a cross-encoder's ITM score over all pairs (UNITER; ``task.rank: itm``) or by the
+cosine of dual-encoder ITC embeddings (ALIGN / CLIP; ``task.rank: itc``) — fine-tuned from,
+or zero-shot with, the pre-trained head of that name."""
 
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ class RetrievalData(TaskData):
     labels = ("no match", "match")
 
     def __init__(self, *args: Any, texts_per_image: int = 5, neg_prob: float = 0.5,
-                 **kwargs: Any) -> None:
+                 rank: str = "itm", **kwargs: Any) -> None:
         self.texts_per_image = texts_per_image
         self.neg_prob = neg_prob
+        self.rank = rank
         super().__init__(*args, **kwargs)
 
     def read(self) -> list[Any]:
@@ -49,6 +51,8 @@ class RetrievalData(TaskData):
         return [im for im in images if im.captions]
 
     def build_examples(self) -> list[TaskExample]:
+        # contrastive (ITC) heads train on true pairs only, with in-batch negatives
+        self.neg_prob = 0.0 if self.rank == "itc" else self.neg_prob
         texts = [c for im in self.records for c in im.captions[:self.texts_per_image]]
         ids = iter(self.encode(texts))
         return [TaskExample(i, im.image_id, next(ids), 1)
@@ -74,7 +78,7 @@ class RetrievalData(TaskData):
 
     def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
         labels = torch.tensor([r.target for r in rows])
-        batch.itm_labels = labels  # the head is the ITM objective
+        batch.itm_labels = labels  # the head is the ITM objective (ITC needs no labels)
         return labels
 
     def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
@@ -82,9 +86,19 @@ class RetrievalData(TaskData):
         matrix = np.zeros((n_img, n_txt), dtype=np.float32)
         for row, s in scores.items():
             matrix[row // n_txt, row % n_txt] = float(s[1] - s[0])  # match logit margin
+        return self.matrix_predictions(matrix)
+
+    def embedding_predictions(self, text: Tensor, image: dict[int, Tensor]) -> dict[Any, Any]:
+        """Dual-encoder predictions: cosine of each text's embedding (T, E) with each
+        image's (image id → (E,)), as ALIGN / CLIP rank."""
+        images = torch.stack([image[im.image_id] for im in self.records])  # (I, E)
+        return self.matrix_predictions((images @ text.T).numpy())
+
+    def matrix_predictions(self, matrix: np.ndarray) -> dict[Any, Any]:
+        """Predictions holding the (images, texts) score matrix."""
         return {"image_ids": [im.image_id for im in self.records],
                 "text_image_ids": [self.records[e.record].image_id for e in self.examples],
-                "scores": matrix.tolist()}
+                "scores": np.asarray(matrix, dtype=np.float32).tolist()}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
         where = {image_id: i for i, image_id in enumerate(predictions["image_ids"])}

@@ -211,7 +211,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _task_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="vqa, retrieval or ve")
+    parser.add_argument("task", help="vqa, retrieval, ve, nlvr2, refcoco or vcr")
     parser.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
 

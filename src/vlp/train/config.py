@@ -120,12 +120,16 @@ class TaskConfig:
     2014_questions.json``); roles left out come from ``data.world``.
 
     Attributes:
-        name: ``vqa``, ``retrieval`` or ``ve``.
+        name: ``vqa``, ``retrieval``, ``ve``, ``nlvr2``, ``refcoco`` or ``vcr``.
         files: role → path template.
         train_limit: the labelled budget: first N training records (0: all).
         eval_limit: records evaluated (retrieval: images in the ranking pool; 0: all).
         min_answer_count: VQA — annotator answers an answer needs to enter the vocabulary.
         eval_texts_per_image: retrieval — captions per image kept in the ranking pool.
+        rank: retrieval — ``itm`` (cross-encoder over every pair) or ``itc`` (dual-encoder
+            embeddings; needs a model that encodes text and image apart).
+        vcr_mode: VCR — ``q2a`` (question → answer) or ``qa2r`` (question and right answer
+            → rationale); Q→AR combines the two runs' predictions.
     """
 
     name: str = "vqa"
@@ -134,6 +138,8 @@ class TaskConfig:
     eval_limit: int = 1000
     min_answer_count: int = 1
     eval_texts_per_image: int = 5
+    rank: Literal["itm", "itc"] = "itm"
+    vcr_mode: Literal["q2a", "qa2r"] = "q2a"
 
 
 @dataclass

@@ -1,19 +1,32 @@
 """``vlp demo``: the whole path on the built-in world, on CPU, in minutes.
 
 world → detector-like region features → WordPiece vocabulary → UNITER-style
-pre-training → held-out MLM / ITM / MRC accuracy against chance, and loss curves.
+pre-training → held-out MLM / ITM / ITC / MRC accuracy against chance → zero-shot
+retrieval → VQA and visual entailment fine-tuned from scratch and from the pre-trained
+model, side by side, with their curves as a PNG.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 
 from vlp.data.readers import read_karpathy
+from vlp.data.task_readers import read_snli_ve, read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig
-from vlp.train.config import DataConfig, ObjectivesConfig, PretrainConfig, TrainConfig
-from vlp.train.logging import read_metrics
+from vlp.train.config import (
+    DataConfig,
+    FinetuneConfig,
+    ObjectivesConfig,
+    PretrainConfig,
+    TaskConfig,
+    TrainConfig,
+)
+from vlp.train.finetune import Finetuner
+from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import Pretrainer
 
 
@@ -24,9 +37,23 @@ def demo_config(world: Path, out: Path, steps: int) -> PretrainConfig:
         data=DataConfig(world=str(world), eval_split="test", eval_pairs=1000,
                         token_budget=3072, max_text_len=40),
         objectives=ObjectivesConfig(weights={"mlm": 2.0, "mrfr": 1.0, "mrc_kl": 1.0,
-                                             "itm": 2.0}),
+                                             "itm": 2.0, "itc": 2.0}),
         train=TrainConfig(out=str(out), steps=steps, lr=3e-4, warmup_steps=steps // 10,
                           save_every=max(1, steps // 3), log_every=10),
+    )
+
+
+def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps: int,
+                    labelled: int) -> FinetuneConfig:
+    """A demo fine-tuning run: ``labelled`` training records, ``steps`` steps, evaluated
+    on the validation split every ``steps // 6`` steps."""
+    return FinetuneConfig(
+        model=ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+        data=DataConfig(world=str(world), token_budget=0, batch_size=64, max_text_len=40),
+        task=TaskConfig(name=task, train_limit=labelled, eval_limit=1000),
+        train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=1e-4,
+                          warmup_steps=steps // 10, save_every=0, log_every=10,
+                          eval_every=max(1, steps // 6)),
     )
 
 
@@ -40,13 +67,18 @@ def _done(start: float) -> None:
 
 
 def prepare_world(root: Path, images: int) -> Path:
-    """Make the world, its region features and its vocabulary (each step skipped if done)."""
-    from vlp.data.detector import build_world_features
-    from vlp.data.world import make_world
+    """Make the world, its region features and its vocabulary (each step skipped if done).
 
-    world = root / "world"
+    The directory is named after the generator version, so a demo directory from an older
+    vlp is never mixed with a newer world.
+    """
+    from vlp.data.detector import build_world_features
+    from vlp.data.world import GENERATOR_VERSION, make_world
+
+    world = root / f"world_v{GENERATOR_VERSION}"
     if not (world / "world.json").is_file():
-        t = _stage(f"world: {images} synthetic scenes, COCO / Karpathy formats")
+        t = _stage(f"world: {images} synthetic scenes, COCO / Karpathy / VQA / SNLI-VE / "
+                   "NLVR2 / RefCOCO / VCR formats")
         make_world(world, images, seed=0, workers=2)
         _done(t)
     if not (world / "features" / "meta.json").is_file():
@@ -54,13 +86,21 @@ def prepare_world(root: Path, images: int) -> Path:
         build_world_features(world)
         _done(t)
     if not (world / "vocab.txt").is_file():
-        t = _stage("tokenizer: WordPiece on the training captions")
-        captions = world / "annotations" / "dataset_world.json"
-        texts = [c for im in read_karpathy(captions) if im.split == "train" for c in im.captions]
-        tok = Tokenizer.train(texts, world / "vocab.txt", vocab_size=1000)
+        t = _stage("tokenizer: WordPiece on the training captions, questions and hypotheses")
+        tok = Tokenizer.train(training_texts(world), world / "vocab.txt", vocab_size=1000)
         print(f"   {tok.vocab_size} WordPieces")
         _done(t)
     return world
+
+
+def training_texts(world: Path) -> list[str]:
+    """The training split's captions, VQA questions and SNLI-VE hypotheses."""
+    ann = world / "annotations"
+    texts = [c for im in read_karpathy(ann / "dataset_world.json") if im.split == "train"
+             for c in im.captions]
+    texts += [q.question for q in read_vqa(ann / "vqa_train_questions.json")]
+    texts += [r.hypothesis for r in read_snli_ve(ann / "snli_ve_train.jsonl")]
+    return texts
 
 
 def _loss_table(run: Path) -> list[str]:
@@ -75,26 +115,93 @@ def _loss_table(run: Path) -> list[str]:
     return lines
 
 
+# the downstream half: (task, labelled training records, fine-tuning steps, metric)
+DEMO_TASKS = (("vqa", 3000, 300, "vqa_acc"), ("ve", 3000, 200, "ve_acc"))
+
+
 def run_demo(root: Path, images: int = 3000, steps: int = 600) -> dict[str, float]:
     """Run the demo under ``root``; returns the final held-out metrics."""
     world = prepare_world(root, images)
-    cfg = demo_config(world, root / "pretrain", steps)
+    pretrained = pretrain_stage(world, root / "pretrain", steps)
+    results: dict[str, float] = {}
+    results.update(zero_shot_stage(world, root / "pretrain", root / "zero_shot"))
+    curves: dict[str, list[tuple[float, float]]] = {}
+    table: list[tuple[str, str, float, float]] = []
+    for task, labelled, task_steps, metric in DEMO_TASKS:
+        row = []
+        for start, init in (("scratch", None), ("pre-trained", pretrained)):
+            out = root / f"{task}_{start.replace('-', '')}"
+            t = _stage(f"fine-tuning {task} from {start}: {labelled} labelled examples, "
+                       f"{task_steps} steps")
+            metrics = _finetune(finetune_config(world, out, task, init, task_steps, labelled),
+                                out)
+            _done(t)
+            value = metrics[metric]
+            row.append(value)
+            results[f"{task}/{start}"] = value
+            curves[f"{task} {start}"] = [(r["step"], r[f"eval/{metric}"])
+                                         for r in read_metrics(out / "metrics.jsonl")
+                                         if f"eval/{metric}" in r]
+        table.append((task, metric, row[0], row[1]))
+    print("\n== fine-tuned, validation split (same model, steps and labelled examples)")
+    print(f"   {'task':6s} {'metric':10s} {'scratch':>9s} {'pre-trained':>12s}")
+    for task, metric, scratch, pre in table:
+        print(f"   {task:6s} {metric:10s} {scratch:9.2f} {pre:12.2f}")
+    png = plot_series(curves, root / "finetune_curves.png", "fine-tuning",
+                      panels={task: [f"{task} scratch", f"{task} pre-trained"]
+                              for task, *_ in DEMO_TASKS})
+    print(f"\n   fine-tuning curves: {png}")
+    return results
+
+
+def _finetune(cfg: FinetuneConfig, out: Path) -> dict[str, float]:
+    """Fine-tune, or read back a finished run's metrics (a re-run demo skips it)."""
+    done = out / f"metrics_{cfg.data.eval_split}.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text(encoding="utf-8")))
+    resume = (out / "checkpoints").is_dir()
+    trainer = Finetuner(cfg)
+    trainer.run(resume=resume)
+    return trainer.write_results()
+
+
+def pretrain_stage(world: Path, out: Path, steps: int) -> Path:
+    """Pre-train (or resume) and print losses and held-out accuracy against chance."""
+    cfg = demo_config(world, out, steps)
     t = _stage(f"pre-training a {cfg.model.num_layers}-layer UNITER for {steps} steps "
                f"({cfg.train.precision}, dynamic batches of ≤{cfg.data.token_budget} positions)")
     trainer = Pretrainer(cfg)
     before = trainer.evaluate()
-    after = trainer.run(resume=bool((root / "pretrain" / "checkpoints").is_dir()))
+    after = trainer.run(resume=(out / "checkpoints").is_dir())
     _done(t)
     print("\n== per-objective training loss (mean of the first and last 10 % of logged steps)")
-    print("\n".join(_loss_table(root / "pretrain")))
+    print("\n".join(_loss_table(out)))
     print(f"\n== held-out ({cfg.data.eval_split} split, {len(trainer.eval_pairs)} pairs)")
     print(f"   {'metric':10s} {'untrained':>10s} {'pre-trained':>12s} {'chance':>8s}")
     chance = {"mlm": 1.0 / trainer.tokenizer.vocab_size, "itm": 0.5,
-              "mrc_kl": 1.0 / trainer.store.num_classes}
+              "mrc_kl": 1.0 / trainer.store.num_classes, "itc": 5 / 64}  # 5 captions an image in 64
     for name, p in chance.items():
         key = f"eval/{name}_acc"
         if key in after:
             print(f"   {name + ' acc':10s} {before[key]:10.3f} {after[key]:12.3f} {p:8.3f}")
-    print(f"\n   curves: {root / 'pretrain' / 'losses.png'}; "
-          f"log: {root / 'pretrain' / 'metrics.jsonl'}")
-    return after
+    print(f"\n   curves: {out / 'losses.png'}; log: {out / 'metrics.jsonl'}")
+    return out
+
+
+def zero_shot_stage(world: Path, pretrained: Path, out: Path) -> dict[str, float]:
+    """Zero-shot retrieval on the test split with the pre-trained dual-encoder (ITC)."""
+    t = _stage("zero-shot retrieval: 100 test images × their 500 captions, ranked by the "
+               "pre-trained ITC embeddings (no fine-tuning)")
+    cfg = finetune_config(world, out, "retrieval", pretrained, 0, 0)
+    cfg = dataclasses.replace(
+        cfg, task=dataclasses.replace(cfg.task, rank="itc", eval_limit=100),
+        data=dataclasses.replace(cfg.data, eval_split="test"),
+        train=dataclasses.replace(cfg.train, tensorboard=False))
+    metrics = Finetuner(cfg).write_results()
+    _done(t)
+    chance = {1: 1.0, 5: 5.0, 10: 10.0}
+    print(f"   {'recall':8s} {'text→image':>11s} {'image→text':>11s} {'chance (t→i)':>13s}")
+    for k, p in chance.items():
+        print(f"   R@{k:<6d} {metrics[f'retrieval/t2i_r{k}']:11.1f} "
+              f"{metrics[f'retrieval/i2t_r{k}']:11.1f} {p:13.1f}")
+    return {f"zero_shot/{k}": v for k, v in metrics.items()}

@@ -79,6 +79,7 @@ class Finetuner(Pretrainer):
             raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
                            f"(known: {', '.join(sorted(TASKS))})")
         self.spec = TASKS[cfg.task.name]
+        self.head_name, self.build_head = self.spec.head_for(cfg.task.rank)
         super().__init__(cfg)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ building
@@ -103,10 +104,10 @@ class Finetuner(Pretrainer):
 
     def _build_objectives(self, mcfg: ModelConfig, model: torch.nn.Module
                           ) -> dict[str, Objective]:
-        return {self.spec.head_name: self.spec.head(mcfg, model, self.train_data)}
+        return {self.head_name: self.build_head(mcfg, model, self.train_data)}
 
     def _loss_weights(self) -> dict[str, float]:
-        return {self.spec.head_name: 1.0}
+        return {self.head_name: 1.0}
 
     def _key_sampler(self) -> PretrainKeySampler:
         return PretrainKeySampler(self._index_sampler(), self.plans, self._loss_weights(),
@@ -119,7 +120,9 @@ class Finetuner(Pretrainer):
     @torch.no_grad()
     def predict(self, data: TaskData, batch_size: int = 128) -> dict[Any, Any]:
         """The model's predictions on every evaluation row of ``data``."""
-        head = self.module.objectives[self.spec.head_name]
+        head = self.module.objectives[self.head_name]
+        if head.inputs == "unimodal":
+            return self._predict_embeddings(data, batch_size)
         rows = data.eval_rows()
         scores: dict[int, Tensor] = {}
         self.module.eval()
@@ -132,6 +135,31 @@ class Finetuner(Pretrainer):
                 scores[start + i] = s
         self.module.train()
         return data.predictions(scores)
+
+    @torch.no_grad()
+    def _predict_embeddings(self, data: TaskData, batch_size: int) -> dict[Any, Any]:
+        """Dual-encoder predictions: each text and each image embedded once, apart."""
+        head = self.module.objectives[self.head_name]
+        encode = getattr(self.module.model, "encode_unimodal", None)
+        embed = getattr(head, "embed", None)
+        rank_by = getattr(data, "embedding_predictions", None)
+        if encode is None or embed is None or rank_by is None:
+            raise VlpError(f"task.rank: {self.cfg.task.rank} needs a model that encodes text "
+                           f"and image apart and a task that ranks by embeddings")
+        texts: list[Tensor] = []
+        images: dict[int, Tensor] = {}
+        self.module.eval()
+        for start in range(0, len(data.examples), batch_size):
+            batch = data.collate(data.examples[start:start + batch_size]).to(self.device)
+            with autocast(self.device, self.cfg.train.precision):
+                text, image = embed(encode(batch))
+            texts.append(text.float().cpu())
+            assert batch.image_ids is not None
+            for image_id, vector in zip(batch.image_ids.tolist(), image.float().cpu(),
+                                        strict=True):
+                images[image_id] = vector
+        self.module.train()
+        return rank_by(torch.cat(texts), images)
 
     def evaluate(self) -> dict[str, float]:
         """The task's official metrics on the evaluation split."""
@@ -147,12 +175,14 @@ class Finetuner(Pretrainer):
         predictions = self.predict(data)
         metrics = data.score(predictions) if data_has_labels(data) else {}
         self.out.mkdir(parents=True, exist_ok=True)
-        data.write_predictions(self.out / f"predictions_{data.split}.json", predictions)
+        data.write_predictions(self.out / f"predictions_{data.split}{data.predictions_suffix}",
+                               predictions)
         write_text_atomic(self.out / f"metrics_{data.split}.json",
                           json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         return metrics
 
     def plot(self) -> Path:
+        """PNG of the training loss and the evaluation metrics over steps."""
         rows = read_metrics(self.out / "metrics.jsonl")
         keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))
                        and "/" not in k.split("/", 1)[1]})

@@ -50,21 +50,36 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def plot_curves(rows: list[dict[str, Any]], keys: list[str], out: Path, title: str) -> Path:
     """Plot ``keys`` against step from metric rows into a PNG."""
+    series = {key: [(r["step"], r[key]) for r in rows if key in r] for key in keys}
+    return plot_series({k: v for k, v in series.items() if v}, out, title)
+
+
+def plot_series(series: dict[str, list[tuple[float, float]]], out: Path, title: str,
+                panels: dict[str, list[str]] | None = None) -> Path:
+    """Plot named ``(step, value)`` series into a PNG, written atomically.
+
+    Args:
+        series: label → points.
+        out: the PNG.
+        title: the figure's title.
+        panels: panel title → the labels it shows, side by side; one panel when None.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, label=key)
-    ax.set_xlabel("step")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    groups = panels or {title: list(series)}
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
+    for ax, (name, labels) in zip(axes[0], groups.items(), strict=True):
+        for label in labels:
+            if series.get(label):
+                xs, ys = zip(*series[label], strict=True)
+                ax.plot(xs, ys, label=label, marker="." if len(xs) < 30 else None)
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -1,0 +1,78 @@
+"""NLVR2: is a statement true of a pair of images? Scored by accuracy and consistency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from vlp.data.task_readers import read_nlvr2
+from vlp.errors import input_error
+from vlp.eval.classify import nlvr2_metrics
+from vlp.fileio import write_text_atomic
+from vlp.tasks.base import TaskExample
+from vlp.tasks.groups import GroupedTaskData
+from vlp.tasks.ve import image_id_of
+
+NLVR2_LABELS: tuple[str, ...] = ("False", "True")
+
+
+class NLVR2Data(GroupedTaskData):
+    """One split of NLVR2: each record is two rows, the statement with the left image and
+    with the right, classified together (:class:`~vlp.tasks.heads.PairGroupClassifier`).
+
+    Predictions are written as NLVR2's official ``eval/metrics.py`` reads them: a CSV of
+    ``identifier,prediction`` lines (no header), the prediction ``True`` or ``False``.
+    """
+
+    name = "nlvr2"
+    predictions_suffix = ".csv"
+    roles = ("json",)
+    world_files: ClassVar[dict[str, str]] = {"json": "annotations/nlvr2_{split}.json"}
+    split_names: ClassVar[dict[str, str]] = {"val": "dev"}
+    labels = NLVR2_LABELS
+    group_size = 2
+
+    def read(self) -> list[Any]:
+        return read_nlvr2(self.files["json"])
+
+    def build_groups(self) -> list[list[TaskExample]]:
+        ids = self.encode([r.sentence for r in self.records])
+        return [[TaskExample(i, image_id_of(image), t, int(r.label), group=i)
+                 for image in (r.left_image, r.right_image)]
+                for i, (r, t) in enumerate(zip(self.records, ids, strict=True))]
+
+    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+        """Identifier → predicted truth, from each record's (2,) group logits."""
+        return {self.records[i].identifier: int(s.argmax()) == NLVR2_LABELS.index("True")
+                for i, s in sorted(scores.items())}
+
+    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+        missing = [r.identifier for r in self.records if r.identifier not in predictions]
+        if missing:
+            raise input_error("predictions", missing[0], f"no prediction ({len(missing)} "
+                              "examples of the split have none)")
+        metrics = nlvr2_metrics([r.identifier for r in self.records],
+                                [bool(predictions[r.identifier]) for r in self.records],
+                                [r.label for r in self.records])
+        return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
+
+    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+        write_text_atomic(path, "".join(f"{k},{bool(v)}\n" for k, v in predictions.items()))
+
+    def read_predictions(self, path: Path) -> dict[Any, Any]:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise input_error(path, None, f"cannot read NLVR2 predictions ({e})") from None
+        out: dict[Any, Any] = {}
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            parts = line.strip().split(",")
+            if len(parts) != 2 or parts[1].strip().lower() not in ("true", "false"):
+                raise input_error(path, f"line {n}", "expected 'identifier,True' or "
+                                  f"'identifier,False' (NLVR2's CSV), found {line.strip()!r}")
+            out[parts[0].strip()] = parts[1].strip().lower() == "true"
+        return out

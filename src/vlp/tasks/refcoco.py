@@ -1,0 +1,133 @@
+"""Referring expressions (RefCOCO / RefCOCO+ / RefCOCOg): which region does the expression
+pick out? Scored by accuracy at IoU ≥ 0.5 with the referred object's box."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vlp.data.batch import Batch
+from vlp.data.readers import check_kind, json_field, load_json
+from vlp.data.task_readers import read_refcoco
+from vlp.errors import input_error
+from vlp.eval.boxes import box_iou, grounding_accuracy, xywh_to_xyxy, xyxy_to_xywh
+from vlp.fileio import write_text_atomic
+from vlp.tasks.base import TaskData, TaskExample
+
+IOU_THRESHOLD = 0.5
+
+
+def region_targets(region_boxes: Tensor, region_mask: Tensor, gt_xyxy: Tensor,
+                   threshold: float = IOU_THRESHOLD) -> Tensor:
+    """Which regions count as the referred object: IoU ≥ ``threshold`` with its box.
+
+    Args:
+        region_boxes: (B, R, 4) region corners in pixels (``Batch.region_boxes``).
+        region_mask: (B, R) True on real regions.
+        gt_xyxy: (B, 4) each row's ground-truth box, corners in pixels.
+        threshold: the IoU a region needs.
+
+    Returns:
+        (B, R) float: 1 on qualifying real regions, else 0.
+    """
+    iou = torch.stack([box_iou(gt[None], boxes)[0]
+                       for gt, boxes in zip(gt_xyxy, region_boxes, strict=True)])  # (B, R)
+    return ((iou >= threshold) & region_mask).float()
+
+
+class RefCOCOData(TaskData):
+    """One split of a RefCOCO-style dataset: a row per (ref, expression).
+
+    ``split`` names the refs' own split (``train``, ``val``, ``testA``, ``testB``,
+    ``test``); the refs pickle and ``instances.json`` hold every split. A row's target is
+    its object's box; a batch's ``targets`` are (B, R) — 1 on the regions at IoU ≥ 0.5
+    with that box (:func:`region_targets`). The prediction is the box of the top-scoring
+    region, so a row none of whose regions overlaps the object enough is wrong whatever
+    is picked (``refcoco_ceiling`` reports the share that can be right).
+
+    Predictions are a JSON list ``[{"ref_id", "sent_id", "box": [x, y, w, h]}]`` (pixels,
+    COCO's box convention), one per expression.
+    """
+
+    name = "refcoco"
+    roles = ("refs", "instances")
+    # no {split}: the split is a field of each ref in the one refs file
+    world_files: ClassVar[dict[str, str]] = {"refs": "annotations/refs(world).p",
+                                             "instances": "annotations/instances.json"}
+
+    def read(self) -> list[Any]:
+        return read_refcoco(self.files["refs"], self.files["instances"], split=self.split)
+
+    def build_examples(self) -> list[TaskExample]:
+        texts = [s for r in self.records for s in r.sentences]
+        ids = iter(self.encode(texts))
+        self.keys: list[tuple[int, int]] = []  # (ref_id, sent_id) of each row
+        rows = []
+        for i, r in enumerate(self.records):
+            gt = tuple(float(v) for v in xywh_to_xyxy(r.box_xywh).tolist())
+            for sent_id in r.sent_ids:
+                rows.append(TaskExample(i, r.image_id, next(ids), gt))
+                self.keys.append((r.ref_id, sent_id))
+        return rows
+
+    def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
+        assert batch.region_boxes is not None and batch.region_mask is not None
+        gt = torch.tensor([r.target for r in rows], dtype=torch.float32)  # (B, 4)
+        return region_targets(batch.region_boxes, batch.region_mask, gt)
+
+    # ---------------------------------------------------------------- results
+    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+        """(ref_id, sent_id) → the xywh box of the row's top-scoring region."""
+        out: dict[Any, Any] = {}
+        for i, s in sorted(scores.items()):
+            example = self.examples[i]
+            boxes = self.store.get(example.image_id).boxes
+            pick = int(s.argmax())  # padding scores -inf, so a real region
+            box = xyxy_to_xywh(np.array(boxes[pick], dtype=np.float32))
+            out[self.keys[i]] = [float(v) for v in box.tolist()]
+        return out
+
+    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+        missing = [k for k in self.keys if k not in predictions]
+        if missing:
+            raise input_error("predictions", f"ref_id {missing[0][0]}, sent_id "
+                              f"{missing[0][1]}", f"no prediction ({len(missing)} "
+                              "expressions of the split have none)")
+        pred = xywh_to_xyxy([predictions[k] for k in self.keys])  # (N, 4)
+        gt = torch.tensor([e.target for e in self.examples])  # (N, 4)
+        return {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD),
+                "refcoco_ceiling": self.ceiling()}
+
+    def ceiling(self) -> float:
+        """The share of rows with a region at IoU ≥ 0.5: the best accuracy possible with
+        the store's regions."""
+        hits = 0
+        for e in self.examples:
+            boxes = np.array(self.store.get(e.image_id).boxes[:self.max_regions], np.float32)
+            hits += bool((box_iou(torch.tensor([e.target]), boxes) >= IOU_THRESHOLD).any())
+        return hits / len(self.examples)
+
+    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+        rows = [{"ref_id": ref_id, "sent_id": sent_id, "box": box}
+                for (ref_id, sent_id), box in predictions.items()]
+        write_text_atomic(path, json.dumps(rows))
+
+    def read_predictions(self, path: Path) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for n, item in enumerate(check_kind(path, load_json(path), "", "list")):
+            where = f"[{n}]"
+            row = check_kind(path, item, where, "object")
+            box = json_field(path, row, "box", where, "list")
+            if len(box) != 4:
+                raise input_error(path, f"{where}.box", f"expected [x, y, w, h], found "
+                                  f"{len(box)} values")
+            key = (json_field(path, row, "ref_id", where, "integer"),
+                   json_field(path, row, "sent_id", where, "integer"))
+            out[key] = [float(check_kind(path, v, f"{where}.box[{i}]", "number"))
+                        for i, v in enumerate(box)]
+        return out
