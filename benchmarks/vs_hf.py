@@ -524,11 +524,13 @@ def summarize(rounds: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def profile_steps(runners: list[Runner], rows: int) -> None:
-    """``--profile``: the operators of one step of each runner, by self CPU time."""
+    """``--profile``: the operators of one step on each of a runner's batches, by self CPU
+    time."""
     for runner in runners:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            runner.step(0)
-        print(f"\n-- profile {runner.key} (one step on its first batch)")
+            for j in range(len(runner.sizes)):
+                runner.step(j)
+        print(f"\n-- profile {runner.key} ({len(runner.sizes)} steps, one per batch)")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
@@ -553,12 +555,11 @@ def family_batches(fam: Family, corpus: Corpus, tokenizer: Tokenizer, timed: Tim
 def run_family(name: str, data: dict[str, Any], args: argparse.Namespace,
                tmp: Path) -> dict[str, Any]:
     """Build, check the losses, time; the family's part of the JSON."""
-    corpus, tokenizer, fixed_t, bucketed_t = (data[k] for k in ("corpus", "tokenizer", "fixed",
-                                                                "bucketed"))
+    corpus, tokenizer = data["corpus"], data["tokenizer"]
     fam = BUILDERS[name](args, tokenizer.vocab_size, tmp)
     print(f"\n== {name}: {fam.description}")
-    fixed = family_batches(fam, corpus, tokenizer, fixed_t, args)
-    bucketed = family_batches(fam, corpus, tokenizer, bucketed_t, args)
+    fixed = family_batches(fam, corpus, tokenizer, data["fixed"], args)
+    bucketed = family_batches(fam, corpus, tokenizer, data["bucketed"], args)
     check = check_losses(fam, fixed[0])
     print_check(fam, check)
     print(f"\n-- timing {name}: {args.warmup} warm-up + {args.rounds} rounds × {args.steps} "
