@@ -29,11 +29,21 @@ from vlp.train.finetune import Finetuner
 from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import Pretrainer
 
+# the two encoders the demo compares (configs/uniter_world.yaml, configs/vilbert_world.yaml)
+MODELS = {
+    "UNITER": ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+    "ViLBERT": ModelConfig(arch="two_stream", hidden_size=256, num_layers=4, num_heads=4,
+                           intermediate_size=1024, image_hidden_size=256, image_num_heads=4,
+                           image_intermediate_size=512, num_image_layers=2,
+                           num_cross_layers=2),
+}
 
-def demo_config(world: Path, out: Path, steps: int) -> PretrainConfig:
-    """The demo's pre-training experiment (same as ``configs/uniter_world.yaml``)."""
+
+def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> PretrainConfig:
+    """The demo's pre-training experiment (as ``configs/uniter_world.yaml`` and
+    ``configs/vilbert_world.yaml``): same data, objectives and schedule for both models."""
     return PretrainConfig(
-        model=ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+        model=MODELS[model],
         data=DataConfig(world=str(world), eval_split="test", eval_pairs=1000,
                         token_budget=3072, max_text_len=40),
         objectives=ObjectivesConfig(weights={"mlm": 2.0, "mrfr": 1.0, "mrc_kl": 1.0,
@@ -44,11 +54,11 @@ def demo_config(world: Path, out: Path, steps: int) -> PretrainConfig:
 
 
 def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps: int,
-                    labelled: int) -> FinetuneConfig:
+                    labelled: int, model: str = "UNITER") -> FinetuneConfig:
     """A demo fine-tuning run: ``labelled`` training records, ``steps`` steps, evaluated
-    on the validation split every ``steps // 6`` steps."""
+    on the validation split every ``steps // 6`` steps (as ``configs/vqa_world.yaml``)."""
     return FinetuneConfig(
-        model=ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+        model=MODELS[model],
         data=DataConfig(world=str(world), token_budget=0, batch_size=64, max_text_len=40),
         task=TaskConfig(name=task, train_limit=labelled, eval_limit=1000),
         train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=1e-4,
@@ -115,40 +125,46 @@ def _loss_table(run: Path) -> list[str]:
     return lines
 
 
-# the downstream half: (task, labelled training records, fine-tuning steps, metric)
-DEMO_TASKS = (("vqa", 3000, 300, "vqa_acc"), ("ve", 3000, 200, "ve_acc"))
+# the downstream half: (task, labelled training records, fine-tuning steps, metric, models)
+DEMO_TASKS = (("vqa", 3000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
+              ("ve", 3000, 200, "ve_acc", ("ViLBERT",)))
 
 
 def run_demo(root: Path, images: int = 3000, steps: int = 600) -> dict[str, float]:
     """Run the demo under ``root``; returns the final held-out metrics."""
     world = prepare_world(root, images)
-    pretrained = pretrain_stage(world, root / "pretrain", steps)
     results: dict[str, float] = {}
-    results.update(zero_shot_stage(world, root / "pretrain", root / "zero_shot"))
+    pretrained = {}
+    for model in MODELS:
+        out = root / f"pretrain_{model.lower()}"
+        pretrained[model] = pretrain_stage(world, out, steps, model)
+        results.update({f"{model}/{k}": v for k, v in
+                        zero_shot_stage(world, out, root / f"zero_shot_{model.lower()}",
+                                        model).items()})
     curves: dict[str, list[tuple[float, float]]] = {}
-    table: list[tuple[str, str, float, float]] = []
-    for task, labelled, task_steps, metric in DEMO_TASKS:
-        row = []
-        for start, init in (("scratch", None), ("pre-trained", pretrained)):
-            out = root / f"{task}_{start.replace('-', '')}"
-            t = _stage(f"fine-tuning {task} from {start}: {labelled} labelled examples, "
-                       f"{task_steps} steps")
-            metrics = _finetune(finetune_config(world, out, task, init, task_steps, labelled),
-                                out)
-            _done(t)
-            value = metrics[metric]
-            row.append(value)
-            results[f"{task}/{start}"] = value
-            curves[f"{task} {start}"] = [(r["step"], r[f"eval/{metric}"])
-                                         for r in read_metrics(out / "metrics.jsonl")
-                                         if f"eval/{metric}" in r]
-        table.append((task, metric, row[0], row[1]))
+    table: list[tuple[str, str, str, float, float]] = []
+    for task, labelled, task_steps, metric, models in DEMO_TASKS:
+        for model in models:
+            row = []
+            for start, init in (("scratch", None), ("pre-trained", pretrained[model])):
+                out = root / f"{task}_{model.lower()}_{start.replace('-', '')}"
+                t = _stage(f"fine-tuning {task} on {model} from {start}: {labelled} labelled "
+                           f"examples, {task_steps} steps")
+                metrics = _finetune(finetune_config(world, out, task, init, task_steps,
+                                                    labelled, model), out)
+                _done(t)
+                row.append(metrics[metric])
+                results[f"{task}/{model}/{start}"] = metrics[metric]
+                curves[f"{task}: {model} {start}"] = [
+                    (r["step"], r[f"eval/{metric}"]) for r in read_metrics(out / "metrics.jsonl")
+                    if f"eval/{metric}" in r]
+            table.append((task, model, metric, row[0], row[1]))
     print("\n== fine-tuned, validation split (same model, steps and labelled examples)")
-    print(f"   {'task':6s} {'metric':10s} {'scratch':>9s} {'pre-trained':>12s}")
-    for task, metric, scratch, pre in table:
-        print(f"   {task:6s} {metric:10s} {scratch:9.2f} {pre:12.2f}")
+    print(f"   {'task':6s} {'model':8s} {'metric':8s} {'scratch':>9s} {'pre-trained':>12s}")
+    for task, model, metric, scratch, pre in table:
+        print(f"   {task:6s} {model:8s} {metric:8s} {scratch:9.2f} {pre:12.2f}")
     png = plot_series(curves, root / "finetune_curves.png", "fine-tuning",
-                      panels={task: [f"{task} scratch", f"{task} pre-trained"]
+                      panels={task: [k for k in curves if k.startswith(f"{task}: ")]
                               for task, *_ in DEMO_TASKS})
     print(f"\n   fine-tuning curves: {png}")
     return results
@@ -165,10 +181,10 @@ def _finetune(cfg: FinetuneConfig, out: Path) -> dict[str, float]:
     return trainer.write_results()
 
 
-def pretrain_stage(world: Path, out: Path, steps: int) -> Path:
+def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
     """Pre-train (or resume) and print losses and held-out accuracy against chance."""
-    cfg = demo_config(world, out, steps)
-    t = _stage(f"pre-training a {cfg.model.num_layers}-layer UNITER for {steps} steps "
+    cfg = demo_config(world, out, steps, model)
+    t = _stage(f"pre-training a {cfg.model.num_layers}-layer {model} for {steps} steps "
                f"({cfg.train.precision}, dynamic batches of ≤{cfg.data.token_budget} positions)")
     trainer = Pretrainer(cfg)
     before = trainer.evaluate()
@@ -188,11 +204,11 @@ def pretrain_stage(world: Path, out: Path, steps: int) -> Path:
     return out
 
 
-def zero_shot_stage(world: Path, pretrained: Path, out: Path) -> dict[str, float]:
+def zero_shot_stage(world: Path, pretrained: Path, out: Path, model: str) -> dict[str, float]:
     """Zero-shot retrieval on the test split with the pre-trained dual-encoder (ITC)."""
-    t = _stage("zero-shot retrieval: 100 test images × their 500 captions, ranked by the "
-               "pre-trained ITC embeddings (no fine-tuning)")
-    cfg = finetune_config(world, out, "retrieval", pretrained, 0, 0)
+    t = _stage(f"zero-shot retrieval with {model}: 100 test images × their 500 captions, "
+               "ranked by the pre-trained ITC embeddings (no fine-tuning)")
+    cfg = finetune_config(world, out, "retrieval", pretrained, 0, 0, model)
     cfg = dataclasses.replace(
         cfg, task=dataclasses.replace(cfg.task, rank="itc", eval_limit=100),
         data=dataclasses.replace(cfg.data, eval_split="test"),
