@@ -259,7 +259,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="world → features → tokenizer → pre-training → report")
     demo.add_argument("--out", default="demo")
     demo.add_argument("--images", type=int, default=3000)
-    demo.add_argument("--steps", type=int, default=600)
+    demo.add_argument("--steps", type=int, default=1000)
     demo.set_defaults(handler=_demo)
 
 

@@ -56,12 +56,16 @@ def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> Pr
 def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps: int,
                     labelled: int, model: str = "UNITER") -> FinetuneConfig:
     """A demo fine-tuning run: ``labelled`` training records, ``steps`` steps, evaluated
-    on the validation split every ``steps // 6`` steps (as ``configs/vqa_world.yaml``)."""
+    on the validation split every ``steps // 6`` steps (as ``configs/vqa_world.yaml``).
+
+    The learning rate is the one that suits both starts on the world's VQA: 3e-4 (at 1e-4
+    the scratch and pre-trained runs are both still climbing after 300 steps).
+    """
     return FinetuneConfig(
         model=MODELS[model],
         data=DataConfig(world=str(world), token_budget=0, batch_size=64, max_text_len=40),
         task=TaskConfig(name=task, train_limit=labelled, eval_limit=1000),
-        train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=1e-4,
+        train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=3e-4,
                           warmup_steps=steps // 10, save_every=0, log_every=10,
                           eval_every=max(1, steps // 6)),
     )
@@ -126,11 +130,11 @@ def _loss_table(run: Path) -> list[str]:
 
 
 # the downstream half: (task, labelled training records, fine-tuning steps, metric, models)
-DEMO_TASKS = (("vqa", 3000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
+DEMO_TASKS = (("vqa", 1000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
               ("ve", 3000, 200, "ve_acc", ("ViLBERT",)))
 
 
-def run_demo(root: Path, images: int = 3000, steps: int = 600) -> dict[str, float]:
+def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, float]:
     """Run the demo under ``root``; returns the final held-out metrics."""
     world = prepare_world(root, images)
     results: dict[str, float] = {}

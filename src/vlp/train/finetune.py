@@ -73,6 +73,7 @@ class Finetuner(Pretrainer):
     (or checkpoint, or imported model) to start from — empty trains from scratch."""
 
     cfg: FinetuneConfig  # type: ignore[assignment]
+    stage = "finetune"
 
     def __init__(self, cfg: FinetuneConfig) -> None:
         if cfg.task.name not in TASKS:

@@ -102,6 +102,8 @@ class Pretrainer:
         step: optimizer steps taken.
     """
 
+    stage = "pretrain"  # the progress bar's label
+
     def __init__(self, cfg: PretrainConfig) -> None:
         self.text_init = load_imported(cfg.train.init_text) if cfg.train.init_text else None
         if self.text_init is not None:
@@ -303,7 +305,7 @@ class Pretrainer:
 
     def _loop(self, log: MetricsLog) -> None:
         t = self.cfg.train
-        bar = tqdm(total=t.steps, initial=self.step, desc="pretrain", dynamic_ncols=True,
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.stage, dynamic_ncols=True,
                    disable=not t.progress or self.rank != 0)
         dataset = self._train_dataset()
         window = _Window()
