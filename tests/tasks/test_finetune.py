@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vlp.config import load_config
+from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.readers import read_karpathy
 from vlp.data.task_readers import read_snli_ve, read_vqa
@@ -141,3 +142,46 @@ def test_unknown_task_and_file_role_are_one_line(world: Path, tmp_path: Path) ->
         Finetuner(config(world, tmp_path / "a", "vqa2"))
     with pytest.raises(VlpError, match=r"task.files.jsonl: unknown file role for task vqa"):
         Finetuner(config(world, tmp_path / "b", "vqa", "task.files={jsonl: x}"))
+
+
+def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
+                                                             tmp_path: Path) -> None:
+    """UNITER's hard negatives: each swapped row gets, of the candidate images that are
+    not its own, the one the scorer rates highest; the other rows stay true pairs."""
+    trainer = Finetuner(config(world, tmp_path / "hn", "retrieval", "task.hard_negatives=50",
+                               "train.steps=1"))
+    data = trainer.train_data
+    rows = [data[5 * j + t] for j in range(10) for t in range(2)]  # 10 images, 2 captions each
+    batch = data.collate(rows, seed=1)
+    assert batch.itm_labels is not None and bool((batch.itm_labels == 1).all())
+    favourite = int(batch.image_ids[0])  # type: ignore[index]
+
+    def score(pairs: Batch) -> torch.Tensor:  # the favourite image is the best match
+        assert pairs.image_ids is not None and pairs.region_feats is not None
+        hit = (pairs.image_ids == favourite).float()
+        return torch.stack([torch.zeros_like(hit), hit + 0.01 * pairs.region_feats[:, 0, 0]], 1)
+
+    mined = data.with_model(batch, score, torch.Generator().manual_seed(0))
+    assert mined.image_ids is not None and mined.itm_labels is not None
+    negative = mined.itm_labels == 0
+    assert 0 < int(negative.sum()) < batch.size
+    assert torch.equal(mined.input_ids, batch.input_ids)  # texts stay where they were
+    own = mined.image_ids == batch.image_ids
+    assert bool(own[~negative].all()) and not bool(own[negative].any())
+    # K ≥ the 18 foreign rows, so all are candidates: a negative gets the favourite
+    # unless it is its own image; then the best-scored of the rest
+    takes = negative & (batch.image_ids != favourite)
+    assert bool((mined.image_ids[takes] == favourite).all())
+    # region tensors travel with the image id
+    first = {int(i): r for i, r in zip(batch.image_ids, batch.region_feats, strict=True)}
+    for image_id, feats in zip(mined.image_ids, mined.region_feats, strict=True):
+        assert torch.equal(feats, first[int(image_id)])
+
+
+def test_retrieval_fine_tunes_with_hard_negatives(world: Path, tmp_path: Path) -> None:
+    cfg = config(world, tmp_path / "hn_run", "retrieval", "task.hard_negatives=4",
+                 "train.steps=4", "task.eval_limit=5")
+    trainer = Finetuner(cfg)
+    trainer.run()
+    assert trainer.step == 4
+    assert "retrieval/t2i_r1" in trainer.write_results()

@@ -71,3 +71,23 @@ class Batch:
             for v in [getattr(self, f.name)]
         }
         return Batch(**moved)
+
+    def pair(self, text_index: Tensor, image_index: Tensor) -> Batch:
+        """New pairs: row ``k`` is text ``text_index[k]`` with image ``image_index[k]``.
+
+        Text-side and per-example fields (labels, ids, targets) follow the text; region,
+        pixel and image-id fields follow the image. Retrieval's hard negatives are made so.
+        """
+        picked = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                index = image_index if f.name in IMAGE_FIELDS else text_index
+                value = value[index.to(value.device)]
+            picked[f.name] = value
+        return Batch(**picked)
+
+
+IMAGE_FIELDS = frozenset({"region_feats", "region_loc", "region_mask", "region_masked",
+                          "region_targets", "region_cls", "region_boxes", "pixel_values",
+                          "image_ids"})

@@ -11,7 +11,7 @@ runs through the same trainer as pre-training, and any encoder serves any task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,6 +136,15 @@ class TaskData(ABC):
                       ) -> list[TaskExample]:
         """Rows as a batch holds them (retrieval swaps in negative images here)."""
         return rows
+
+    # a task that rebuilds its training batches with the model's help says so here
+    uses_model_in_training: bool = False
+
+    def with_model(self, batch: Batch, score: Callable[[Batch], Tensor],
+                   gen: torch.Generator) -> Batch:
+        """A training batch rebuilt with the model's help: ``score`` gives the head's
+        scores (N, C) on any batch (retrieval mines hard negatives here). As is by default."""
+        return batch
 
     def eval_rows(self) -> list[TaskExample]:
         """The rows scored at evaluation (retrieval: every text with every image)."""

@@ -6,6 +6,7 @@ or zero-shot with, the pre-trained head of that name."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,9 +26,12 @@ class RetrievalData(TaskData):
     """One Karpathy split as a retrieval task.
 
     Records are images (with their captions). Training rows are the true pairs; each batch
-    swaps the image of about half of them for another image of the split (label 0), as in
-    ITM pre-training. Evaluation scores all ``images × captions`` pairs: ``limit`` images
-    and ``texts_per_image`` captions each (COCO's 1K / 5K test protocol at full size).
+    swaps the image of about half of them (``neg_prob``) for another image (label 0): a
+    random image of the split, as in ITM pre-training — or, with ``hard_negatives`` = K,
+    UNITER's hard negative: of K images of the batch not the text's own, the one the model
+    being trained scores highest (:meth:`with_model`). Evaluation scores all
+    ``images × captions`` pairs: ``limit`` images and ``texts_per_image`` captions each
+    (COCO's 1K / 5K test protocol at full size).
 
     Predictions are ``{"image_ids": [...], "text_image_ids": [...], "scores": [[...]]}``:
     the (images, texts) score matrix, with each text's true image id.
@@ -39,10 +43,12 @@ class RetrievalData(TaskData):
     labels = ("no match", "match")
 
     def __init__(self, *args: Any, texts_per_image: int = 5, neg_prob: float = 0.5,
-                 rank: str = "itm", **kwargs: Any) -> None:
+                 rank: str = "itm", hard_negatives: int = 0, **kwargs: Any) -> None:
         self.texts_per_image = texts_per_image
         self.neg_prob = neg_prob
         self.rank = rank
+        self.hard_negatives = hard_negatives if rank == "itm" else 0
+        self.uses_model_in_training = self.hard_negatives > 0
         super().__init__(*args, **kwargs)
 
     def read(self) -> list[Any]:
@@ -60,6 +66,8 @@ class RetrievalData(TaskData):
 
     def training_rows(self, rows: list[TaskExample], gen: torch.Generator
                       ) -> list[TaskExample]:
+        if self.hard_negatives:
+            return rows  # negatives are mined with the model (with_model)
         images = [im.image_id for im in self.records]
         out = []
         for row in rows:
@@ -70,6 +78,30 @@ class RetrievalData(TaskData):
                 row = TaskExample(row.record, other, row.token_ids, 0, row.group)
             out.append(row)
         return out
+
+    @torch.no_grad()
+    def with_model(self, batch: Batch, score: Callable[[Batch], Tensor],
+                   gen: torch.Generator) -> Batch:
+        """Hard negatives: about ``neg_prob`` of the rows get, of ``hard_negatives`` images
+        of the batch that are not their own, the one whose pair ``score`` rates most
+        likely a match (ITM logit margin); those rows are relabelled 0."""
+        assert batch.image_ids is not None
+        ids = batch.image_ids.cpu()  # indices are drawn on the CPU, with ``gen``
+        size = batch.size
+        foreign = ids[None, :] != ids[:, None]  # (B, B) image j is not text i's own
+        negative = (torch.rand(size, generator=gen) < self.neg_prob) & foreign.any(1)
+        rows = negative.nonzero().flatten()  # (N,)
+        image_index = torch.arange(size)
+        if len(rows):
+            k = min(self.hard_negatives, int(foreign[rows].sum(1).min()))
+            cand = torch.multinomial(foreign[rows].float(), k, generator=gen)  # (N, k)
+            logits = score(batch.pair(rows.repeat_interleave(k), cand.flatten())).float()
+            margin = (logits[:, 1] - logits[:, 0]).view(len(rows), k).cpu()
+            image_index[rows] = cand.gather(1, margin.argmax(1, keepdim=True)).flatten()
+        mined = batch.pair(torch.arange(size), image_index)
+        labels = (~negative).long().to(batch.input_ids.device)
+        mined.targets = mined.itm_labels = labels
+        return mined
 
     def eval_rows(self) -> list[TaskExample]:
         """Every caption of the pool with every image: row ``i * T + t``."""

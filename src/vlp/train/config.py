@@ -128,6 +128,9 @@ class TaskConfig:
         eval_texts_per_image: retrieval — captions per image kept in the ranking pool.
         rank: retrieval — ``itm`` (cross-encoder over every pair) or ``itc`` (dual-encoder
             embeddings; needs a model that encodes text and image apart).
+        hard_negatives: retrieval (``rank: itm``) — K > 0 trains on UNITER's hard
+            negatives: of K other images in the batch, the one the model scores highest;
+            0 draws negative images at random from the split.
         vcr_mode: VCR — ``q2a`` (question → answer) or ``qa2r`` (question and right answer
             → rationale); Q→AR combines the two runs' predictions.
     """
@@ -139,6 +142,7 @@ class TaskConfig:
     min_answer_count: int = 1
     eval_texts_per_image: int = 5
     rank: Literal["itm", "itc"] = "itm"
+    hard_negatives: int = 0
     vcr_mode: Literal["q2a", "qa2r"] = "q2a"
 
 

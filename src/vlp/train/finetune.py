@@ -26,7 +26,7 @@ from vlp.tasks import TASKS, TaskSpec
 from vlp.tasks.base import TaskData
 from vlp.train.config import FinetuneConfig
 from vlp.train.logging import plot_curves, read_metrics
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import Pretrainer, _Window
 from vlp.train.runtime import autocast
 
 
@@ -116,6 +116,26 @@ class Finetuner(Pretrainer):
 
     def _train_dataset(self) -> torch.utils.data.Dataset:
         return TaskBatches(self.train_data)
+
+    def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
+        if self.train_data.uses_model_in_training:
+            batch = self._with_model(batch.to(self.device), key.seed)
+        super()._micro_step(key, batch, window, sync)
+
+    def _with_model(self, batch: Batch, seed: int) -> Batch:
+        """Let the task rebuild the batch with the model's scores (eval mode, no grad)."""
+        head = self.module.objectives[self.head_name]
+
+        def score(pairs: Batch) -> Tensor:
+            with autocast(self.device, self.cfg.train.precision):
+                return head.scores(self.module.model(pairs), pairs)  # type: ignore[operator]
+
+        self.module.eval()
+        try:
+            # the seed's own stream, apart from the collator's: resume stays exact
+            return self.train_data.with_model(batch, score, torch.Generator().manual_seed(seed + 1))
+        finally:
+            self.module.train()
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
