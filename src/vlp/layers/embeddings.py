@@ -1,10 +1,11 @@
-"""Input embedders: text tokens and detector regions (grids and patches plug in beside)."""
+"""Input embedders: text tokens, detector regions and image patches (grids plug in beside)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 TEXT_TYPE = 0
@@ -137,3 +138,36 @@ class VisualBertRegionEmbedding(nn.Module):
         """features (B, R, F) → (B, R, D); ``locations`` is accepted and ignored."""
         x = self.proj(features) + self.token_type.weight[IMAGE_TYPE] + self.position.weight[0]
         return self.drop(self.norm(x))
+
+
+class PatchEmbedding(nn.Module):
+    """ViT's patch embedder, as ViLT uses it: a strided convolution cuts the image into
+    ``patch_size`` squares, a learned [CLS] token goes first, learned position embeddings
+    are added, then dropout.
+
+    The position embeddings are laid out for ``image_size``; an image of another size gets
+    them bilinearly resized to its patch grid (``align_corners=True``, as ViLT does), so
+    one model serves any resolution.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, channels: int, dim: int,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.channels = channels
+        self.grid = image_size // patch_size
+        self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """(B, C, H, W) → (B, 1 + (H // P) · (W // P), D), patches in raster order."""
+        x = self.proj(pixels)  # (B, D, h, w)
+        b, d, h, w = x.shape
+        grid = self.position[:, 1:].transpose(1, 2).reshape(1, d, self.grid, self.grid)
+        if (h, w) != (self.grid, self.grid):
+            grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
+        patches = x.flatten(2).transpose(1, 2) + grid.flatten(2).transpose(1, 2)  # (B, h·w, D)
+        cls = (self.cls + self.position[:, :1]).expand(b, -1, -1)  # (B, 1, D)
+        return self.drop(torch.cat([cls, patches], dim=1))

@@ -1,4 +1,5 @@
-"""BERT-style (post-LayerNorm) transformer layers shared by every encoder."""
+"""Transformer layers shared by every encoder: BERT's post-LayerNorm order by default,
+ViT's pre-LayerNorm order (ViLT) with ``norm_first``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class MLP(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Attention then MLP, each with a residual and a LayerNorm after it (BERT order).
+    """Attention then MLP, each with a residual and a LayerNorm after it (BERT order), or
+    with ``norm_first`` a LayerNorm before each, on the branch (ViT / ViLT order).
 
     With ``cross_dim`` set the attention is cross-attention to a context stream
     (a ViLBERT co-attention half); otherwise it is self-attention.
@@ -32,8 +34,10 @@ class TransformerLayer(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.1,
                  cross_dim: int | None = None, eps: float = 1e-12,
-                 norm_layer: type[nn.LayerNorm] = nn.LayerNorm) -> None:
+                 norm_layer: type[nn.LayerNorm] = nn.LayerNorm, norm_first: bool = False
+                 ) -> None:
         super().__init__()
+        self.norm_first = norm_first
         self.attn = MultiHeadAttention(dim, num_heads, dropout, kv_dim=cross_dim)
         self.drop = nn.Dropout(dropout)
         self.norm1 = norm_layer(dim, eps=eps)
@@ -43,25 +47,31 @@ class TransformerLayer(nn.Module):
     def forward(self, x: Tensor, key_mask: Tensor | None = None,
                 context: Tensor | None = None) -> Tensor:
         """x (B, N, D); key_mask (B, M) True on real keys; context (B, M, Dc) or None."""
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.norm1(x), key_mask, context))
+            return x + self.mlp(self.norm2(x))
         x = self.norm1(x + self.drop(self.attn(x, key_mask, context)))
         return self.norm2(x + self.mlp(x))
 
 
 class TransformerEncoder(nn.Module):
-    """A stack of self-attention :class:`TransformerLayer`."""
+    """A stack of self-attention :class:`TransformerLayer`; pre-LayerNorm stacks
+    (``norm_first``) end with a LayerNorm of their own, as ViT's do."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_dim: int,
-                 dropout: float = 0.1, eps: float = 1e-12) -> None:
+                 dropout: float = 0.1, eps: float = 1e-12, norm_first: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, num_heads, mlp_dim, dropout, eps=eps) for _ in range(depth)
+            TransformerLayer(dim, num_heads, mlp_dim, dropout, eps=eps, norm_first=norm_first)
+            for _ in range(depth)
         )
+        self.norm = nn.LayerNorm(dim, eps=eps) if norm_first else None
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (B, N, D), mask (B, N) True on real tokens → (B, N, D)."""
         for layer in self.layers:
             x = layer(x, mask)
-        return x
+        return x if self.norm is None else self.norm(x)
 
 
 class Pooler(nn.Module):

@@ -23,7 +23,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.arch not in MODELS:
         raise VlpError(f"model.arch: unknown architecture '{cfg.arch}' "
                        f"(known: {', '.join(sorted(MODELS))})")
-    for name in ("vocab_size", "region_feature_dim"):
+    needed = ("vocab_size", "region_feature_dim") if cfg.visual == "regions" else ("vocab_size",)
+    for name in needed:
         if getattr(cfg, name) <= 0:
             raise VlpError(f"model.{name} must be set (it is filled from the tokenizer / "
                            "feature store when training through vlp)")

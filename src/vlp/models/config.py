@@ -46,6 +46,16 @@ class ModelConfig:
             ``(LN(FC(feat)) + LN(FC(loc))) / 2``, no type embedding.
         loc_dim: region location features: 7 (UNITER), 5 (ViLBERT), 4 (LXMERT: the
             normalised corners).
+        visual: what the image arrives as: "regions" (detector features) or "patches"
+            (pixels cut into ``patch_size`` squares, ViLT; single-stream only).
+        image_size: patches — the image size the position embeddings are laid out for
+            (other sizes get them resized).
+        patch_size: patches — side of a square patch, in pixels.
+        num_channels: patches — image channels.
+        norm_first: LayerNorm before attention and MLP, and a final LayerNorm over the
+            sequence (ViT / ViLT), instead of after them (BERT).
+        modality_embed: add a learned modality embedding (row 0 text, row 1 image) to each
+            token after its embedder's LayerNorm (ViLT's ``token_type_embeddings``).
     """
 
     arch: str = "single_stream"
@@ -61,7 +71,12 @@ class ModelConfig:
     pooler: Literal["cls", "mean", "product"] = "cls"
     vocab_size: int = 0
     pad_id: int = 0
-    visual: Literal["regions"] = "regions"
+    visual: Literal["regions", "patches"] = "regions"
+    image_size: int = 384
+    patch_size: int = 32
+    num_channels: int = 3
+    norm_first: bool = False
+    modality_embed: bool = False
     region_feature_dim: int = 0
     num_region_classes: int = 0
     loc_dim: Literal[4, 5, 7] = 7

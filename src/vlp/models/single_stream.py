@@ -8,11 +8,18 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
-from vlp.layers.embeddings import RegionEmbedding, TextEmbedding, VisualBertRegionEmbedding
+from vlp.layers.embeddings import (
+    IMAGE_TYPE,
+    TEXT_TYPE,
+    PatchEmbedding,
+    RegionEmbedding,
+    TextEmbedding,
+    VisualBertRegionEmbedding,
+)
 from vlp.layers.transformer import Pooler, TransformerEncoder
 from vlp.models.config import ModelConfig
 from vlp.models.outputs import UnimodalOutput, VLOutput
-from vlp.models.visual import RegionInput
+from vlp.models.visual import PatchInput, RegionInput
 from vlp.models.weights import load_partial
 
 
@@ -29,17 +36,21 @@ class SingleStreamModel(nn.Module):
             pooled text ⊙ pooled image (``model.pooler: product``): a bilinear text-image
             term from the first step, as ViLBERT's alignment head and contrastive losses
             have, where a [CLS] head must first learn cross-modal attention to see one.
+        modality: when given, row 0 is added to every text token and row 1 to every
+            visual token after their embedders (ViLT's modality type embeddings).
     """
 
     def __init__(self, text_embed: TextEmbedding, visual_input: nn.Module,
                  encoder: TransformerEncoder, pooler: Pooler,
-                 image_pooler: Pooler | None = None) -> None:
+                 image_pooler: Pooler | None = None,
+                 modality: nn.Embedding | None = None) -> None:
         super().__init__()
         self.text_embed = text_embed
         self.visual_input = visual_input
         self.encoder = encoder
         self.pooler = pooler
         self.image_pooler = image_pooler
+        self.modality = modality
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -63,28 +74,39 @@ class SingleStreamModel(nn.Module):
         """
         return load_partial(self, state, source)
 
+    def embed_text(self, batch: Batch) -> Tensor:
+        """Text tokens, embedded: (B, L, D)."""
+        text = self.text_embed(batch.input_ids)
+        return text if self.modality is None else text + self.modality.weight[TEXT_TYPE]
+
+    def embed_image(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Visual tokens, embedded, and their mask: (B, R, D), (B, R)."""
+        image, mask = self.visual_input(batch)
+        if self.modality is not None:
+            image = image + self.modality.weight[IMAGE_TYPE]
+        return image, mask
+
     def encode_text(self, batch: Batch) -> Tensor:
         """Text alone through the transformer: (B, L, D)."""
-        return self.encoder(self.text_embed(batch.input_ids), batch.text_mask)
+        return self.encoder(self.embed_text(batch), batch.text_mask)
 
     def encode_image(self, batch: Batch) -> Tensor:
         """Visual tokens alone through the transformer: (B, R, D)."""
-        tokens, mask = self.visual_input(batch)
-        return self.encoder(tokens, mask)
+        return self.encoder(*self.embed_image(batch))
 
     def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
         """Text and image each through the shared transformer alone (ALBEF's "align
         before fuse": the same weights serve the contrastive and the joint passes)."""
-        tokens, image_mask = self.visual_input(batch)
+        tokens, image_mask = self.embed_image(batch)
         return UnimodalOutput(
-            text=self.encoder(self.text_embed(batch.input_ids), batch.text_mask),
+            text=self.encoder(self.embed_text(batch), batch.text_mask),
             image=self.encoder(tokens, image_mask), text_mask=batch.text_mask,
             image_mask=image_mask)
 
     def forward(self, batch: Batch) -> VLOutput:
         """Joint encoding of the batch's text and image."""
-        text = self.text_embed(batch.input_ids)  # (B, L, D)
-        image, image_mask = self.visual_input(batch)  # (B, R, D), (B, R)
+        text = self.embed_text(batch)  # (B, L, D)
+        image, image_mask = self.embed_image(batch)  # (B, R, D), (B, R)
         x = torch.cat([text, image], dim=1)  # (B, L + R, D)
         mask = torch.cat([batch.text_mask, image_mask], dim=1)  # (B, L + R)
         x = self.encoder(x, mask)
@@ -102,25 +124,30 @@ class SingleStreamModel(nn.Module):
 
 def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
     """Single-stream model on detector regions, embedded as UNITER or VisualBERT does
-    (``cfg.region_embed``)."""
+    (``cfg.region_embed``), or on image patches as ViLT (``cfg.visual: patches``)."""
     d = cfg.hidden_size
     text = TextEmbedding(cfg.vocab_size, d, cfg.max_positions, cfg.type_vocab_size,
                          cfg.dropout, cfg.pad_id, cfg.layer_norm_eps)
-    regions: RegionEmbedding | VisualBertRegionEmbedding
-    if cfg.region_embed == "visualbert":
-        regions = VisualBertRegionEmbedding(cfg.region_feature_dim, d, text.norm, cfg.dropout,
-                                            cfg.type_vocab_size, cfg.max_positions)
+    visual: nn.Module
+    if cfg.visual == "patches":
+        visual = PatchInput(PatchEmbedding(cfg.image_size, cfg.patch_size, cfg.num_channels,
+                                           d, cfg.dropout))
+    elif cfg.region_embed == "visualbert":
+        visual = RegionInput(VisualBertRegionEmbedding(
+            cfg.region_feature_dim, d, text.norm, cfg.dropout, cfg.type_vocab_size,
+            cfg.max_positions))
     else:
-        regions = RegionEmbedding(cfg.region_feature_dim, cfg.loc_dim, d, cfg.dropout,
-                                  type_embedding=text.token_type, eps=cfg.layer_norm_eps,
-                                  style="lxmert" if cfg.region_embed == "lxmert" else "uniter")
+        visual = RegionInput(RegionEmbedding(
+            cfg.region_feature_dim, cfg.loc_dim, d, cfg.dropout, type_embedding=text.token_type,
+            eps=cfg.layer_norm_eps, style="lxmert" if cfg.region_embed == "lxmert" else "uniter"))
     encoder = TransformerEncoder(d, cfg.num_layers, cfg.num_heads, cfg.intermediate_size,
-                                 cfg.dropout, cfg.layer_norm_eps)
+                                 cfg.dropout, cfg.layer_norm_eps, norm_first=cfg.norm_first)
     if cfg.pooler == "product":
         pooler, image_pooler = Pooler(d, "mean"), Pooler(d, "mean")
     else:
         pooler, image_pooler = Pooler(d, cfg.pooler), None
-    model = SingleStreamModel(text, RegionInput(regions), encoder, pooler, image_pooler)
+    modality = nn.Embedding(2, d) if cfg.modality_embed else None
+    model = SingleStreamModel(text, visual, encoder, pooler, image_pooler, modality)
     model.apply(partial(init_bert_weights, std=cfg.initializer_range))
     return model
 
@@ -141,3 +168,6 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, PatchEmbedding):  # ViT: small normal [CLS] and positions
+        nn.init.normal_(module.cls, std=std)
+        nn.init.normal_(module.position, std=std)

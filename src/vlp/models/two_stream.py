@@ -140,6 +140,9 @@ class TwoStreamModel(nn.Module):
 def _check(cfg: ModelConfig) -> None:
     """Fail early, naming the field, on a two-stream layout that cannot be built."""
     k = cfg.num_cross_layers
+    if cfg.visual != "regions" or cfg.norm_first or cfg.modality_embed:
+        raise VlpError("model.arch: two_stream runs on detector regions with post-LayerNorm "
+                       "layers (visual: regions, norm_first: false, modality_embed: false)")
     if k < 1:
         raise VlpError("model.num_cross_layers: a two-stream model needs at least 1 "
                        f"cross-attention block, got {k}")

@@ -109,6 +109,12 @@ class Pretrainer:
         if self.text_init is not None:
             cfg = self._with_text_init(cfg, self.text_init)
         self.init = load_imported(cfg.train.init) if cfg.train.init else None
+        visual = (self.init.config if self.init is not None else cfg.model).visual
+        if visual != "regions":
+            raise VlpError(f"model.visual: {visual} — the trainer reads detector "
+                           "regions from a feature store; training on pixels (patches) needs "
+                           "an image pipeline vlp does not have yet. Imported ViLT models run "
+                           "on batches with pixel_values from Python.")
         if self.init is not None:
             cfg = self._with_init(cfg, self.init)
         self.cfg = dataclasses.replace(cfg, data=cfg.data.resolved())

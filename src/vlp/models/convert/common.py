@@ -49,8 +49,9 @@ class HFCheckpoint:
         return self.state[key].float()
 
     def cfg(self, key: str, default: Any = None) -> Any:
-        """A ``config.json`` field; without a default, a missing one is an error."""
-        if key in self.config:
+        """A ``config.json`` field; without a default, a missing one is an error. A null
+        counts as missing (Hugging Face writes ``"pad_token_id": null`` for "not set")."""
+        if self.config.get(key) is not None:
             return self.config[key]
         if default is None:
             raise input_error(self.path / "config.json", key, "missing field")

@@ -1,0 +1,89 @@
+"""ViLT (``ViltModel``, ``ViltForMaskedLM`` and the task classes) → a vlp single-stream model.
+
+ViLT is one pre-LayerNorm (ViT) transformer over BERT-embedded text and ViT-embedded
+patches, each plus a modality type embedding, with a final LayerNorm and BERT's pooler on
+the first token. That is vlp's single-stream model with ``visual: patches``,
+``norm_first`` and ``modality_embed``; the weights map one to one.
+
+One behaviour differs by design: with ``max_image_length`` > 0 Hugging Face keeps a random
+subset of the patches on every call. vlp keeps every patch, so the model is deterministic.
+With the default (-1) Hugging Face keeps them all too, in a random order that changes
+nothing but the order of the image outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from vlp.models.config import ModelConfig
+from vlp.models.convert.bert import bert_config
+from vlp.models.convert.common import HFCheckpoint, bert_embeddings, copy, fused_qkv
+
+if TYPE_CHECKING:
+    from vlp.models.convert import Imported
+
+# buffers, and the MLM decoder weight, which is tied to the word embeddings
+IGNORED = ("position_ids", "token_type_ids", "mlm_score.decoder.weight")
+
+PATCHES = "visual_input.embedding"
+
+
+def vilt_config(ck: HFCheckpoint) -> ModelConfig:
+    """The :class:`ModelConfig` of a ViLT ``config.json``."""
+    return dataclasses.replace(
+        bert_config(ck), arch="single_stream", pooler="cls", visual="patches",
+        image_size=ck.cfg("image_size"), patch_size=ck.cfg("patch_size"),
+        num_channels=ck.cfg("num_channels", 3), norm_first=True, modality_embed=True)
+
+
+def _prefix(ck: HFCheckpoint) -> str:
+    # ViltModel keys start at "embeddings."; the task classes nest it under "vilt."
+    return "vilt." if ck.has("vilt.embeddings.cls_token") else ""
+
+
+def vilt_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
+    """The whole encoder (embedders, layers, final LayerNorm, pooler) under vlp names."""
+    p = _prefix(ck)
+    out = bert_embeddings(ck, f"{p}embeddings.text_embeddings", "text_embed")
+    copy(ck, out, f"{PATCHES}.proj", f"{p}embeddings.patch_embeddings.projection")
+    out[f"{PATCHES}.cls"] = ck.take(f"{p}embeddings.cls_token")
+    out[f"{PATCHES}.position"] = ck.take(f"{p}embeddings.position_embeddings")
+    # rows 0 (text) and 1 (image); NLVR2's ViLT has a row 2 for a second image, which
+    # vlp does not need: it encodes each image of a pair in its own row of the batch
+    out["modality.weight"] = ck.take(f"{p}embeddings.token_type_embeddings.weight")[:2]
+    for i in range(num_layers):
+        hf, ours = f"{p}encoder.layer.{i}", f"encoder.layers.{i}"
+        fused_qkv(ck, out, f"{ours}.attn.qkv", f"{hf}.attention.attention")
+        copy(ck, out, f"{ours}.attn.out", f"{hf}.attention.output.dense")
+        copy(ck, out, f"{ours}.norm1", f"{hf}.layernorm_before")
+        copy(ck, out, f"{ours}.mlp.fc1", f"{hf}.intermediate.dense")
+        copy(ck, out, f"{ours}.mlp.fc2", f"{hf}.output.dense")
+        copy(ck, out, f"{ours}.norm2", f"{hf}.layernorm_after")
+    copy(ck, out, "encoder.norm", f"{p}layernorm")
+    copy(ck, out, "pooler.dense", f"{p}pooler.dense")
+    return out
+
+
+def vilt_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
+    """``ViltForMaskedLM``'s MLM head under :class:`vlp.objectives.mlm.MLM` names, when
+    present and tied to the word embeddings (as vlp's decoder is)."""
+    if not ck.has("mlm_score.transform.dense.weight") or not ck.cfg("tie_word_embeddings",
+                                                                    True):
+        return {}
+    out: dict[str, Tensor] = {}
+    copy(ck, out, "head.transform.dense", "mlm_score.transform.dense")
+    copy(ck, out, "head.transform.norm", "mlm_score.transform.LayerNorm")
+    out["head.decoder.bias"] = ck.take("mlm_score.decoder.bias")
+    return {"mlm": out}
+
+
+def convert_vilt(ck: HFCheckpoint) -> Imported:
+    """A ViLT checkpoint → a whole single-stream patch model, with its MLM head."""
+    from vlp.models.convert import Imported  # the package imports this module first
+
+    cfg = vilt_config(ck)
+    return Imported(cfg, vilt_state(ck, cfg.num_layers), vilt_heads(ck), text_only=False,
+                    unused=ck.unused(IGNORED))

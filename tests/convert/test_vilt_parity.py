@@ -1,0 +1,153 @@
+"""ViLT checkpoints import with outputs equal to transformers' ViltModel / ViltForMaskedLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import ViltConfig, ViltForMaskedLM, ViltModel
+
+from vlp.data.batch import Batch
+from vlp.errors import VlpError
+from vlp.models import build_model
+from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
+from vlp.models.single_stream import SingleStreamModel
+from vlp.models.weights import load_partial
+from vlp.objectives import build_objectives
+
+TOL = 1e-4
+VOCAB = 120
+
+
+def _batch(height: int = 32, width: int = 32, b: int = 3, length: int = 9,
+           seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (b, length), generator=g)
+    text_mask = torch.ones(b, length, dtype=torch.bool)
+    text_mask[1, -4:] = False  # uneven text padding
+    text_mask[2, -1:] = False
+    ids[~text_mask] = 0
+    return Batch(input_ids=ids, text_mask=text_mask,
+                 pixel_values=torch.randn(b, 3, height, width, generator=g))
+
+
+def _hf_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    assert batch.pixel_values is not None
+    b, _, h, w = batch.pixel_values.shape
+    return {"input_ids": batch.input_ids, "attention_mask": batch.text_mask.long(),
+            "pixel_values": batch.pixel_values,
+            "pixel_mask": torch.ones(b, h, w, dtype=torch.long)}
+
+
+def _vlp_model(imported: Imported) -> SingleStreamModel:
+    assert not imported.text_only and imported.config.visual == "patches"
+    model = build_model(imported.config)
+    assert isinstance(model, SingleStreamModel)
+    model.load_state_dict(imported.model)  # strict: the import covers the whole model
+    return model.eval()
+
+
+def _patch_diff(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max |Δ| between two rows' patch states that may come in another order: Hugging Face
+    shuffles the patches (each keeps its position embedding, so only the order changes)."""
+    worst = 0.0
+    for g, w in zip(got, want, strict=True):  # (N, D) each
+        dist = torch.cdist(w.double(), g.double(), p=float("inf"))  # (N, N) max |Δ|
+        match = dist.argmin(1)
+        assert torch.equal(match.sort().values, torch.arange(len(g))), "not a permutation"
+        worst = max(worst, dist.min(1).values.max().item())
+    return worst
+
+
+def _diffs(ours: SingleStreamModel, ref: ViltModel, batch: Batch) -> dict[str, float]:
+    with torch.no_grad():
+        got = ours(batch)
+        want = ref(**_hf_inputs(batch))
+    n, t = batch.input_ids.shape[1], batch.text_mask
+    hidden = want.last_hidden_state
+    return {
+        "text": (got.text[t] - hidden[:, :n][t]).abs().max().item(),
+        "image_cls": (got.image[:, 0] - hidden[:, n]).abs().max().item(),
+        "patches": _patch_diff(got.image[:, 1:], hidden[:, n + 1:]),
+        "pooled": (got.pooled - want.pooler_output).abs().max().item(),
+    }
+
+
+def _perturbed(model: torch.nn.Module) -> None:
+    """Move every weight off its initial value ([CLS] and positions off 0, LayerNorms off
+    (1, 0)), so that any mix-up in the mapping would show."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_((0.1 if "layernorm" in name.lower() else 0.05) * torch.randn_like(p))
+
+
+def _config() -> ViltConfig:
+    return ViltConfig(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=96, max_position_embeddings=40,
+                      image_size=32, patch_size=8, num_channels=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_vilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    ref = ViltForMaskedLM(_config()).eval()
+    _perturbed(ref)
+    out = tmp_path_factory.mktemp("hf") / "vilt_mlm"
+    ref.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (40, 48)])
+def test_tiny_vilt_matches_transformers(tiny_vilt: Path, height: int, width: int) -> None:
+    """At the configured 32×32 (a 4×4 grid), and at 40×48, where both resize the position
+    embeddings to a 5×6 grid."""
+    imported = convert_hf(tiny_vilt)
+    assert imported.unused == [], imported.unused
+    assert (imported.config.norm_first, imported.config.modality_embed) == (True, True)
+    ref = ViltForMaskedLM.from_pretrained(tiny_vilt).eval()
+    diffs = _diffs(_vlp_model(imported), ref.vilt, _batch(height, width))
+    assert max(diffs.values()) <= TOL, diffs
+
+
+def test_mlm_head_matches(tiny_vilt: Path) -> None:
+    imported = convert_hf(tiny_vilt)
+    assert set(imported.heads) == {"mlm"}
+    ours = _vlp_model(imported)
+    mlm = build_objectives(["mlm"], imported.config, ours)["mlm"]
+    assert load_partial(mlm, imported.heads["mlm"], "mlm") == ["head.decoder.weight"]  # tied
+    ref = ViltForMaskedLM.from_pretrained(tiny_vilt).eval()
+    batch = _batch(seed=2)
+    with torch.no_grad():
+        got = mlm.head(ours(batch).text)  # (B, L, V)
+        want = ref(**_hf_inputs(batch)).logits
+    assert (got[batch.text_mask] - want[batch.text_mask]).abs().max().item() <= TOL
+
+
+def test_vlp_import_round_trip(tiny_vilt: Path, tmp_path: Path) -> None:
+    out = import_checkpoint(tiny_vilt, tmp_path / "vilt")
+    loaded, direct = load_imported(out), convert_hf(tiny_vilt)
+    assert loaded.config == direct.config
+    assert loaded.model.keys() == direct.model.keys()
+    assert all(torch.equal(loaded.model[k], direct.model[k]) for k in direct.model)
+
+
+def test_patch_model_names_what_is_missing(tiny_vilt: Path) -> None:
+    model = _vlp_model(convert_hf(tiny_vilt))
+    batch = _batch()
+    with pytest.raises(VlpError, match="expects pixels .*pixel_values"):
+        model(Batch(input_ids=batch.input_ids, text_mask=batch.text_mask))
+    grey = Batch(input_ids=batch.input_ids, text_mask=batch.text_mask,
+                 pixel_values=torch.zeros(3, 1, 32, 32))
+    with pytest.raises(VlpError, match=r"shape \(3, 1, 32, 32\).*\(B, 3, H, W\)"):
+        model(grey)
+
+
+def test_trainer_refuses_a_patch_model_in_one_line(tiny_vilt: Path, tmp_path: Path) -> None:
+    from vlp.train.config import PretrainConfig, TrainConfig
+    from vlp.train.pretrain import Pretrainer
+
+    cfg = PretrainConfig(train=TrainConfig(out=str(tmp_path / "run"), init=str(tiny_vilt)))
+    with pytest.raises(VlpError, match="model.visual: patches .*image pipeline"):
+        Pretrainer(cfg)
