@@ -1,9 +1,10 @@
 """``vlp demo``: the whole path on the built-in world, on CPU, in minutes.
 
-world → detector-like region features → WordPiece vocabulary → UNITER-style
-pre-training → held-out MLM / ITM / ITC / MRC accuracy against chance → zero-shot
-retrieval → VQA and visual entailment fine-tuned from scratch and from the pre-trained
-model, side by side, with their curves as a PNG.
+world → detector-like region features → WordPiece vocabulary → the ablation: UNITER
+(single-stream) and ViLBERT (two-stream) pre-trained alike → held-out MLM / ITM / ITC / MRC
+accuracy against chance → zero-shot retrieval → VQA, retrieval and visual entailment
+fine-tuned from scratch and from the pre-trained model, side by side, with their curves
+as a PNG.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> Pr
 
 
 def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps: int,
-                    labelled: int, model: str = "UNITER") -> FinetuneConfig:
+                    labelled: int, model: str = "UNITER", eval_limit: int = 1000,
+                    evals: int = 6) -> FinetuneConfig:
     """A demo fine-tuning run: ``labelled`` training records, ``steps`` steps, evaluated
-    on the validation split every ``steps // 6`` steps (as ``configs/vqa_world.yaml``).
+    on the validation split every ``steps // evals`` steps (as ``configs/vqa_world.yaml``).
 
     The learning rate is the one that suits both starts on the world's VQA: 3e-4 (at 1e-4
     the scratch and pre-trained runs are both still climbing after 300 steps).
@@ -64,10 +66,10 @@ def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps:
     return FinetuneConfig(
         model=MODELS[model],
         data=DataConfig(world=str(world), token_budget=0, batch_size=64, max_text_len=40),
-        task=TaskConfig(name=task, train_limit=labelled, eval_limit=1000),
+        task=TaskConfig(name=task, train_limit=labelled, eval_limit=eval_limit),
         train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=3e-4,
                           warmup_steps=steps // 10, save_every=0, log_every=10,
-                          eval_every=max(1, steps // 6)),
+                          eval_every=max(1, steps // evals)),
     )
 
 
@@ -129,9 +131,24 @@ def _loss_table(run: Path) -> list[str]:
     return lines
 
 
-# the downstream half: (task, labelled training records, fine-tuning steps, metric, models)
-DEMO_TASKS = (("vqa", 1000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
-              ("ve", 3000, 200, "ve_acc", ("ViLBERT",)))
+@dataclasses.dataclass(frozen=True)
+class DemoTask:
+    """One downstream task of the demo, fine-tuned from scratch and from pre-training."""
+
+    name: str
+    labelled: int  # training records (retrieval: images, 5 captions each)
+    steps: int
+    metric: str  # the table's column
+    models: tuple[str, ...]
+    eval_limit: int = 1000  # validation records (retrieval: images ranked, × 5 captions)
+    evals: int = 6  # evaluations during training (for the curves)
+
+
+DEMO_TASKS = (
+    DemoTask("vqa", 1000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
+    DemoTask("retrieval", 600, 200, "retrieval/r_mean", ("ViLBERT",), eval_limit=50, evals=3),
+    DemoTask("ve", 3000, 200, "ve_acc", ("ViLBERT",)),
+)
 
 
 def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, float]:
@@ -147,29 +164,30 @@ def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, flo
                                         model).items()})
     curves: dict[str, list[tuple[float, float]]] = {}
     table: list[tuple[str, str, str, float, float]] = []
-    for task, labelled, task_steps, metric, models in DEMO_TASKS:
-        for model in models:
+    for task in DEMO_TASKS:
+        for model in task.models:
             row = []
             for start, init in (("scratch", None), ("pre-trained", pretrained[model])):
-                out = root / f"{task}_{model.lower()}_{start.replace('-', '')}"
-                t = _stage(f"fine-tuning {task} on {model} from {start}: {labelled} labelled "
-                           f"examples, {task_steps} steps")
-                metrics = _finetune(finetune_config(world, out, task, init, task_steps,
-                                                    labelled, model), out)
+                out = root / f"{task.name}_{model.lower()}_{start.replace('-', '')}"
+                t = _stage(f"fine-tuning {task.name} on {model} from {start}: {task.labelled} "
+                           f"labelled records, {task.steps} steps")
+                metrics = _finetune(finetune_config(world, out, task.name, init, task.steps,
+                                                    task.labelled, model, task.eval_limit,
+                                                    task.evals), out)
                 _done(t)
-                row.append(metrics[metric])
-                results[f"{task}/{model}/{start}"] = metrics[metric]
-                curves[f"{task}: {model} {start}"] = [
-                    (r["step"], r[f"eval/{metric}"]) for r in read_metrics(out / "metrics.jsonl")
-                    if f"eval/{metric}" in r]
-            table.append((task, model, metric, row[0], row[1]))
-    print("\n== fine-tuned, validation split (same model, steps and labelled examples)")
-    print(f"   {'task':6s} {'model':8s} {'metric':8s} {'scratch':>9s} {'pre-trained':>12s}")
-    for task, model, metric, scratch, pre in table:
-        print(f"   {task:6s} {model:8s} {metric:8s} {scratch:9.2f} {pre:12.2f}")
+                row.append(metrics[task.metric])
+                results[f"{task.name}/{model}/{start}"] = metrics[task.metric]
+                curves[f"{task.name}: {model} {start}"] = [
+                    (r["step"], r[f"eval/{task.metric}"])
+                    for r in read_metrics(out / "metrics.jsonl") if f"eval/{task.metric}" in r]
+            table.append((task.name, model, task.metric, row[0], row[1]))
+    print("\n== fine-tuned, validation split (same model, steps and labelled records)")
+    print(f"   {'task':9s} {'model':8s} {'metric':16s} {'scratch':>9s} {'pre-trained':>12s}")
+    for name, model, metric, scratch, pre in table:
+        print(f"   {name:9s} {model:8s} {metric:16s} {scratch:9.2f} {pre:12.2f}")
     png = plot_series(curves, root / "finetune_curves.png", "fine-tuning",
-                      panels={task: [k for k in curves if k.startswith(f"{task}: ")]
-                              for task, *_ in DEMO_TASKS})
+                      panels={task.name: [k for k in curves if k.startswith(f"{task.name}: ")]
+                              for task in DEMO_TASKS})
     print(f"\n   fine-tuning curves: {png}")
     return results
 

@@ -81,6 +81,7 @@ class Finetuner(Pretrainer):
                            f"(known: {', '.join(sorted(TASKS))})")
         self.spec = TASKS[cfg.task.name]
         self.head_name, self.build_head = self.spec.head_for(cfg.task.rank)
+        self._predicted: tuple[int, Any] | None = None  # (step, eval predictions)
         super().__init__(cfg)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ building
@@ -187,13 +188,18 @@ class Finetuner(Pretrainer):
         rng = torch.get_rng_state()
         predictions = self.predict(self.eval_data)
         torch.set_rng_state(rng)
+        self._predicted = (self.step, predictions)  # write_results reuses them at this step
         return {f"eval/{k}": v for k, v in self.eval_data.score(predictions).items()}
 
     def write_results(self, split: str | None = None) -> dict[str, float]:
         """Predictions (official format) and metrics JSON of ``split`` under ``train.out``."""
         data = self.eval_data if split in (None, self.eval_data.split) else \
             self.load_split(split or "", self.cfg.task.eval_limit)
-        predictions = self.predict(data)
+        done = self._predicted
+        if data is self.eval_data and done is not None and done[0] == self.step:
+            predictions = done[1]  # the evaluation at the end of run(), same weights
+        else:
+            predictions = self.predict(data)
         metrics = data.score(predictions) if data_has_labels(data) else {}
         self.out.mkdir(parents=True, exist_ok=True)
         data.write_predictions(self.out / f"predictions_{data.split}{data.predictions_suffix}",
