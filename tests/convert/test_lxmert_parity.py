@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import load_vlp, perturb, region_inputs, text_inputs
 from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
 from vlp.data.batch import Batch
 from vlp.layers.embeddings import location_features
-from vlp.models import build_model
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.two_stream import TwoStreamModel
 from vlp.models.weights import load_partial
@@ -30,17 +30,8 @@ def _config() -> LxmertConfig:
 
 
 def _batch(b: int = 3, length: int = 9, regions: int = 6, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, VOCAB, (b, length), generator=g)
-    text_mask = torch.ones(b, length, dtype=torch.bool)
-    text_mask[1, -4:] = False  # uneven text padding
-    text_mask[2, -1:] = False
-    ids[~text_mask] = 0
-    region_mask = torch.ones(b, regions, dtype=torch.bool)
-    region_mask[0, -2:] = False  # uneven region padding, on other rows than the text's
-    region_mask[2, -5:] = False
-    feats = torch.randn(b, regions, FEAT, generator=g)
-    feats[~region_mask] = 0.0
+    g, ids, text_mask = text_inputs(VOCAB, b, length, seed)
+    feats, region_mask = region_inputs(g, b, regions, FEAT)
     xy = torch.rand(b, regions, 2, generator=g) * 40
     boxes = torch.cat([xy, xy + 5 + torch.rand(b, regions, 2, generator=g) * 20], dim=-1)
     loc = location_features(boxes, torch.tensor(64.0), torch.tensor(48.0), dim=4)
@@ -56,11 +47,8 @@ def _hf_inputs(batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def _vlp_model(imported: Imported) -> TwoStreamModel:
-    assert not imported.text_only and imported.config.region_feature_dim == FEAT
-    model = build_model(imported.config)
-    assert isinstance(model, TwoStreamModel)
-    model.load_state_dict(imported.model)  # strict: the import covers the whole model
-    return model.eval()
+    assert imported.config.region_feature_dim == FEAT
+    return load_vlp(imported, TwoStreamModel)
 
 
 def _diffs(ours: TwoStreamModel, ref: LxmertModel, batch: Batch) -> dict[str, float]:
@@ -77,12 +65,9 @@ def _diffs(ours: TwoStreamModel, ref: LxmertModel, batch: Batch) -> dict[str, fl
 
 
 def _perturbed(model: torch.nn.Module) -> None:
-    """Move LayerNorms off (1, 0) and biases off 0, so that any mix-up would show."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):
-                p.add_(0.2 * torch.randn_like(p))
+    """LayerNorms and biases moved off (1, 0) and 0."""
+    perturb(model, lambda name: 0.2 if "LayerNorm" in name or "layer_norm" in name
+            or name.endswith("bias") else 0.0)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import load_vlp, perturb, text_inputs
 from transformers import ViltConfig, ViltForMaskedLM, ViltModel
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
-from vlp.models import build_model
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.single_stream import SingleStreamModel
 from vlp.models.weights import load_partial
@@ -22,12 +22,7 @@ VOCAB = 120
 
 def _batch(height: int = 32, width: int = 32, b: int = 3, length: int = 9,
            seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, VOCAB, (b, length), generator=g)
-    text_mask = torch.ones(b, length, dtype=torch.bool)
-    text_mask[1, -4:] = False  # uneven text padding
-    text_mask[2, -1:] = False
-    ids[~text_mask] = 0
+    g, ids, text_mask = text_inputs(VOCAB, b, length, seed)
     return Batch(input_ids=ids, text_mask=text_mask,
                  pixel_values=torch.randn(b, 3, height, width, generator=g))
 
@@ -41,11 +36,8 @@ def _hf_inputs(batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def _vlp_model(imported: Imported) -> SingleStreamModel:
-    assert not imported.text_only and imported.config.visual == "patches"
-    model = build_model(imported.config)
-    assert isinstance(model, SingleStreamModel)
-    model.load_state_dict(imported.model)  # strict: the import covers the whole model
-    return model.eval()
+    assert imported.config.visual == "patches"
+    return load_vlp(imported, SingleStreamModel)
 
 
 def _patch_diff(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -75,12 +67,8 @@ def _diffs(ours: SingleStreamModel, ref: ViltModel, batch: Batch) -> dict[str, f
 
 
 def _perturbed(model: torch.nn.Module) -> None:
-    """Move every weight off its initial value ([CLS] and positions off 0, LayerNorms off
-    (1, 0)), so that any mix-up in the mapping would show."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_((0.1 if "layernorm" in name.lower() else 0.05) * torch.randn_like(p))
+    """Every weight moved ([CLS] and positions off 0, LayerNorms off (1, 0))."""
+    perturb(model, lambda name: 0.1 if "layernorm" in name.lower() else 0.05)
 
 
 def _config() -> ViltConfig:

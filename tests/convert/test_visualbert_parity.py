@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from parity import load_vlp, perturb, region_inputs, text_inputs
 from transformers import VisualBertConfig, VisualBertForPreTraining, VisualBertModel
 
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.tokenizer import SPECIAL_TOKENS
 from vlp.errors import VlpError
-from vlp.models import build_model
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.single_stream import SingleStreamModel
 from vlp.models.weights import load_partial
@@ -28,17 +28,8 @@ FEAT = 16
 
 
 def _batch(b: int = 3, length: int = 9, regions: int = 6, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, VOCAB, (b, length), generator=g)
-    text_mask = torch.ones(b, length, dtype=torch.bool)
-    text_mask[1, -4:] = False  # uneven text padding
-    text_mask[2, -1:] = False
-    ids[~text_mask] = 0
-    region_mask = torch.ones(b, regions, dtype=torch.bool)
-    region_mask[0, -2:] = False  # uneven region padding, on other rows than the text's
-    region_mask[2, -5:] = False
-    feats = torch.randn(b, regions, FEAT, generator=g)
-    feats[~region_mask] = 0.0
+    g, ids, text_mask = text_inputs(VOCAB, b, length, seed)
+    feats, region_mask = region_inputs(g, b, regions, FEAT)
     return Batch(input_ids=ids, text_mask=text_mask, region_feats=feats,
                  region_loc=torch.rand(b, regions, 7, generator=g), region_mask=region_mask)
 
@@ -51,11 +42,8 @@ def _hf_inputs(batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def _vlp_model(imported: Imported) -> SingleStreamModel:
-    assert not imported.text_only and imported.config.region_feature_dim == FEAT
-    model = build_model(imported.config)
-    assert isinstance(model, SingleStreamModel)
-    model.load_state_dict(imported.model)  # strict: the import covers the whole model
-    return model.eval()
+    assert imported.config.region_feature_dim == FEAT
+    return load_vlp(imported, SingleStreamModel)
 
 
 def _diffs(ours: SingleStreamModel, ref: VisualBertModel, batch: Batch) -> dict[str, float]:
@@ -73,13 +61,9 @@ def _diffs(ours: SingleStreamModel, ref: VisualBertModel, batch: Batch) -> dict[
 
 
 def _perturbed(model: torch.nn.Module) -> None:
-    """Move every weight off its initial value (LayerNorms off (1, 0), biases off 0,
-    the visual tables off the text copies ``special_visual_initialize`` starts them as),
-    so that any mix-up in the mapping would show."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_((0.1 if "LayerNorm" in name else 0.02) * torch.randn_like(p))
+    """Every weight moved (the visual tables off the text copies
+    ``special_visual_initialize`` starts them as)."""
+    perturb(model, lambda name: 0.1 if "LayerNorm" in name else 0.02)
 
 
 def _config(layers: int) -> VisualBertConfig:
