@@ -4,6 +4,7 @@ their initial values, and a vlp model loaded strictly from an import."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -47,6 +48,14 @@ def perturb(model: nn.Module, scale: Callable[[str], float], seed: int = 1) -> N
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.add_(scale(name) * torch.randn_like(p))
+
+
+def save_reference(model: nn.Module, scale: Callable[[str], float], out: Path) -> Path:
+    """``model`` (an HF model built under a fixed seed) perturbed by ``scale`` and saved
+    with ``save_pretrained`` to ``out``, as a checkpoint directory to import."""
+    perturb(model.eval(), scale)
+    model.save_pretrained(out)  # type: ignore[operator]
+    return out
 
 
 def load_vlp(imported: Imported, cls: type[M]) -> M:

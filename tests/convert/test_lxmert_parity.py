@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, perturb, region_inputs, text_inputs
+from parity import load_vlp, region_inputs, save_reference, text_inputs
 from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
 from vlp.data.batch import Batch
@@ -64,30 +64,24 @@ def _diffs(ours: TwoStreamModel, ref: LxmertModel, batch: Batch) -> dict[str, fl
     }
 
 
-def _perturbed(model: torch.nn.Module) -> None:
-    """LayerNorms and biases moved off (1, 0) and 0."""
-    perturb(model, lambda name: 0.2 if "LayerNorm" in name or "layer_norm" in name
-            or name.endswith("bias") else 0.0)
+def _scale(name: str) -> float:
+    """Noise on each reference weight: LayerNorms and biases moved off (1, 0) and 0."""
+    moved = "LayerNorm" in name or "layer_norm" in name or name.endswith("bias")
+    return 0.2 if moved else 0.0
 
 
 @pytest.fixture(scope="module")
 def tiny_lxmert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    ref = LxmertModel(_config()).eval()
-    _perturbed(ref)
     out = tmp_path_factory.mktemp("hf") / "lxmert"
-    ref.save_pretrained(out)
-    return out
+    return save_reference(LxmertModel(_config()), _scale, out)
 
 
 @pytest.fixture(scope="module")
 def tiny_pretraining(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
-    ref = LxmertForPreTraining(_config()).eval()
-    _perturbed(ref)
     out = tmp_path_factory.mktemp("hf") / "lxmert_pt"
-    ref.save_pretrained(out)
-    return out
+    return save_reference(LxmertForPreTraining(_config()), _scale, out)
 
 
 def test_tiny_lxmert_matches_transformers(tiny_lxmert: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, perturb, text_inputs
+from parity import load_vlp, save_reference, text_inputs
 from transformers import ViltConfig, ViltForMaskedLM, ViltModel
 
 from vlp.data.batch import Batch
@@ -66,9 +66,10 @@ def _diffs(ours: SingleStreamModel, ref: ViltModel, batch: Batch) -> dict[str, f
     }
 
 
-def _perturbed(model: torch.nn.Module) -> None:
-    """Every weight moved ([CLS] and positions off 0, LayerNorms off (1, 0))."""
-    perturb(model, lambda name: 0.1 if "layernorm" in name.lower() else 0.05)
+def _scale(name: str) -> float:
+    """Noise on each reference weight: every one moves ([CLS] and positions off 0,
+    LayerNorms off (1, 0))."""
+    return 0.1 if "layernorm" in name.lower() else 0.05
 
 
 def _config() -> ViltConfig:
@@ -80,11 +81,8 @@ def _config() -> ViltConfig:
 @pytest.fixture(scope="module")
 def tiny_vilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    ref = ViltForMaskedLM(_config()).eval()
-    _perturbed(ref)
     out = tmp_path_factory.mktemp("hf") / "vilt_mlm"
-    ref.save_pretrained(out)
-    return out
+    return save_reference(ViltForMaskedLM(_config()), _scale, out)
 
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (40, 48)])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from parity import load_vlp, perturb, region_inputs, text_inputs
+from parity import load_vlp, region_inputs, save_reference, text_inputs
 from transformers import VisualBertConfig, VisualBertForPreTraining, VisualBertModel
 
 from vlp.data.batch import Batch
@@ -60,10 +60,10 @@ def _diffs(ours: SingleStreamModel, ref: VisualBertModel, batch: Batch) -> dict[
     }
 
 
-def _perturbed(model: torch.nn.Module) -> None:
-    """Every weight moved (the visual tables off the text copies
-    ``special_visual_initialize`` starts them as)."""
-    perturb(model, lambda name: 0.1 if "LayerNorm" in name else 0.02)
+def _scale(name: str) -> float:
+    """Noise on each reference weight: every one moves (the visual tables off the text
+    copies ``special_visual_initialize`` starts them as)."""
+    return 0.1 if "LayerNorm" in name else 0.02
 
 
 def _config(layers: int) -> VisualBertConfig:
@@ -75,21 +75,15 @@ def _config(layers: int) -> VisualBertConfig:
 @pytest.fixture(scope="module")
 def tiny_visualbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    ref = VisualBertModel(_config(3)).eval()
-    _perturbed(ref)
     out = tmp_path_factory.mktemp("hf") / "visualbert"
-    ref.save_pretrained(out)
-    return out
+    return save_reference(VisualBertModel(_config(3)), _scale, out)
 
 
 @pytest.fixture(scope="module")
 def tiny_pretraining(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    ref = VisualBertForPreTraining(_config(2)).eval()
-    _perturbed(ref)
     out = tmp_path_factory.mktemp("hf") / "visualbert_pt"
-    ref.save_pretrained(out)
-    return out
+    return save_reference(VisualBertForPreTraining(_config(2)), _scale, out)
 
 
 def test_tiny_visualbert_matches_transformers(tiny_visualbert: Path) -> None:

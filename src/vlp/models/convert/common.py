@@ -127,15 +127,27 @@ def fused_kv(ck: HFCheckpoint, out: dict[str, Tensor], ours: str, hf: str) -> No
         out[f"{ours}.{part}"] = torch.cat([ck.take(f"{hf}.{n}.{part}") for n in ("key", "value")])
 
 
+def transformer_layer(ck: HFCheckpoint, out: dict[str, Tensor], ours: str, *, qkv: str,
+                      attn_out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> None:
+    """One self-attention layer of any HF model, given the HF names of its parts (``qkv``:
+    the module holding ``query``/``key``/``value``) → a
+    :class:`vlp.layers.transformer.TransformerLayer` (``norm1`` is the attention's
+    LayerNorm and ``norm2`` the MLP's, whether they come after or before)."""
+    fused_qkv(ck, out, f"{ours}.attn.qkv", qkv)
+    copy(ck, out, f"{ours}.attn.out", attn_out)
+    copy(ck, out, f"{ours}.norm1", norm1)
+    copy(ck, out, f"{ours}.mlp.fc1", fc1)
+    copy(ck, out, f"{ours}.mlp.fc2", fc2)
+    copy(ck, out, f"{ours}.norm2", norm2)
+
+
 def bert_layer(ck: HFCheckpoint, hf: str, ours: str) -> dict[str, Tensor]:
     """One HF ``BertLayer`` → one :class:`vlp.layers.transformer.TransformerLayer`."""
     out: dict[str, Tensor] = {}
-    fused_qkv(ck, out, f"{ours}.attn.qkv", f"{hf}.attention.self")
-    copy(ck, out, f"{ours}.attn.out", f"{hf}.attention.output.dense")
-    copy(ck, out, f"{ours}.norm1", f"{hf}.attention.output.LayerNorm")
-    copy(ck, out, f"{ours}.mlp.fc1", f"{hf}.intermediate.dense")
-    copy(ck, out, f"{ours}.mlp.fc2", f"{hf}.output.dense")
-    copy(ck, out, f"{ours}.norm2", f"{hf}.output.LayerNorm")
+    transformer_layer(ck, out, ours, qkv=f"{hf}.attention.self",
+                      attn_out=f"{hf}.attention.output.dense",
+                      norm1=f"{hf}.attention.output.LayerNorm", fc1=f"{hf}.intermediate.dense",
+                      fc2=f"{hf}.output.dense", norm2=f"{hf}.output.LayerNorm")
     return out
 
 

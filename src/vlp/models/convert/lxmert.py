@@ -23,7 +23,7 @@ from vlp.models.convert.common import (
     check_activation,
     copy,
     fused_kv,
-    fused_qkv,
+    transformer_layer,
 )
 
 if TYPE_CHECKING:
@@ -86,12 +86,9 @@ def _stream_layer(ck: HFCheckpoint, out: dict[str, Tensor], ours: str, hf: str,
     ``side`` is ``lang`` or ``visn``.
     """
     att = f"{hf}.{side}_self_att"
-    fused_qkv(ck, out, f"{ours}.attn.qkv", f"{att}.self")
-    copy(ck, out, f"{ours}.attn.out", f"{att}.output.dense")
-    copy(ck, out, f"{ours}.norm1", f"{att}.output.LayerNorm")
-    copy(ck, out, f"{ours}.mlp.fc1", f"{hf}.{side}_inter.dense")
-    copy(ck, out, f"{ours}.mlp.fc2", f"{hf}.{side}_output.dense")
-    copy(ck, out, f"{ours}.norm2", f"{hf}.{side}_output.LayerNorm")
+    transformer_layer(ck, out, ours, qkv=f"{att}.self", attn_out=f"{att}.output.dense",
+                      norm1=f"{att}.output.LayerNorm", fc1=f"{hf}.{side}_inter.dense",
+                      fc2=f"{hf}.{side}_output.dense", norm2=f"{hf}.{side}_output.LayerNorm")
 
 
 def lxmert_state(ck: HFCheckpoint, cfg: ModelConfig) -> dict[str, Tensor]:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import bert_config
-from vlp.models.convert.common import HFCheckpoint, bert_embeddings, copy, fused_qkv
+from vlp.models.convert.common import HFCheckpoint, bert_embeddings, copy, transformer_layer
 
 if TYPE_CHECKING:
     from vlp.models.convert import Imported
@@ -55,13 +55,11 @@ def vilt_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
     # vlp does not need: it encodes each image of a pair in its own row of the batch
     out["modality.weight"] = ck.take(f"{p}embeddings.token_type_embeddings.weight")[:2]
     for i in range(num_layers):
-        hf, ours = f"{p}encoder.layer.{i}", f"encoder.layers.{i}"
-        fused_qkv(ck, out, f"{ours}.attn.qkv", f"{hf}.attention.attention")
-        copy(ck, out, f"{ours}.attn.out", f"{hf}.attention.output.dense")
-        copy(ck, out, f"{ours}.norm1", f"{hf}.layernorm_before")
-        copy(ck, out, f"{ours}.mlp.fc1", f"{hf}.intermediate.dense")
-        copy(ck, out, f"{ours}.mlp.fc2", f"{hf}.output.dense")
-        copy(ck, out, f"{ours}.norm2", f"{hf}.layernorm_after")
+        hf = f"{p}encoder.layer.{i}"
+        transformer_layer(ck, out, f"encoder.layers.{i}", qkv=f"{hf}.attention.attention",
+                          attn_out=f"{hf}.attention.output.dense",
+                          norm1=f"{hf}.layernorm_before", fc1=f"{hf}.intermediate.dense",
+                          fc2=f"{hf}.output.dense", norm2=f"{hf}.layernorm_after")
     copy(ck, out, "encoder.norm", f"{p}layernorm")
     copy(ck, out, "pooler.dense", f"{p}pooler.dense")
     return out
