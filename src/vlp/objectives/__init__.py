@@ -14,6 +14,7 @@ from vlp.objectives.itm import build_itm
 from vlp.objectives.mlm import build_mlm
 from vlp.objectives.mrm import build_mrc, build_mrc_kl, build_mrfr
 from vlp.objectives.pretraining import PretrainingModel, PretrainOutput
+from vlp.objectives.wra import build_wra
 
 OBJECTIVES: dict[str, Callable[[ModelConfig, nn.Module], Objective]] = {
     "mlm": build_mlm,
@@ -22,6 +23,7 @@ OBJECTIVES: dict[str, Callable[[ModelConfig, nn.Module], Objective]] = {
     "mrc_kl": build_mrc_kl,
     "itm": build_itm,
     "itc": build_itc,
+    "wra": build_wra,
 }
 
 
