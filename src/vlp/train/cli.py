@@ -247,9 +247,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_import(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import", help="convert a Hugging Face checkpoint to vlp",
-                         description="Convert a Hugging Face model directory (BERT; config.json "
-                                     "+ safetensors or .bin) into a vlp model directory. "
-                                     "'minilm' names the packaged all-MiniLM-L6-v2.")
+                         description="Convert a Hugging Face model directory (BERT, "
+                                     "VisualBERT, LXMERT or ViLT; config.json + safetensors or "
+                                     ".bin) into a vlp model directory. 'minilm' names the "
+                                     "packaged all-MiniLM-L6-v2.")
     imp.add_argument("src", help="Hugging Face model directory, or 'minilm'")
     imp.add_argument("out", help="vlp directory to write (must not exist)")
     imp.set_defaults(handler=_import)
