@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from vlp.data.batch import Batch
 from vlp.models.config import ModelConfig
 from vlp.models.outputs import UnimodalOutput
-from vlp.objectives.base import Objective, ObjectiveOutput
+from vlp.objectives.base import Objective, ObjectiveOutput, zero_loss
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -51,17 +51,26 @@ class ITC(Objective):
         return F.normalize(text.float(), dim=-1), F.normalize(image.float(), dim=-1)
 
     def forward(self, output: UnimodalOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
-        """Mean of the text→image and image→text cross-entropies."""
+        """Mean of the text→image and image→text cross-entropies, over the batch's true
+        pairs (a batch shared with ITM holds mismatched rows, which are left out)."""
         text, image = self.embed(output)
-        scale = self.logit_scale.exp().clamp(max=100.0)
-        logits = scale * text @ image.T  # (B texts, B images)
         ids = (batch.image_ids if batch.image_ids is not None
-               else torch.arange(batch.size, device=logits.device))
-        same = ids[:, None] == ids[None, :]  # (B, B) every matching pair
+               else torch.arange(batch.size, device=text.device))
+        if batch.itm_labels is not None:
+            true = batch.itm_labels == 1
+            text, image, ids = text[true], image[true], ids[true]
+        n = len(ids)
+        if n == 0:
+            graph = self.logit_scale + text.sum() + image.sum()  # every parameter, gradient 0
+            return ObjectiveOutput(zero_loss(graph), torch.zeros((), device=text.device),
+                                   torch.zeros((), device=text.device))
+        scale = self.logit_scale.exp().clamp(max=100.0)
+        logits = scale * text @ image.T  # (N texts, N images)
+        same = ids[:, None] == ids[None, :]  # (N, N) every matching pair
         targets = same.float() / same.sum(1, keepdim=True)
         loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
-        correct = same[torch.arange(batch.size), logits.argmax(1)].sum()
-        return ObjectiveOutput(loss, correct, torch.tensor(batch.size, device=logits.device))
+        correct = same[torch.arange(n, device=ids.device), logits.argmax(1)].sum()
+        return ObjectiveOutput(loss, correct, torch.tensor(n, device=logits.device))
 
 
 def build_itc(cfg: ModelConfig, model: nn.Module) -> ITC:
