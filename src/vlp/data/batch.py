@@ -33,7 +33,9 @@ class Batch:
         itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
         example_ids: (B,) dataset index of each example, for predictions.
         image_ids: (B,) id of each example's image (pairs with equal ids both match in
-            contrastive objectives and retrieval).
+            contrastive objectives and retrieval). On a mismatched row (``itm_labels`` 0)
+            pre-training names the text's own image, a task the image shown; objectives
+            read it on true pairs only.
     Tasks:
         targets: the task's labels — (B,) class ids, (B, C) soft scores (VQA), or
             (B, R) per-region scores (referring expressions).

@@ -155,9 +155,6 @@ class PretrainCollator:
             everyone, plan.mask_text, plan.mask_image, self.conditional, gen)
         batch = self._text(examples, mask_text if plan.mask_text else None, gen)
         self._regions(batch, regions, mask_image if plan.mask_image else None, gen)
-        # the image each row holds (a negative's foreign one): captions of one image are
-        # all positives for ITC, not negatives of each other
-        batch.image_ids = torch.tensor([r.image_id for r in regions])
         if plan.pairs:
             batch.itm_labels = (~negative).long()
             # but only positives are scored: a foreign image says nothing of masked words
