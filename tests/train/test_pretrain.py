@@ -3,6 +3,7 @@ NaN error, and the real CLI entry point."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -117,3 +118,15 @@ def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
     assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
+
+
+def test_hard_itm_negatives_train_and_need_itc(dataset: Path, tmp_path: Path) -> None:
+    base = tiny_config(dataset, tmp_path / "hard", steps=4)
+    both = dataclasses.replace(base.objectives, weights={"itm": 1.0, "itc": 1.0},
+                               itm_hard_negatives=True)
+    trainer = Pretrainer(dataclasses.replace(base, objectives=both))
+    metrics = trainer.run()
+    assert trainer.step == 4 and "eval/itm_acc" in metrics
+    alone = dataclasses.replace(both, weights={"itm": 1.0})
+    with pytest.raises(VlpError, match="itm_hard_negatives .*needs both itm and itc"):
+        Pretrainer(dataclasses.replace(base, objectives=alone))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,6 +33,41 @@ class ITM(Objective):
         logits = self.scores(output, batch)  # (B, 2)
         correct, count = accuracy_counts(logits, batch.itm_labels)
         return ObjectiveOutput(F.cross_entropy(logits, batch.itm_labels), correct, count)
+
+
+@torch.no_grad()
+def itc_hard_negatives(batch: Batch, text: Tensor, image: Tensor,
+                       gen: torch.Generator) -> Batch:
+    """ALBEF's hard negatives for ITM, from contrastive similarity.
+
+    Each mismatched row (``itm_labels`` 0) gets, in place of the random image the data side
+    gave it, the image of one of the batch's true pairs whose image is not its own. That
+    image is drawn with probability ``softmax(text_i · image_j)`` over the candidates, so
+    a similar-looking image is likely but false negatives (near-duplicates) are not forced.
+    Rows with no candidate keep their image.
+
+    Args:
+        batch: a pair batch; ``image_ids`` name each row's own image.
+        text: (B, E) text embeddings, scaled (e.g. by the ITC temperature).
+        image: (B, E) embeddings of the images the rows hold.
+        gen: the draw's generator (CPU).
+    """
+    if batch.itm_labels is None or batch.image_ids is None:
+        raise ValueError("hard negatives need batch.itm_labels and batch.image_ids")
+    labels, own = batch.itm_labels.cpu(), batch.image_ids.cpu()
+    # candidate j for row i: a true pair (so row j shows its own image) of another image
+    allowed = (labels == 1)[None, :] & (own[None, :] != own[:, None])  # (B, B)
+    rows = ((labels == 0) & allowed.any(1)).nonzero().flatten()
+    index = torch.arange(batch.size)
+    if len(rows):
+        sim = (text.float() @ image.float().T).cpu()[rows]  # (N, B)
+        weights = sim.masked_fill(~allowed[rows], float("-inf")).softmax(-1)
+        index[rows] = torch.multinomial(weights, 1, generator=gen).flatten()
+    mined = batch.pair(torch.arange(batch.size), index)
+    mined.image_ids = batch.image_ids  # each pair's own image, as the data side names it
+    if mined.region_masked is not None:  # a foreign image has no targets to predict
+        mined.region_masked[(labels == 0).to(mined.region_masked.device)] = False
+    return mined
 
 
 def build_itm(cfg: ModelConfig, model: nn.Module) -> ITM:

@@ -50,6 +50,10 @@ class ObjectivesConfig:
 
     ``weights`` maps objective name → sampling ratio (``mix: sample``, UNITER: one
     objective per batch) or loss weight (``mix: sum``, SOHO: all on every batch).
+
+    ``itm_hard_negatives``: ITM's mismatched pairs take, instead of a random image, an
+    image of the batch drawn by contrastive similarity to the text (ALBEF); needs ``itc``
+    among the objectives.
     """
 
     weights: dict[str, float] = field(
@@ -58,6 +62,7 @@ class ObjectivesConfig:
     masking: Literal["conditional", "joint"] = "conditional"
     mask_prob: float = 0.15
     itm_neg_prob: float = 0.5
+    itm_hard_negatives: bool = False
 
 
 @dataclass

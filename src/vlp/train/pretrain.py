@@ -38,6 +38,7 @@ from vlp.models.convert import Imported, load_imported, with_text_config
 from vlp.models.weights import load_partial
 from vlp.objectives import PretrainingModel, build_objectives
 from vlp.objectives.base import Objective
+from vlp.objectives.itm import itc_hard_negatives
 from vlp.train.checkpoint import list_checkpoints, load_state, load_weights, save_checkpoint
 from vlp.train.config import DataConfig, PretrainConfig, RunConfig
 from vlp.train.logging import MetricsLog, plot_curves, read_metrics
@@ -118,6 +119,13 @@ class Pretrainer:
         if self.init is not None:
             cfg = self._with_init(cfg, self.init)
         self.cfg = dataclasses.replace(cfg, data=cfg.data.resolved())
+        # fine-tuning configs have no objectives section: their ITM is a task head
+        objectives = cfg.objectives if isinstance(cfg, PretrainConfig) else None
+        self.hard_itm = objectives is not None and objectives.itm_hard_negatives
+        if objectives is not None and self.hard_itm and \
+                not {"itm", "itc"} <= set(objectives.weights):
+            raise VlpError("objectives.itm_hard_negatives draws ITM negatives by ITC "
+                           "similarity: objectives.weights needs both itm and itc")
         self.rank, self.world_size = distributed_init()
         self.device = resolve_device(cfg.train.device)
         self.out = Path(cfg.train.out)
@@ -333,6 +341,8 @@ class Pretrainer:
 
     def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
         batch = batch.to(self.device)
+        if self.hard_itm and "itm" in key.objectives:
+            batch = self._hard_itm_negatives(batch, key.seed)
         with maybe_no_sync(self.net, not sync), autocast(self.device, self.cfg.train.precision):
             out = self.net(batch, key.objectives)
             loss = out.loss / self.cfg.train.grad_accum
@@ -345,6 +355,19 @@ class Pretrainer:
                 "lower train.lr, check the features, or resume from the last checkpoint")
         self.scaler.scale(loss).backward()
         window.add(out, batch.size)
+
+    def _hard_itm_negatives(self, batch: Batch, seed: int) -> Batch:
+        """ITM negatives by ITC similarity (eval mode, no grad; its own random stream)."""
+        itc = self.module.objectives["itc"]
+        self.module.eval()
+        try:
+            with torch.no_grad(), autocast(self.device, self.cfg.train.precision):
+                text, image = itc.embed(self.module.model.encode_unimodal(batch))  # type: ignore[operator]
+        finally:
+            self.module.train()
+        scale = float(itc.logit_scale.detach().exp().clamp(max=100.0))  # type: ignore[operator]
+        return itc_hard_negatives(batch, text * scale, image,
+                                  torch.Generator().manual_seed(seed + 2))
 
     def _optimizer_step(self, key: BatchKey) -> None:
         self.scaler.unscale_(self.optimizer)
