@@ -27,7 +27,6 @@ from vlp.tasks.base import TaskData
 from vlp.train.config import FinetuneConfig
 from vlp.train.logging import plot_curves, read_metrics
 from vlp.train.pretrain import Pretrainer, _Window
-from vlp.train.runtime import autocast
 
 
 class TaskBatches(torch.utils.data.Dataset):
@@ -124,22 +123,17 @@ class Finetuner(Pretrainer):
         super()._micro_step(key, batch, window, sync)
 
     def _with_model(self, batch: Batch, seed: int) -> Batch:
-        """Let the task rebuild the batch with the model's scores (eval mode, no grad)."""
+        """Let the task rebuild the batch with the model's scores."""
         head = self.module.objectives[self.head_name]
 
         def score(pairs: Batch) -> Tensor:
-            with autocast(self.device, self.cfg.train.precision):
-                return head.scores(self.module.model(pairs), pairs)  # type: ignore[operator]
+            return head.scores(self.module.model(pairs), pairs)  # type: ignore[operator]
 
-        self.module.eval()
-        try:
+        with self.scoring():
             # the seed's own stream, apart from the collator's: resume stays exact
             return self.train_data.with_model(batch, score, torch.Generator().manual_seed(seed + 1))
-        finally:
-            self.module.train()
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def predict(self, data: TaskData, batch_size: int = 128) -> dict[Any, Any]:
         """The model's predictions on every evaluation row of ``data``."""
         head = self.module.objectives[self.head_name]
@@ -147,18 +141,14 @@ class Finetuner(Pretrainer):
             return self._predict_embeddings(data, batch_size)
         rows = data.eval_rows()
         scores: dict[int, Tensor] = {}
-        self.module.eval()
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            batch = data.collate(chunk).to(self.device)
-            with autocast(self.device, self.cfg.train.precision):
+        with self.scoring():
+            for start in range(0, len(rows), batch_size):
+                batch = data.collate(rows[start:start + batch_size]).to(self.device)
                 out = head.scores(self.module.model(batch), batch)  # type: ignore[operator]
-            for i, s in enumerate(out.float().cpu()):
-                scores[start + i] = s
-        self.module.train()
+                for i, s in enumerate(out.float().cpu()):
+                    scores[start + i] = s
         return data.predictions(scores)
 
-    @torch.no_grad()
     def _predict_embeddings(self, data: TaskData, batch_size: int) -> dict[Any, Any]:
         """Dual-encoder predictions: each text and each image embedded once, apart."""
         head = self.module.objectives[self.head_name]
@@ -170,17 +160,15 @@ class Finetuner(Pretrainer):
                            f"and image apart and a task that ranks by embeddings")
         texts: list[Tensor] = []
         images: dict[int, Tensor] = {}
-        self.module.eval()
-        for start in range(0, len(data.examples), batch_size):
-            batch = data.collate(data.examples[start:start + batch_size]).to(self.device)
-            with autocast(self.device, self.cfg.train.precision):
+        with self.scoring():
+            for start in range(0, len(data.examples), batch_size):
+                batch = data.collate(data.examples[start:start + batch_size]).to(self.device)
                 text, image = embed(encode(batch))
-            texts.append(text.float().cpu())
-            assert batch.image_ids is not None
-            for image_id, vector in zip(batch.image_ids.tolist(), image.float().cpu(),
-                                        strict=True):
-                images[image_id] = vector
-        self.module.train()
+                texts.append(text.float().cpu())
+                assert batch.image_ids is not None
+                for image_id, vector in zip(batch.image_ids.tolist(), image.float().cpu(),
+                                            strict=True):
+                    images[image_id] = vector
         return rank_by(torch.cat(texts), images)
 
     def evaluate(self) -> dict[str, float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -356,15 +358,22 @@ class Pretrainer:
         self.scaler.scale(loss).backward()
         window.add(out, batch.size)
 
-    def _hard_itm_negatives(self, batch: Batch, seed: int) -> Batch:
-        """ITM negatives by ITC similarity (eval mode, no grad; its own random stream)."""
-        itc = self.module.objectives["itc"]
+    @contextmanager
+    def scoring(self) -> Iterator[None]:
+        """The model as it scores rather than trains: eval mode (no dropout), no gradient,
+        the run's precision; training mode comes back afterwards, whatever happens."""
         self.module.eval()
         try:
             with torch.no_grad(), autocast(self.device, self.cfg.train.precision):
-                text, image = itc.embed(self.module.model.encode_unimodal(batch))  # type: ignore[operator]
+                yield
         finally:
             self.module.train()
+
+    def _hard_itm_negatives(self, batch: Batch, seed: int) -> Batch:
+        """ITM negatives by ITC similarity (its own random stream)."""
+        itc = self.module.objectives["itc"]
+        with self.scoring():
+            text, image = itc.embed(self.module.model.encode_unimodal(batch))  # type: ignore[operator]
         scale = float(itc.logit_scale.detach().exp().clamp(max=100.0))  # type: ignore[operator]
         return itc_hard_negatives(batch, text * scale, image,
                                   torch.Generator().manual_seed(seed + 2))
@@ -396,19 +405,16 @@ class Pretrainer:
         if t.save_every and self.step % t.save_every == 0 and self.step < t.steps:
             self.save()
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Held-out loss and accuracy of every objective on fixed masks and negatives."""
         keys = eval_keys(self.eval_pairs, self.plans, self.cfg.train.seed)
         dataset = PretrainBatches(self.eval_pairs, self.eval_collator)
         rng_state = torch.get_rng_state()
-        self.module.eval()
         window = _Window()
-        for key in keys:
-            _, batch = dataset.__getitems__(key)
-            with autocast(self.device, self.cfg.train.precision):
+        with self.scoring():
+            for key in keys:
+                _, batch = dataset.__getitems__(key)
                 window.add(self.module(batch.to(self.device), key.objectives), batch.size)
-        self.module.train()
         torch.set_rng_state(rng_state)
         row = window.flush()
         return {f"eval/{k}": v for k, v in row.items() if k not in ("samples_per_s", "loss")}
