@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,35 @@ def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 
     texts = [s["raw"] for im in images for s in im["sentences"]]
     Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
     return root
+
+
+def overfit_losses(module: torch.nn.Module, batch: Batch, names: list[str], steps: int,
+                   lr: float) -> list[float]:
+    """Train ``module`` (a ``PretrainingModel``) on one fixed ``batch`` for ``steps`` AdamW
+    steps of the objectives ``names``; the loss after each step."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        out = module(batch, names)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    return losses
+
+
+def perturb(model: torch.nn.Module, scale: Callable[[str], float], seed: int = 1) -> None:
+    """Add ``scale(name)`` × N(0, 1) noise to each parameter, so that LayerNorms leave
+    (1, 0), biases and zero-initialised tables leave 0 and any mix-up in a mapping shows."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(scale(name) * torch.randn_like(p))
+
+
+def save_reference(model: torch.nn.Module, scale: Callable[[str], float], out: Path) -> Path:
+    """``model`` (an HF model built under a fixed seed) perturbed by ``scale`` and saved
+    with ``save_pretrained`` to ``out``, as a checkpoint directory to import."""
+    perturb(model.eval(), scale)
+    model.save_pretrained(out)  # type: ignore[operator]
+    return out

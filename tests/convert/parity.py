@@ -1,10 +1,8 @@
-"""What the parity tests share: inputs with uneven padding, reference weights moved off
-their initial values, and a vlp model loaded strictly from an import."""
+"""What the parity tests share: inputs with uneven padding and a vlp model loaded strictly
+from an import (reference weights are saved by ``conftest.save_reference``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -39,23 +37,6 @@ def region_inputs(g: torch.Generator, b: int, regions: int, feat: int
     feats = torch.randn(b, regions, feat, generator=g)
     feats[~mask] = 0.0
     return feats, mask
-
-
-def perturb(model: nn.Module, scale: Callable[[str], float], seed: int = 1) -> None:
-    """Add ``scale(name)`` × N(0, 1) noise to each parameter, so that LayerNorms leave
-    (1, 0), biases and zero-initialised tables leave 0 and any mix-up in a mapping shows."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(scale(name) * torch.randn_like(p))
-
-
-def save_reference(model: nn.Module, scale: Callable[[str], float], out: Path) -> Path:
-    """``model`` (an HF model built under a fixed seed) perturbed by ``scale`` and saved
-    with ``save_pretrained`` to ``out``, as a checkpoint directory to import."""
-    perturb(model.eval(), scale)
-    model.save_pretrained(out)  # type: ignore[operator]
-    return out
 
 
 def load_vlp(imported: Imported, cls: type[M]) -> M:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, region_inputs, save_reference, text_inputs
+from parity import load_vlp, region_inputs, text_inputs
 from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
+from conftest import save_reference
 from vlp.data.batch import Batch
 from vlp.layers.embeddings import location_features
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, save_reference, text_inputs
+from parity import load_vlp, text_inputs
 from transformers import ViltConfig, ViltForMaskedLM, ViltModel
 
+from conftest import save_reference
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from parity import load_vlp, region_inputs, save_reference, text_inputs
+from parity import load_vlp, region_inputs, text_inputs
 from transformers import VisualBertConfig, VisualBertForPreTraining, VisualBertModel
 
+from conftest import save_reference
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.tokenizer import SPECIAL_TOKENS

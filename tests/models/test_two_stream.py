@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from conftest import make_dataset, random_batch
+from conftest import make_dataset, overfit_losses, random_batch, save_reference
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
@@ -135,15 +135,8 @@ def test_overfits_one_batch(tiny_cfg: ModelConfig, style: str, name: str) -> Non
     cfg = STYLES[style](tiny_cfg)
     model = build_model(cfg)
     pm = PretrainingModel(model, build_objectives([name], cfg, model))
-    opt = torch.optim.AdamW(pm.parameters(), lr=3e-3)
     batch = batch_for(cfg, b=8, seed=1)
-    losses = []
-    for _ in range(40):
-        out = pm(batch, [name])
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses = overfit_losses(pm, batch, [name], 40, lr=3e-3)
     assert losses[-1] < 0.3 * losses[0], (name, losses[0], losses[-1])
 
 
@@ -153,13 +146,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ref = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3,
                                num_attention_heads=4, intermediate_size=64,
                                max_position_embeddings=32)).eval()
-    with torch.no_grad():  # LayerNorms off (1, 0), so a mix-up would show
-        for name, p in ref.named_parameters():
-            if "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
     out = tmp_path_factory.mktemp("hf") / "bert"
-    ref.save_pretrained(out)
-    return out
+    # LayerNorms off their (1, 0) start, so that a mix-up would show
+    return save_reference(ref, lambda name: 0.1 if "LayerNorm" in name else 0.0, out)
 
 
 def test_load_text_weights_sets_the_text_stream(tiny_cfg: ModelConfig, tiny_bert: Path) -> None:

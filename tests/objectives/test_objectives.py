@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import random_batch
+from conftest import overfit_losses, random_batch
 from vlp.models import ModelConfig, build_model
 from vlp.objectives import PretrainingModel, build_objectives
 from vlp.objectives.itm import itc_hard_negatives
@@ -16,15 +16,8 @@ def test_overfits_one_batch(tiny_cfg: ModelConfig, name: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
     pm = PretrainingModel(model, build_objectives([name], tiny_cfg, model))
-    opt = torch.optim.AdamW(pm.parameters(), lr=3e-3)
     batch = random_batch(b=8, seed=1)
-    losses = []
-    for _ in range(60):
-        out = pm(batch, [name])
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses = overfit_losses(pm, batch, [name], 60, lr=3e-3)
     assert losses[-1] < 0.3 * losses[0], (name, losses[0], losses[-1])
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import random_batch
+from conftest import overfit_losses, random_batch
 from vlp.errors import VlpError
 from vlp.models import ModelConfig, build_model
 from vlp.models.outputs import VLOutput
@@ -49,15 +49,8 @@ def test_training_pulls_matches_together_and_mismatches_apart(tiny_cfg: ModelCon
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
     pm = PretrainingModel(model, build_objectives(["wra"], tiny_cfg, model))
-    opt = torch.optim.AdamW(pm.parameters(), lr=3e-3)
     batch = random_batch(b=8, seed=1)
-    losses = []
-    for _ in range(40):
-        out = pm(batch, ["wra"])
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses = overfit_losses(pm, batch, ["wra"], 40, lr=3e-3)
     # matching minus mismatched distance: it starts near 0 and must turn clearly negative
     assert losses[-1] < losses[0] - 0.1, (losses[0], losses[-1])
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
@@ -60,14 +61,7 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str) -> None
     trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=1"))
     data = trainer.train_data
     batch = data.collate([data[i] for i in range(12)], seed=1)
-    opt = torch.optim.AdamW(trainer.module.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(80):
-        out = trainer.module(batch, [trainer.spec.head_name])
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
@@ -121,14 +122,7 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
         picked = np.linspace(0, len(data) - 1, 12).astype(int).tolist()
     batch = data.collate([data[i] for i in picked], seed=1)
     assert batch.size == (24 if isinstance(data, NLVR2Data | VCRData) else 12)
-    opt = torch.optim.AdamW(trainer.module.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(80):
-        out = trainer.module(batch, [trainer.spec.head_name])
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(float(out.loss.detach()))
+    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 
