@@ -22,6 +22,10 @@ class ModelConfig:
     5+5, num_cross_layers 5`` (L=9, R=5, X=5).
 
     Attributes:
+        initializer_range: std of the normal initialisation of every weight. BERT's 0.02
+            suits wide models and checkpoints; a 256-wide model trained from scratch
+            grounds far sooner with 0.05 and ``dropout: 0`` (the world configs'
+            setting; see :func:`vlp.models.single_stream.init_bert_weights`).
         pooler: how the pair is pooled for ITM and task heads. "cls" — the first token
             through dense + tanh (BERT, UNITER); "mean" — the mean of all real tokens;
             "product" (single-stream) — mean text ⊙ mean image, each through dense + tanh,

@@ -156,8 +156,9 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
     """BERT's initialisation: normal(0, std) weights, zero biases, unit LayerNorm.
 
     BERT's 0.02 suits 768-wide models started from a checkpoint; narrow models trained
-    from scratch need a larger ``std`` (about 1/sqrt(width)) for the modalities to mix
-    early — with 0.02 a 256-wide model's ITM stays at chance for thousands of steps.
+    from scratch need a larger ``std`` for the modalities to mix early. On the world, a
+    256-wide UNITER's [CLS] ITM stays at chance for thousands of steps with 0.02 and
+    leaves it after about 500 with 0.05 (and no dropout); 0.04 and 0.0625 were slower.
     """
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, std=std)
