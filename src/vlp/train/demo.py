@@ -30,18 +30,19 @@ from vlp.train.finetune import Finetuner
 from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import Pretrainer
 
-# the two encoders the demo compares (configs/uniter_world.yaml, configs/vilbert_world.yaml)
-# Small models trained from scratch for 1000 steps: BERT's 0.02 initialisation and 0.1
-# dropout (made for 768-wide models started from a checkpoint and trained for days) keep
-# UNITER's [CLS] ITM at chance here; std 0.05 (about 0.8 / sqrt(width)) and no dropout
-# let both models ground (docs/design.md, "Cross-modal grounding from scratch").
-_SMALL = {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 1024,
-          "initializer_range": 0.05, "dropout": 0.0}
+# The two encoders the demo compares (configs/uniter_world.yaml, configs/vilbert_world.yaml):
+# ViLBERT is UNITER's width, depth and training with the two-stream layout. Small models
+# trained from scratch for 1000 steps: BERT's 0.02 initialisation and 0.1 dropout (made
+# for 768-wide models started from a checkpoint) keep UNITER's [CLS] ITM at chance here;
+# std 0.05 (about 0.8 / sqrt(width)) and no dropout let both models ground
+# (docs/design.md, "Cross-modal grounding from scratch").
+_UNITER = ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
+                      initializer_range=0.05, dropout=0.0)
 MODELS = {
-    "UNITER": ModelConfig(**_SMALL),
-    "ViLBERT": ModelConfig(arch="two_stream", image_hidden_size=256, image_num_heads=4,
-                           image_intermediate_size=512, num_image_layers=2,
-                           num_cross_layers=2, **_SMALL),
+    "UNITER": _UNITER,
+    "ViLBERT": dataclasses.replace(_UNITER, arch="two_stream", image_hidden_size=256,
+                                   image_num_heads=4, image_intermediate_size=512,
+                                   num_image_layers=2, num_cross_layers=2),
 }
 
 
