@@ -1,13 +1,40 @@
-"""Multi-head attention on ``torch.nn.functional.scaled_dot_product_attention``."""
+"""Multi-head attention: SDPA, or plain ops where SDPA is slow (short bf16 sequences on CPU)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# On CPU in bf16, SDPA is slow on the sequences vision-language models see. Forward +
+# backward on 2 cores (torch 2.13), its fused kernel and its math path (which computes in
+# fp32) take 4.9× and 2.4× the time of bf16 matmuls around an fp32 softmax at 32 keys, and
+# 1.4× and 1.9× at 512; at 1024 the fused kernel wins (`benchmarks/attention.py`). In fp32
+# the fused kernel is the fastest everywhere. So short bf16 CPU attention is written out.
+_CPU_BF16_EAGER_MAX_KEYS = 512
+
+
+def eager_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+                    dropout: float = 0.0, training: bool = False) -> Tensor:
+    """Scaled dot-product attention in plain ops: matmuls in the input's precision, the
+    softmax in fp32. A query whose keys are all masked gets zeros, as with SDPA.
+
+    Args:
+        q: (B, H, N, Dh); k, v: (B, H, M, Dh).
+        mask: (B, 1, 1, M) bool, True where a key may be read; None: all.
+    """
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, N, M)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = F.dropout(scores.softmax(-1, dtype=torch.float32), dropout, training)
+    out = probs.to(v.dtype) @ v  # (B, H, N, Dh)
+    if mask is not None:  # no key at all: zeros (the softmax above spread over padding)
+        out = out * mask.any(-1, keepdim=True)
+    return out
+
 
 class MultiHeadAttention(nn.Module):
-    """Self- or cross-attention with fused projections and SDPA.
+    """Self- or cross-attention with fused projections.
 
     Self-attention projects queries, keys and values with one fused matrix;
     cross-attention (``kv_dim`` given) projects the query from ``x`` and keys and
@@ -57,8 +84,12 @@ class MultiHeadAttention(nn.Module):
             q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, N|M, Dh)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if (q.device.type == "cpu" and q.dtype == torch.bfloat16
+                and k.shape[-2] <= _CPU_BF16_EAGER_MAX_KEYS):
+            y = eager_attention(q, k, v, mask, self.dropout, self.training)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
         b, _, n, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, -1))  # (B, N, D)
