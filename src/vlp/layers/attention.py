@@ -10,7 +10,7 @@ from torch import Tensor, nn
 # backward on 2 cores (torch 2.13), its fused kernel and its math path (which computes in
 # fp32) take 4.9× and 2.4× the time of bf16 matmuls around an fp32 softmax at 32 keys, and
 # 1.4× and 1.9× at 512; at 1024 the fused kernel wins (`benchmarks/attention.py`). In fp32
-# the fused kernel is the fastest everywhere. So short bf16 CPU attention is written out.
+# the fused kernel is as fast or faster everywhere. So short bf16 CPU attention is written out.
 _CPU_BF16_EAGER_MAX_KEYS = 512
 
 
