@@ -9,7 +9,7 @@ import pytest
 
 from vlp.config import load_config
 from vlp.train.config import FinetuneConfig, PretrainConfig
-from vlp.train.demo import demo_config, finetune_config
+from vlp.train.demo import DemoTask, demo_config, finetune_config, run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,3 +38,24 @@ def test_vqa_config_is_the_demo_fine_tuning(tmp_path: Path) -> None:
     assert cfg.data == demo.data
     same = ("init", "steps", "lr", "warmup_steps", "precision", "eval_every")
     assert {k: getattr(cfg.train, k) for k in same} == {k: getattr(demo.train, k) for k in same}
+
+
+def test_demo_runs_end_to_end_and_a_rerun_skips_every_stage(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole demo at toy scale: world, features, vocabulary, both pre-trainings, zero-shot
+    retrieval, fine-tuning from scratch and from pre-training, the table and the curves."""
+    tasks = (DemoTask("vqa", 40, 2, "vqa_acc", ("UNITER", "ViLBERT"), eval_limit=20, evals=1),
+             DemoTask("retrieval", 8, 2, "retrieval/r_mean", ("ViLBERT",), eval_limit=5,
+                      evals=1))
+    results = run_demo(tmp_path, images=60, steps=2, tasks=tasks)
+    for key in ("vqa/UNITER/scratch", "vqa/ViLBERT/pre-trained",
+                "retrieval/ViLBERT/pre-trained", "UNITER/zero_shot/retrieval/t2i_r1"):
+        assert 0.0 <= results[key] <= 100.0, key
+    assert (tmp_path / "finetune_curves.png").stat().st_size > 0
+    for run in ("pretrain_uniter", "pretrain_vilbert"):
+        assert (tmp_path / run / "losses.png").is_file()
+    out = capsys.readouterr().out
+    assert "held-out (test split" in out and "fine-tuned, validation split" in out
+
+    assert run_demo(tmp_path, images=60, steps=2, tasks=tasks) == results
+    assert "== world" not in capsys.readouterr().out  # nothing made twice

@@ -157,8 +157,9 @@ DEMO_TASKS = (
 )
 
 
-def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, float]:
-    """Run the demo under ``root``; returns the final held-out metrics."""
+def run_demo(root: Path, images: int = 3000, steps: int = 1000,
+             tasks: tuple[DemoTask, ...] = DEMO_TASKS) -> dict[str, float]:
+    """Run the demo under ``root``; returns the final held-out and fine-tuned metrics."""
     world = prepare_world(root, images)
     results: dict[str, float] = {}
     pretrained = {}
@@ -170,7 +171,7 @@ def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, flo
                                         model).items()})
     curves: dict[str, list[tuple[float, float]]] = {}
     table: list[tuple[str, str, str, float, float]] = []
-    for task in DEMO_TASKS:
+    for task in tasks:
         for model in task.models:
             row = []
             for start, init in (("scratch", None), ("pre-trained", pretrained[model])):
@@ -193,7 +194,7 @@ def run_demo(root: Path, images: int = 3000, steps: int = 1000) -> dict[str, flo
         print(f"   {name:9s} {model:8s} {metric:16s} {scratch:9.2f} {pre:12.2f}")
     png = plot_series(curves, root / "finetune_curves.png", "fine-tuning",
                       panels={task.name: [k for k in curves if k.startswith(f"{task.name}: ")]
-                              for task in DEMO_TASKS})
+                              for task in tasks})
     print(f"\n   fine-tuning curves: {png}")
     return results
 
