@@ -22,11 +22,10 @@ import torch
 from _common import RESULTS, format_table, ratio, write_results
 from vlp.config import load_config
 from vlp.data.batch import Batch
-from vlp.data.pretrain import PretrainBatches
 from vlp.data.world import COLOURS, SHAPES
 from vlp.train.checkpoint import list_checkpoints, load_weights
 from vlp.train.config import PretrainConfig
-from vlp.train.pretrain import Pretrainer, eval_keys
+from vlp.train.pretrain import Pretrainer
 
 
 def other_image(batch: Batch) -> Batch:
@@ -47,16 +46,14 @@ def probe(run: Path) -> dict[str, float]:
         raise SystemExit(f"{run}: no checkpoint under checkpoints/ (is it a pre-training run?)")
     load_weights(trainer.module, checkpoints[-1])
     words = [trainer.tokenizer.backend.token_to_id(w) for w in (*COLOURS, *SHAPES)]
-    targets = torch.tensor(sorted({w for w in words if w is not None}))
+    targets = torch.tensor(sorted({w for w in words if w is not None}), device=trainer.device)
     mlm = trainer.module.objectives["mlm"]
-    batches = PretrainBatches(trainer.eval_pairs, trainer.eval_collator)
-    keys = [k for k in eval_keys(trainer.eval_pairs, trainer.plans, cfg.train.seed)
-            if k.objectives == ("mlm",)]
     correct = {"true": 0, "other": 0}
     total = 0
     with trainer.scoring():
-        for key in keys:
-            _, batch = batches.__getitems__(key)
+        for key, batch in trainer.eval_batches():
+            if key.objectives != ("mlm",):
+                continue
             assert batch.mlm_labels is not None
             where = torch.isin(batch.mlm_labels, targets)  # -100 (unmasked) is never a target
             total += int(where.sum())

@@ -405,16 +405,21 @@ class Pretrainer:
         if t.save_every and self.step % t.save_every == 0 and self.step < t.steps:
             self.save()
 
+    def eval_batches(self) -> Iterator[tuple[BatchKey, Batch]]:
+        """The held-out batches, on the run's device: one series per objective, with the
+        same masks and negatives at every evaluation (``key.objectives`` names it)."""
+        dataset = PretrainBatches(self.eval_pairs, self.eval_collator)
+        for key in eval_keys(self.eval_pairs, self.plans, self.cfg.train.seed):
+            _, batch = dataset.__getitems__(key)
+            yield key, batch.to(self.device)
+
     def evaluate(self) -> dict[str, float]:
         """Held-out loss and accuracy of every objective on fixed masks and negatives."""
-        keys = eval_keys(self.eval_pairs, self.plans, self.cfg.train.seed)
-        dataset = PretrainBatches(self.eval_pairs, self.eval_collator)
         rng_state = torch.get_rng_state()
         window = _Window()
         with self.scoring():
-            for key in keys:
-                _, batch = dataset.__getitems__(key)
-                window.add(self.module(batch.to(self.device), key.objectives), batch.size)
+            for key, batch in self.eval_batches():
+                window.add(self.module(batch, key.objectives), batch.size)
         torch.set_rng_state(rng_state)
         row = window.flush()
         return {f"eval/{k}": v for k, v in row.items() if k not in ("samples_per_s", "loss")}
