@@ -75,10 +75,30 @@ def test_classifier_beats_chance(store: RegionStore) -> None:
 
 
 def test_deterministic(world: Path, store: RegionStore, tmp_path: Path) -> None:
+    # Byte-identical stores, meta.json included (no timestamps, no absolute paths); built
+    # over an existing non-empty directory, which overwrite=True replaces.
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "old.txt").write_text("replaced")
     again = build_world_features(world, tmp_path / "again", feature_dim=FEAT, epochs=2,
-                                 seed=0, progress=False)
-    for name in ("features.npy", "boxes.npy", "cls_probs.npy", "index.npy"):
+                                 seed=0, progress=False, overwrite=True)
+    names = sorted(p.name for p in again.iterdir())
+    assert names == sorted(p.name for p in store.root.iterdir())
+    assert names == ["boxes.npy", "cls_probs.npy", "features.npy", "index.npy", "meta.json"]
+    for name in names:
         assert (again / name).read_bytes() == (store.root / name).read_bytes(), name
+    assert str(tmp_path) not in (again / "meta.json").read_text()
+
+
+def test_existing_output_refused_before_work(world: Path, store: RegionStore) -> None:
+    before = {p.name: p.read_bytes() for p in store.root.iterdir()}
+    with pytest.raises(VlpError, match="already exists and is not empty.*--overwrite"):
+        build_world_features(world, feature_dim=FEAT, epochs=2, seed=0, progress=False)
+    with pytest.raises(VlpError, match="the output is the input"):
+        build_world_features(world, world / "images", progress=False, overwrite=True)
+    with pytest.raises(VlpError, match="the output holds the input"):
+        build_world_features(world, world, progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in store.root.iterdir()} == before
+    assert any((world / "images").iterdir())
 
 
 def test_box_helpers() -> None:

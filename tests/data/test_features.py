@@ -22,8 +22,9 @@ from vlp.data.features import (
     parse_image_id,
     read_butd_tsv,
     read_npz_dir,
+    verify_store,
 )
-from vlp.errors import VlpError
+from vlp.errors import DataWarning, VlpError, strict_mode
 
 DIM, CLASSES = 16, 5
 
@@ -126,7 +127,7 @@ def test_interrupted_writer_leaves_nothing(tmp_path: Path, regions: list[Regions
 
 def test_interrupted_rebuild_keeps_old_store(tmp_path: Path, regions: list[Regions]) -> None:
     root = write_store(tmp_path / "store", regions[:2])
-    with pytest.raises(VlpError), RegionStoreWriter(root, DIM, CLASSES) as writer:
+    with pytest.raises(VlpError), RegionStoreWriter(root, DIM, CLASSES, overwrite=True) as writer:
         writer.add(1, 10, 10, np.zeros((2, DIM + 1)), np.zeros((2, 4)), np.zeros((2, 5)))
     assert RegionStore.open(root, verify=True).image_ids.tolist() == [3, 7]
     assert [p.name for p in tmp_path.iterdir()] == ["store"]
@@ -292,8 +293,9 @@ def test_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(VlpError, match="no .npz files"):
         list(read_npz_dir(tmp_path / "empty"))
     (tmp_path / "img_1.npz").write_bytes(b"not a zip")
-    with pytest.raises(VlpError, match=r"img_1\.npz: not a readable \.npz file"):
+    with pytest.raises(VlpError, match=r"img_1\.npz: not a readable \.npz \(zip\) file") as err:
         list(read_npz_dir(tmp_path))
+    assert "pickle" not in str(err.value)  # not "holds pickled data", no unsafe hint
 
 
 def test_build_store_from_store(tmp_path: Path, regions: list[Regions]) -> None:
@@ -304,3 +306,200 @@ def test_build_store_from_store(tmp_path: Path, regions: list[Regions]) -> None:
     with pytest.raises(VlpError, match="no images"):
         build_store([], tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+# ----------------------------------------------------------------------------- safety
+
+
+class _Touch:
+    """An ``info`` entry whose unpickling would create ``path`` (os.system)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.path}",)
+
+
+def save_pba(path: Path, r: Regions, info: object) -> Path:
+    np.savez(path, x=r.features.T, bbox=r.boxes, num_bbox=len(r), image_h=r.height,
+             image_w=r.width, info=np.array(info, dtype=object))
+    return path
+
+
+def test_hostile_npz_info_runs_nothing(tmp_path: Path, regions: list[Regions]) -> None:
+    src, marker = tmp_path / "src", tmp_path / "pwned"
+    src.mkdir()
+    save_pba(src / "1.npz", regions[0], {"cls_prob": regions[0].cls_probs,
+                                         "extra": _Touch(marker)})
+    with pytest.raises(VlpError) as err:
+        import_npz_dir(src, tmp_path / "out", progress=False)
+    assert str(err.value).startswith(f"{src / '1.npz'}: field 'info': refused to unpickle: "
+                                     "it calls posix.system")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    # load_info=False never touches it
+    assert next(read_npz_dir(src, load_info=False)).cls_probs.shape == (len(regions[0]), 0)
+
+
+def test_npz_info_numpy_scalars(tmp_path: Path, regions: list[Regions]) -> None:
+    r = regions[0]
+    info = {"objects_id": r.cls_probs.argmax(1), "objects_conf": r.cls_probs.max(1),
+            "image_h": np.int64(r.height), "note": ("a", b"b", {1})}
+    save_pba(tmp_path / "7.npz", r, info)
+    got = next(read_npz_dir(tmp_path, num_classes=CLASSES))
+    np.testing.assert_array_equal(got.cls_probs.argmax(1), r.cls_probs.argmax(1))
+
+
+def test_npz_object_array_and_strings_refused(tmp_path: Path, regions: list[Regions]) -> None:
+    r = regions[0]
+    np.savez(tmp_path / "1.npz", features=np.array([r.features], dtype=object), boxes=r.boxes,
+             width=10, height=10)
+    with pytest.raises(VlpError, match=r"1\.npz: field 'features': holds pickled Python "
+                       "objects, which are not loaded"):
+        list(read_npz_dir(tmp_path))
+    np.savez(tmp_path / "1.npz", features=r.features.astype(str), boxes=r.boxes, width=10,
+             height=10)
+    with pytest.raises(VlpError, match=r"1\.npz: field 'features': expected a numeric array, "
+                       "got dtype <U"):
+        list(read_npz_dir(tmp_path))
+
+
+def test_tsv_not_utf8_and_directory(tmp_path: Path) -> None:
+    src = tmp_path / "latin1.tsv"
+    src.write_bytes(b"1\t10\t10\t1\tcaf\xe9\tAAAA\n")
+    with pytest.raises(VlpError, match=r"latin1\.tsv: line 1: not UTF-8 text \(byte 0xe9\)"):
+        list(read_butd_tsv(src))
+    with pytest.raises(VlpError, match="is a directory; expected a TSV file"):
+        list(read_butd_tsv(tmp_path))
+    with pytest.raises(VlpError, match="is a file; expected a directory of .npz files"):
+        list(read_npz_dir(src))
+
+
+def tsv6(regions: list[Regions]) -> list[list[str]]:
+    return [[str(r.image_id), str(r.width), str(r.height), str(len(r)), b64(r.boxes),
+             b64(r.features)] for r in regions]
+
+
+def test_colliding_ids_name_both_sources(tmp_path: Path, regions: list[Regions]) -> None:
+    rows = tsv6(regions[:3])
+    rows[2][0] = f"COCO_val2014_{regions[0].image_id:012d}"
+    with pytest.raises(VlpError, match=r"field 'image_id': line 3: image id 7 is also the id "
+                       "of line 1"):
+        list(read_butd_tsv(write_tsv(tmp_path / "d.tsv", rows)))
+    src = tmp_path / "npz"
+    src.mkdir()
+    for name in ("1.npz", "img_000001.npz"):
+        r = regions[0]
+        np.savez(src / name, features=r.features, boxes=r.boxes, width=r.width,
+                 height=r.height)
+    with pytest.raises(VlpError) as err:
+        list(read_npz_dir(src))
+    assert str(err.value).startswith(f"{src / 'img_000001.npz'}: image id 1 is also the id "
+                                     f"of {src / '1.npz'}")
+
+
+def test_feature_size_must_agree(tmp_path: Path, regions: list[Regions]) -> None:
+    rows = tsv6(regions[:2])
+    rows[1][5] = b64(np.zeros((len(regions[1]), DIM + 2), np.float32))
+    with pytest.raises(VlpError, match=r"field 'features': line 2: expected 16 features per "
+                       r"region \(as in line 1\), got 18"):
+        list(read_butd_tsv(write_tsv(tmp_path / "d.tsv", rows)))
+
+
+def test_boxes_outside_warned_once(tmp_path: Path, regions: list[Regions]) -> None:
+    rows = tsv6(regions)
+    for i in (1, 3):
+        boxes = regions[i].boxes.copy()
+        boxes[0] = [5, 5, 1, 9] if i == 1 else [-20, 0, 10, 10]  # inverted, outside
+        rows[i][4] = b64(boxes)
+    src = write_tsv(tmp_path / "w.tsv", rows)
+    with pytest.warns(DataWarning) as record:
+        got = list(read_butd_tsv(src))
+    assert len(got) == 5 and len(record) == 1
+    msg = str(record[0].message)
+    assert msg.startswith(f"{src}: field 'boxes': 1 of {sum(len(r) for r in regions)} boxes "
+                          "lie outside their image and 1 are inverted")
+    assert "image 3 region 0: (5, 5, 1, 9)" in msg and "image 11 region 0: (-20" in msg
+    with strict_mode(), pytest.raises(VlpError, match="boxes lie outside.*strict mode"):
+        import_butd_tsv(src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_store_size_checked_on_open(tmp_path: Path, regions: list[Regions]) -> None:
+    root = write_store(tmp_path / "store", regions)
+    path = root / "boxes.npy"
+    data = path.read_bytes()
+    path.write_bytes(data + b"\0" * 16)
+    with pytest.raises(VlpError, match=r"boxes\.npy: .* bytes, expected .*the file is padded"):
+        RegionStore.open(root)
+    path.write_bytes(data[:-16])
+    with pytest.raises(VlpError, match=r"boxes\.npy: .*the file is truncated; rebuild"):
+        RegionStore.open(root)
+
+
+def test_meta_needs_every_checksum(tmp_path: Path, regions: list[Regions]) -> None:
+    root = write_store(tmp_path / "store", regions)
+    meta = json.loads((root / "meta.json").read_text())
+    del meta["sha256"]["index.npy"]
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(VlpError, match=r"meta\.json: field 'sha256\.index\.npy': missing"):
+        RegionStore.open(root)
+
+
+def test_verify_store(tmp_path: Path, regions: list[Regions]) -> None:
+    root = write_store(tmp_path / "store", regions)
+    assert verify_store(root) == []
+    path = root / "features.npy"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert verify_store(root) == [f"{path}: checksum mismatch with meta.json (the file is "
+                                  "corrupt or was changed); rebuild the store"]
+    (root / "boxes.npy").unlink()
+    problems = verify_store(root)
+    assert len(problems) == 2 and "boxes.npy: missing" in problems[0]
+    assert verify_store(tmp_path / "nothing") == [f"{tmp_path / 'nothing'}: no such region "
+                                                  "store directory"]
+
+
+def test_overwrite_protection(tmp_path: Path, regions: list[Regions]) -> None:
+    root = write_store(tmp_path / "store", regions[:2])
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    with pytest.raises(VlpError, match=r"store: already exists and is not empty.*--overwrite"):
+        RegionStoreWriter(root, DIM, CLASSES)
+    with pytest.raises(VlpError, match="already exists"):
+        build_store(iter(regions), root)
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+    build_store(regions, root, overwrite=True, dtype="float32")
+    assert len(RegionStore.open(root, verify=True)) == 5
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(VlpError, match="exists and is not a directory"):
+        RegionStoreWriter(tmp_path / "file", DIM, CLASSES, overwrite=True)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_importer_output_apart_from_input(tmp_path: Path, regions: list[Regions]) -> None:
+    src = tmp_path / "npz"
+    src.mkdir()
+    for r in regions:
+        np.savez(src / f"{r.image_id}.npz", features=r.features, boxes=r.boxes,
+                 width=r.width, height=r.height)
+    tsv = write_tsv(tmp_path / "f.tsv", tsv6(regions))
+    for out, source, fn in ((src, src, import_npz_dir), (src / "sub", src, import_npz_dir),
+                            (tmp_path, src, import_npz_dir), (tsv, tsv, import_butd_tsv)):
+        with pytest.raises(VlpError, match="the output (is|is inside|holds) the input"):
+            fn(source, out, progress=False, overwrite=True)
+    assert sorted(p.name for p in src.iterdir()) == sorted(f"{r.image_id}.npz" for r in regions)
+    assert tsv.is_file()
+
+
+def test_imports_are_repeatable(tmp_path: Path, regions: list[Regions]) -> None:
+    tsv = write_tsv(tmp_path / "f.tsv", tsv6(regions))
+    a = import_butd_tsv(tsv, tmp_path / "a", progress=False)
+    b = import_butd_tsv(tsv, tmp_path / "sub" / "b", progress=False)
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vlp.data.features import Regions, build_store
+from vlp.data.features import Regions, build_store, claim_store
 from vlp.data.images import load_image
 from vlp.data.readers import load_json, read_coco_instances, read_karpathy
 from vlp.errors import VlpError, input_error
@@ -349,7 +349,9 @@ def train_classifier(world: WorldObjects, feature_dim: int = 128, epochs: int = 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max(1, steps),
                                                 pct_start=0.15)
     model.train()
-    with tqdm(total=steps, desc="region classifier", unit="step", disable=not progress) as bar:
+    # disable=None: a bar on a terminal only, never in a log or pipe
+    with tqdm(total=steps, desc="region classifier", unit="step",
+              disable=None if progress else True) as bar:
         for img, box, cls, col in epoch_data:
             order = torch.randperm(len(img), generator=gen)
             for s in range(0, len(order), batch_size):
@@ -447,7 +449,8 @@ def detect(world: WorldObjects, model: RegionClassifier, seed: int, batch_size: 
     are ordered by confidence (1 − p(background)), most confident first, as BUTD's are.
     """
     rows = list(range(len(world.image_ids)))
-    with tqdm(total=len(rows), desc="detecting", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(rows), desc="detecting", unit="img",
+              disable=None if progress else True) as bar:
         for step, det, out in _batches(world, model, rows, seed, batch_size):
             probs = out.class_logits.float().softmax(dim=1)  # (R, 1 + K)
             for r in step:
@@ -461,29 +464,38 @@ def detect(world: WorldObjects, model: RegionClassifier, seed: int, batch_size: 
 
 def build_world_features(world_dir: Path, out_dir: Path | None = None, feature_dim: int = 128,
                          epochs: int = 3, seed: int = 0, batch_size: int = 256,
-                         progress: bool = True) -> Path:
+                         progress: bool = True, overwrite: bool = False) -> Path:
     """Train the world's region classifier and write every image's regions to a store.
 
     The classifier sees train-split images only; its held-out accuracy on the annotated
     boxes of the test split (val if there is no test image) is printed and kept in the
     store's ``meta.json`` (``info.object_accuracy``, ``info.colour_accuracy``, and in
-    ``source``). Deterministic for a given ``seed`` (CPU, same thread count).
+    ``source``). Deterministic for a given ``seed`` (CPU, same thread count): the same
+    world and seed give byte-identical stores, ``meta.json`` included.
 
     Args:
         world_dir: the world directory (``images/``, ``annotations/``).
-        out_dir: the store directory (default ``world_dir / "features"``); replaced
-            atomically if it exists.
+        out_dir: the store directory (default ``world_dir / "features"``). An existing
+            non-empty one is refused before any work unless ``overwrite``; it may not be,
+            hold or lie inside the world's ``images/`` or ``annotations/``.
         feature_dim: D, the region feature size.
         epochs: classifier training epochs.
         seed: seeds training and the detection boxes.
         batch_size: crops per step.
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars (on a terminal; never in a log or pipe).
+        overwrite: replace an existing store at ``out_dir`` (atomically, once the new
+            one is complete).
 
     Returns:
         The store directory.
+
+    Raises:
+        VlpError: ``out_dir`` is refused (see above), or the world is malformed.
     """
     world_dir = Path(world_dir)
     out_dir = world_dir / "features" if out_dir is None else Path(out_dir)
+    claim_store(out_dir, overwrite=overwrite,
+                inputs=[world_dir / "images", world_dir / "annotations"])
     world = load_world_objects(world_dir)
     model = train_classifier(world, feature_dim, epochs, batch_size, seed, progress=progress)
     split = "test" if world.where("test") else "val"
@@ -495,7 +507,7 @@ def build_world_features(world_dir: Path, out_dir: Path | None = None, feature_d
     info = {"detector": "vlp.data.detector.RegionClassifier", "epochs": epochs, "seed": seed,
             "eval_split": split, **scores, "attribute_names": world.colour_names}
     build_store(detect(world, model, seed, batch_size, progress), out_dir, dtype="float32",
-                class_names=world.class_names, info=info,
-                source=f"vlp world pseudo-detector on {world_dir.name} "
+                class_names=world.class_names, info=info, overwrite=overwrite,
+                source=f"vlp world pseudo-detector on {world_dir.resolve().name} "
                        f"({split} object accuracy {shown})")
     return out_dir
