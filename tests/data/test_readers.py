@@ -213,3 +213,59 @@ def test_instances_errors(tmp_path: Path, change: Any, expected: str) -> None:
     bad = json.loads(json.dumps(COCO_INSTANCES))
     change(bad)
     assert expected in _error(read_coco_instances, _write(tmp_path, "instances.json", bad))
+
+
+# --- defects from the outside tester (issue 11) ---------------------------------------------
+
+
+def test_plain_text_captions_are_read_as_lines(tmp_path: Path) -> None:
+    from vlp.data.readers import read_caption_texts
+
+    path = tmp_path / "captions.txt"
+    path.write_text("a red circle\n\n  [a] blue square\n")
+    assert read_caption_texts(path) == ["a red circle", "[a] blue square"]
+
+
+def test_karpathy_duplicate_id_and_blank_captions(tmp_path: Path) -> None:
+    import warnings
+
+    from vlp.data.readers import read_karpathy
+    from vlp.errors import DataWarning, strict_mode
+
+    def image(i: int, *raw: str) -> dict[str, object]:
+        return {"filename": f"{i}.jpg", "cocoid": i, "split": "train",
+                "sentences": [{"raw": r} for r in raw]}
+
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"images": [image(1, "a"), image(1, "b")]}))
+    with pytest.raises(VlpError, match=r"images\[1\].cocoid': duplicate image id 1"):
+        read_karpathy(path)
+    path.write_text(json.dumps({"images": [image(1, " ", ""), image(2, "")]}))
+    with pytest.raises(VlpError, match="all 3 captions of the file are empty"):
+        read_karpathy(path)
+    path.write_text(json.dumps({"images": [image(1, "a dog", ""), image(2, "", "x")]}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(read_karpathy(path)) == 2
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(lines) == 1 and "2 of 4 captions are empty" in lines[0], lines
+    with strict_mode(), pytest.raises(VlpError, match="strict mode"):
+        read_karpathy(path)
+
+
+def test_instance_boxes_inverted_error_outside_warns(tmp_path: Path) -> None:
+    from vlp.data.readers import read_coco_instances
+    from vlp.errors import DataWarning
+
+    doc = {"images": [{"id": 1, "file_name": "1.jpg", "width": 10, "height": 10}],
+           "categories": [{"id": 1, "name": "dog"}],
+           "annotations": [{"id": i, "image_id": 1, "category_id": 1, "bbox": [1, 1, 20, 2]}
+                           for i in range(3)]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(doc))
+    with pytest.warns(DataWarning, match="3 of 3 boxes lie partly outside"):
+        read_coco_instances(path)
+    doc["annotations"][1]["bbox"] = [5, 5, -2, 3]  # type: ignore[index]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(VlpError, match=r"annotations\[1\].bbox': negative width"):
+        read_coco_instances(path)

@@ -182,9 +182,14 @@ def test_nlvr2_round_trip() -> None:
 
 def test_nlvr2_image_overrides(tmp_path: Path) -> None:
     path = _edit_lines(NLVR2, tmp_path / "dev.json", 1,
-                       lambda r: r.update(left_image="a.jpg", right_image="b.jpg"))
+                       lambda r: r.update(left_image="a7.jpg", right_image="b8.jpg"))
     record = read_nlvr2(path)[1]
-    assert (record.left_image, record.right_image) == ("a.jpg", "b.jpg")
+    assert (record.left_image, record.right_image) == ("a7.jpg", "b8.jpg")
+    # the store is keyed by the digits a name ends in: a name without them is refused
+    path = _edit_lines(NLVR2, tmp_path / "dev2.json", 1, lambda r: r.update(left_image="a.jpg"))
+    with pytest.raises(VlpError) as e:
+        read_nlvr2(path)
+    _one_line_error(e, str(path), "line 2.left_image", "ending in its numeric id", "'a.jpg'")
 
 
 def test_nlvr2_errors(tmp_path: Path) -> None:
@@ -301,12 +306,12 @@ def test_refcoco_pickle_with_code_is_refused(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps([{"ref_id": 0, "payload": _Exploit(marker)}], protocol=2))
     with pytest.raises(VlpError) as e:
         read_refcoco(path, INSTANCES)
-    _one_line_error(e, str(path), "refused to load", "os.makedirs")
+    _one_line_error(e, str(path), "refused to unpickle", "os.makedirs")
     assert not marker.exists()
     path.write_bytes(pickle.dumps(os.system, protocol=2))
     with pytest.raises(VlpError) as e:
         load_refs_pickle(path)
-    _one_line_error(e, "refused to load", "system")
+    _one_line_error(e, "refused to unpickle", "system")
 
 
 def test_refcoco_errors(tmp_path: Path) -> None:
@@ -397,3 +402,40 @@ def test_vcr_metadata(tmp_path: Path) -> None:
     with pytest.raises(VlpError) as e:
         read_vcr_metadata(bad)
     _one_line_error(e, "boxes[1]", "expected [x1, y1, x2, y2, score]")
+
+
+# --- defects from the outside tester (issue 11) ---------------------------------------------
+
+
+def test_snli_ve_image_without_digits_names_file_line_field(tmp_path: Path) -> None:
+    bad = _edit_lines(SNLI_VE, tmp_path / "ve.jsonl", 1, lambda r: r.update(Flikr30kID="abc.jpg"))
+    with pytest.raises(VlpError) as e:
+        read_snli_ve(bad)
+    _one_line_error(e, str(bad), "line 2.Flikr30kID", "'abc.jpg'")
+
+
+def test_vqa_answer_counts_other_than_ten_warn_once(tmp_path: Path) -> None:
+    from vlp.errors import DataWarning
+
+    def shorten(d: dict[str, Any]) -> None:
+        for ann in d["annotations"][:3]:
+            ann["answers"].pop()
+    bad = _edit_json(VQA_A, tmp_path / "a.json", shorten)
+    with pytest.warns(DataWarning) as caught:
+        assert len(read_vqa(VQA_Q, bad)) == 4
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(lines) == 1, lines
+    assert "3 of 4 questions have 9 answers" in lines[0] and "262148000" in lines[0]
+
+
+def test_torn_last_line_and_empty_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "dev.json"
+    text = NLVR2.read_text()
+    path.write_text(text[:len(text) - 20])
+    with pytest.raises(VlpError) as e:
+        read_nlvr2(path)
+    _one_line_error(e, "line 4", "cut short")
+    path.write_text("\n\n")
+    with pytest.raises(VlpError) as e:
+        read_nlvr2(path)
+    _one_line_error(e, str(path), "empty file")

@@ -52,3 +52,51 @@ def test_missing_vocab_and_missing_special(tmp_path: Path) -> None:
     (tmp_path / "v.txt").write_text("\n".join(t for t in SPECIAL_TOKENS if t != "[MASK]"))
     with pytest.raises(VlpError, match=r"lacks special token \[MASK\]"):
         Tokenizer.from_vocab(tmp_path / "v.txt")
+
+
+def test_empty_vocab_path_names_the_field() -> None:
+    with pytest.raises(VlpError) as e:
+        Tokenizer.from_vocab("", field="data.vocab")
+    assert str(e.value).startswith("data.vocab: empty; set it to a vocab.txt")
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe[PAD]\n", b"\x00\x01binary"])
+def test_empty_or_binary_vocab_is_one_line(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(content)
+    with pytest.raises(VlpError) as e:
+        Tokenizer.from_vocab(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_training_on_blank_texts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(VlpError, match="no caption text"):
+        Tokenizer.train(["", "  "], tmp_path / "vocab.txt", vocab_size=50)
+    assert not (tmp_path / "vocab.txt").exists()
+
+
+_TRAIN = """
+import sys
+from vlp.data.tokenizer import Tokenizer
+texts = [f"a {c} {s} left of a {c2} {s2} number{i % 7}" for i, (c, s, c2, s2) in enumerate(
+    (c, s, c2, s2) for c in ("red", "blue", "green", "pink") for s in ("circle", "star", "kite")
+    for c2 in ("tan", "cyan", "grey") for s2 in ("disk", "box", "kite"))]
+Tokenizer.train(texts, sys.argv[1], vocab_size=110, min_frequency=1)
+"""
+
+
+def test_training_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    """The trainer's hash maps are seeded per process; the vocabulary must not depend on
+    it (ties between equally frequent merges used to be broken by hash order)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"vocab_{seed}.txt"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", _TRAIN, str(out)], check=True, env=env)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0].decode().splitlines()[:5] == list(SPECIAL_TOKENS)

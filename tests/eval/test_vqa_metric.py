@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,3 +265,47 @@ def test_numpy_question_ids_are_accepted() -> None:
     assert evaluate_vqa({np.int64(3): "yes"}, questions).overall == 100.0
     with pytest.raises(VlpError, match="expected an integer, found a number"):
         evaluate_vqa([{"question_id": 3.0, "answer": "yes"}], questions)
+
+
+# --- scoring a split through the task (issue 11) -------------------------------------------
+
+
+def _vqa_split(tmp_path: Path, limit: int) -> Any:
+    """A VQAData of the fixture split that read its files but built no batches."""
+    from vlp.tasks.vqa import VQAData
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "vqa"
+    data = VQAData.__new__(VQAData)
+    data.files = {"questions": fixtures / "v2_OpenEnded_mscoco_val2014_questions.json",
+                  "annotations": fixtures / "v2_mscoco_val2014_annotations.json"}
+    data.split = "val"
+    data.all_records = read_vqa(data.files["questions"], data.files["annotations"])
+    data.records = data.all_records[:limit]
+    return data
+
+
+def test_results_beyond_eval_limit_are_scored(tmp_path: Path) -> None:
+    data = _vqa_split(tmp_path, limit=2)
+    answers = {q.question_id: q.multiple_choice_answer for q in data.all_records}
+    metrics = data.score(answers)
+    assert metrics["vqa_acc"] == 100.0 and metrics["vqa/scored"] == 4.0
+    with pytest.raises(VlpError, match="none of the questions of split 'val'"):
+        data.score({**answers, 5: "yes"})
+
+
+def test_partial_results_warn_and_score_what_they_name(tmp_path: Path) -> None:
+    from vlp.errors import DataWarning
+
+    data = _vqa_split(tmp_path, limit=4)
+    first = data.all_records[0]
+    with pytest.warns(DataWarning, match="no prediction for 3 of the 4 questions"):
+        metrics = data.score({first.question_id: first.multiple_choice_answer})
+    assert metrics["vqa/scored"] == 1.0
+
+
+def test_missing_annotations_file_is_named(tmp_path: Path) -> None:
+    data = _vqa_split(tmp_path, limit=4)
+    data.files = {**data.files, "annotations": tmp_path / "gone.json"}
+    with pytest.raises(VlpError) as e:
+        data.score({data.all_records[0].question_id: "yes"})
+    assert str(e.value).startswith(f"{tmp_path / 'gone.json'}: file not found")

@@ -8,6 +8,7 @@ Every reader checks the fields it uses and reports a bad file as one
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from vlp.data.records import (
     Instances,
     KarpathyImage,
 )
-from vlp.errors import VlpError, input_error
+from vlp.errors import VlpError, data_warning, input_error
 
 # kind name used in messages → check; bool is excluded from numbers because JSON
 # true/false would otherwise pass as 1/0
@@ -33,6 +34,48 @@ _KINDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
 }
 
 
+def read_text(path: str | Path, what: str = "a text file") -> str:
+    """The UTF-8 text of a file, reporting every way it can fail to be one as one line.
+
+    Args:
+        path: the file to read.
+        what: what the file should be, for the messages (e.g. ``a JSON file``).
+
+    Raises:
+        VlpError: the file is missing, a directory, unreadable or not UTF-8.
+    """
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise input_error(path, None, f"file not found (expected {what})") from None
+    except IsADirectoryError:
+        raise input_error(path, None, f"is a directory (expected {what})") from None
+    except UnicodeDecodeError as e:
+        raise input_error(path, None, f"not UTF-8 text (byte {e.start}; expected "
+                                      f"{what})") from None
+    except OSError as e:
+        raise input_error(path, None, f"cannot read ({e.strerror})") from None
+
+
+def parse_json(path: str | Path, text: str) -> Any:
+    """Parse JSON ``text`` read from ``path``; an empty or invalid document is one line.
+
+    Args:
+        path: the file the text came from, for messages.
+        text: the file's content.
+    """
+    if not text.strip():
+        raise input_error(path, None, "empty file (expected JSON)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise input_error(path, None, f"invalid JSON at line {e.lineno}, column {e.colno}: "
+                                      f"{e.msg}") from None
+    except RecursionError:
+        raise input_error(path, None, "invalid JSON: nested too deeply") from None
+
+
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file, reporting a missing file or bad JSON as one line.
 
@@ -40,21 +83,10 @@ def load_json(path: str | Path) -> Any:
         path: the file to read.
 
     Raises:
-        VlpError: the file is missing, unreadable, not UTF-8 or not valid JSON.
+        VlpError: the file is missing, a directory, unreadable, not UTF-8, empty or not
+            valid JSON.
     """
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise input_error(path, None, "file not found") from None
-    except json.JSONDecodeError as e:
-        raise input_error(path, None, f"invalid JSON at line {e.lineno}, column {e.colno}: "
-                                      f"{e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise input_error(path, None, f"not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise input_error(path, None, f"cannot read ({e.strerror})") from None
+    return parse_json(path, read_text(path, "a JSON file"))
 
 
 def _type_name(value: Any) -> str:
@@ -119,7 +151,8 @@ def _image_files(path: Path, doc: dict[str, Any]) -> dict[int, str]:
     for where, entry in json_entries(path, doc, "images"):
         image_id = json_field(path, entry, "id", where, "integer")
         if image_id in files:
-            raise input_error(path, f"{where}.id", f"duplicate image id {image_id}")
+            raise input_error(path, f"{where}.id", f"duplicate image id {image_id}: one "
+                              "image's captions would be paired with the other's regions")
         files[image_id] = json_field(path, entry, "file_name", where, "string")
     return files
 
@@ -128,6 +161,34 @@ def _known_id(path: Path, ids: dict[int, Any], value: int, where: str, listed: s
     if value not in ids:
         raise input_error(path, where, f"{value} is not an id listed in '{listed}'")
     return value
+
+
+EXAMPLES = 3  # examples a data warning lists
+
+
+def examples(items: list[Any], n: int = EXAMPLES) -> str:
+    """The first ``n`` of ``items`` for a message, e.g. ``a, b, c, …``."""
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (", …" if len(items) > n else "")
+
+
+def check_captions(path: Path, captions: list[tuple[str, str]]) -> None:
+    """Refuse a caption file whose captions are all blank; warn once about blank ones.
+
+    Args:
+        path: the caption file.
+        captions: (field, caption text) of every caption in the file.
+
+    Raises:
+        VlpError: every caption is empty or whitespace (nothing to learn from).
+    """
+    blank = [where for where, text in captions if not text.strip()]
+    if captions and len(blank) == len(captions):
+        raise input_error(path, blank[0], f"empty: all {len(captions)} captions of the file "
+                                          "are empty or whitespace (nothing to learn from)")
+    if blank:
+        data_warning(path, blank[0], f"{len(blank)} of {len(captions)} captions are empty or "
+                                     f"whitespace (e.g. {examples(blank)})")
 
 
 def _coco_captions(path: Path, doc: Any) -> list[CaptionRecord]:
@@ -141,6 +202,8 @@ def _coco_captions(path: Path, doc: Any) -> list[CaptionRecord]:
             image_id=image_id, caption=json_field(path, entry, "caption", where, "string"),
             caption_id=json_field(path, entry, "id", where, "integer"),
             file_name=files[image_id]))
+    check_captions(path, [(f"annotations[{i}].caption", r.caption)
+                          for i, r in enumerate(records)])
     return records
 
 
@@ -167,10 +230,13 @@ def _instance_images(path: Path, doc: dict[str, Any]) -> dict[int, ImageInfo]:
         image_id = json_field(path, entry, "id", where, "integer")
         if image_id in images:
             raise input_error(path, f"{where}.id", f"duplicate image id {image_id}")
+        size = [json_field(path, entry, key, where, "integer") for key in ("width", "height")]
+        for key, value in zip(("width", "height"), size, strict=True):
+            if value <= 0:
+                raise input_error(path, f"{where}.{key}", f"expected a positive number of "
+                                                          f"pixels, found {value}")
         images[image_id] = ImageInfo(
-            image_id, json_field(path, entry, "file_name", where, "string"),
-            json_field(path, entry, "width", where, "integer"),
-            json_field(path, entry, "height", where, "integer"))
+            image_id, json_field(path, entry, "file_name", where, "string"), *size)
     return images
 
 
@@ -181,7 +247,35 @@ def _bbox(path: Path, entry: dict[str, Any], where: str) -> tuple[float, float, 
                                                  f"found {len(box)} values")
     x, y, w, h = (float(check_kind(path, v, f"{where}.bbox[{i}]", "number"))
                   for i, v in enumerate(box))
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise input_error(path, f"{where}.bbox", f"expected finite numbers, found {box}")
+    if w < 0 or h < 0:
+        raise input_error(path, f"{where}.bbox", f"negative width or height in {box} "
+                                                 "(expected [x, y, width, height], COCO's "
+                                                 "layout, not corners [x1, y1, x2, y2])")
     return x, y, w, h
+
+
+BOX_SLACK = 1.0  # pixels a box may pass the image's border by (rounding in published boxes)
+
+
+def _check_boxes(path: Path, images: dict[int, ImageInfo],
+                 boxes: list[tuple[str, InstanceRecord]]) -> None:
+    """Warn once about zero-area boxes and once about boxes outside their image."""
+    empty = [where for where, r in boxes if r.bbox[2] == 0 or r.bbox[3] == 0]
+    outside = []
+    for where, r in boxes:
+        x, y, w, h = r.bbox
+        im = images[r.image_id]
+        if x < -BOX_SLACK or y < -BOX_SLACK or x + w > im.width + BOX_SLACK \
+                or y + h > im.height + BOX_SLACK:
+            outside.append(where)
+    if empty:
+        data_warning(path, f"{empty[0]}.bbox", f"{len(empty)} of {len(boxes)} boxes have zero "
+                                               f"width or height (e.g. {examples(empty)})")
+    if outside:
+        data_warning(path, f"{outside[0]}.bbox", f"{len(outside)} of {len(boxes)} boxes lie "
+                     f"partly outside their image (e.g. {examples(outside)})")
 
 
 def _instance(path: Path, entry: dict[str, Any], where: str, images: dict[int, ImageInfo],
@@ -206,19 +300,36 @@ def read_coco_instances(path: str | Path) -> Instances:
             ``categories`` ``[{id, name, ...}]``.
 
     Raises:
-        VlpError: the file is missing, not JSON, a field is missing or of the wrong type, or an
-            annotation names an image or category that is not listed.
+        VlpError: the file is missing, not JSON, a field is missing or of the wrong type, an
+            annotation names an image or category that is not listed, an image or
+            annotation id is duplicated, or a box is inverted (negative width or height)
+            or not finite.
+
+    Boxes of zero width or height, and boxes reaching more than :data:`BOX_SLACK` pixels
+    past their image's border, are legal but suspicious: one data warning per file and
+    kind (an error in strict mode).
     """
     path = Path(path)
     doc = _top_object(path, load_json(path), "COCO instances")
     images = _instance_images(path, doc)
-    categories = {json_field(path, entry, "id", where, "integer"):
-                  json_field(path, entry, "name", where, "string")
-                  for where, entry in json_entries(path, doc, "categories")}
+    categories: dict[int, str] = {}
+    for where, entry in json_entries(path, doc, "categories"):
+        category_id = json_field(path, entry, "id", where, "integer")
+        if category_id in categories:
+            raise input_error(path, f"{where}.id", f"duplicate category id {category_id}")
+        categories[category_id] = json_field(path, entry, "name", where, "string")
     annotations: dict[int, list[InstanceRecord]] = {image_id: [] for image_id in images}
+    boxes: list[tuple[str, InstanceRecord]] = []
+    seen: set[int] = set()
     for where, entry in json_entries(path, doc, "annotations"):
         record = _instance(path, entry, where, images, categories)
+        if record.annotation_id in seen:
+            raise input_error(path, f"{where}.id", f"duplicate annotation id "
+                                                   f"{record.annotation_id}")
+        seen.add(record.annotation_id)
         annotations[record.image_id].append(record)
+        boxes.append((where, record))
+    _check_boxes(path, images, boxes)
     return Instances(images=images, annotations=annotations, categories=categories)
 
 
@@ -251,8 +362,21 @@ def _karpathy_image(path: Path, entry: dict[str, Any], where: str) -> KarpathyIm
 
 def _karpathy(path: Path, doc: Any) -> list[KarpathyImage]:
     doc = _top_object(path, doc, "a Karpathy split file")
-    return [_karpathy_image(path, entry, where)
-            for where, entry in json_entries(path, doc, "images")]
+    images: list[KarpathyImage] = []
+    seen: dict[int, str] = {}
+    captions: list[tuple[str, str]] = []
+    for where, entry in json_entries(path, doc, "images"):
+        image = _karpathy_image(path, entry, where)
+        if image.image_id in seen:
+            key = "cocoid" if "cocoid" in entry else "imgid"
+            raise input_error(path, f"{where}.{key}", f"duplicate image id {image.image_id} "
+                              f"(also {seen[image.image_id]}): one image's captions would be "
+                              "paired with the other's regions")
+        seen[image.image_id] = where
+        images.append(image)
+        captions += [(f"{where}.sentences[{j}].raw", c) for j, c in enumerate(image.captions)]
+    check_captions(path, captions)
+    return images
 
 
 def read_karpathy(path: str | Path) -> list[KarpathyImage]:
@@ -288,6 +412,8 @@ def _caption_list(path: Path, doc: Any) -> list[ImageCaptions]:
             image=json_field(path, entry, "image", where, "string"),
             captions=tuple(check_kind(path, t, f"{where}.caption[{j}]", "string")
                            for j, t in enumerate(texts))))
+    check_captions(path, [(f"[{i}].caption", c) for i, r in enumerate(records)
+                          for c in r.captions])
     return records
 
 
@@ -305,19 +431,26 @@ def read_image_caption_list(path: str | Path) -> list[ImageCaptions]:
 
 
 def read_caption_texts(path: str | Path) -> list[str]:
-    """All caption texts of a COCO captions, Karpathy split or image → captions list file.
+    """All caption texts of a COCO captions, Karpathy split, image → captions list or plain
+    text file.
 
-    The format is recognised from the top level: a list is the image → captions format, an
-    object with ``annotations`` is COCO captions, any other object is a Karpathy split file.
+    A file whose first non-space character is ``{`` or ``[`` is JSON, and its format is
+    recognised from the top level: a list is the image → captions format, an object with
+    ``annotations`` is COCO captions, one with ``images`` a Karpathy split file. Any other
+    file is plain text, one caption per line (blank lines skipped).
 
     Args:
         path: the caption file.
 
     Raises:
-        VlpError: the file is missing, not JSON, or not valid in the recognised format.
+        VlpError: the file is missing, not UTF-8, invalid in its recognised format, or
+            holds no caption text.
     """
     path = Path(path)
-    doc = load_json(path)
+    text = read_text(path, "a caption file")
+    if text.lstrip()[:1] not in ("{", "["):
+        return _plain_captions(path, text)
+    doc = parse_json(path, text)
     if isinstance(doc, list):
         return [c for item in _caption_list(path, doc) for c in item.captions]
     if isinstance(doc, dict) and "annotations" in doc:
@@ -325,4 +458,17 @@ def read_caption_texts(path: str | Path) -> list[str]:
     if isinstance(doc, dict) and "images" in doc:
         return [c for im in _karpathy(path, doc) for c in im.captions]
     raise VlpError(f"{path}: not a caption file (expected COCO captions with 'annotations', "
-                   "a Karpathy split file with 'images', or a list of {image, caption})")
+                   "a Karpathy split file with 'images', a list of {image, caption}, or "
+                   "plain text with one caption per line)")
+
+
+def _plain_captions(path: Path, text: str) -> list[str]:
+    if "\x00" in text:
+        raise input_error(path, None, "binary data (NUL bytes); expected captions as JSON or "
+                                      "plain text, one per line")
+    lines = [line.strip() for line in text.split("\n")]
+    captions = [line for line in lines if line]
+    if not captions:
+        raise input_error(path, None, "empty: no caption text (expected one caption per "
+                                      "line, or a JSON caption file)")
+    return captions

@@ -10,12 +10,20 @@ with N counted from 1.
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vlp.data.readers import check_kind, json_entries, json_field, load_json, read_coco_instances
+from vlp.data.features import parse_image_id
+from vlp.data.readers import (
+    check_kind,
+    examples,
+    json_entries,
+    json_field,
+    load_json,
+    read_coco_instances,
+    read_text,
+)
 from vlp.data.task_records import (
     VE_LABELS,
     NLVR2Record,
@@ -26,8 +34,9 @@ from vlp.data.task_records import (
     VERecord,
     VQAQuestion,
 )
-from vlp.errors import VlpError, input_error
+from vlp.errors import VlpError, data_warning, input_error
 from vlp.fileio import write_text_atomic
+from vlp.safe_pickle import safe_load
 
 # VL-BERT's list (vcr/data/datasets/vcr.py); r2c's has 'Peyton' twice, which would give two
 # people one name
@@ -39,33 +48,69 @@ GENDER_NEUTRAL_NAMES: tuple[str, ...] = (
 
 def _top_object(path: Path, doc: Any, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise input_error(path, None, f"expected {what} (a JSON object at the top level)")
+        found = "a list" if isinstance(doc, list) else type(doc).__name__
+        raise input_error(path, None, f"expected {what} (a JSON object at the top level), "
+                                      f"found {found}")
     return doc
 
 
-def _read_json_lines(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """The objects of a JSON-lines file, each with its field path ``line N``."""
+def read_json_lines(path: str | Path, what: str = "JSON lines") -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON-lines file, each with its field path ``line N``.
+
+    Args:
+        path: the file.
+        what: what the file should hold, for messages.
+
+    Raises:
+        VlpError: the file is missing, a directory, not UTF-8, holds no object, or a line
+            is not a JSON object (the last one, typically, when the file was cut short).
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise input_error(path, None, "file not found") from None
-    except UnicodeDecodeError as e:
-        raise input_error(path, None, f"not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise input_error(path, None, f"cannot read ({e.strerror})") from None
-    rows = []
+    text = read_text(path, what)
     # split on "\n" only: JSON strings may hold U+2028, which str.splitlines would cut at
-    for n, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    rows = []
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"line {n}"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise input_error(path, where, f"invalid JSON at column {e.colno}: {e.msg}") from None
+            torn = " (the file looks cut short)" if n == last and n > 1 else ""
+            raise input_error(path, where, f"invalid JSON at column {e.colno}: {e.msg}"
+                                           f"{torn}") from None
+        except RecursionError:
+            raise input_error(path, where, "invalid JSON: nested too deeply") from None
         rows.append((where, check_kind(path, obj, where, "object")))
+    if not rows:
+        raise input_error(path, None, f"empty file (expected {what}, one object per line)")
     return rows
+
+
+def _unique(path: Path, seen: dict[Any, str], key: Any, where: str, field: str) -> None:
+    """Refuse a second record with ``key`` (predictions are matched to records by it)."""
+    if key in seen:
+        raise input_error(path, f"{where}.{field}", f"duplicate {field} {key!r} (also "
+                                                    f"{seen[key]})")
+    seen[key] = where
+
+
+def image_name_field(path: Path, row: dict[str, Any], key: str, where: str) -> str:
+    """An image file name whose stem ends in the image id (``2248275918.jpg``).
+
+    Raises:
+        VlpError: the field is missing, not a string, or its stem has no trailing digits
+            (the region store is keyed by them).
+    """
+    name = json_field(path, row, key, where, "string")
+    try:
+        parse_image_id(Path(name).stem)
+    except ValueError:
+        raise input_error(path, f"{where}.{key}", f"expected an image file name ending in "
+                          f"its numeric id, e.g. '2248275918.jpg', found {name!r}") from None
+    return str(name)
 
 
 # --- VQA v2 -------------------------------------------------------------------------------
@@ -82,7 +127,23 @@ def _vqa_questions(path: Path) -> list[tuple[str, int, int, str]]:
         seen.add(qid)
         rows.append((where, qid, json_field(path, entry, "image_id", where, "integer"),
                      json_field(path, entry, "question", where, "string")))
+    if not rows:
+        raise input_error(path, "questions", "empty list (expected the split's questions)")
     return rows
+
+
+VQA_ANNOTATORS = 10  # answers per question in the official VQA v2 annotations
+
+
+def _check_answer_counts(path: Path, records: list[VQAQuestion]) -> None:
+    """Warn once when questions do not have the official ten annotator answers."""
+    odd = [q.question_id for q in records if len(q.answers) != VQA_ANNOTATORS]
+    if odd:
+        counts = sorted({len(q.answers) for q in records if len(q.answers) != VQA_ANNOTATORS})
+        data_warning(path, "annotations", f"{len(odd)} of {len(records)} questions have "
+                     f"{'/'.join(map(str, counts))} answers instead of VQA v2's "
+                     f"{VQA_ANNOTATORS} (question_id {examples(odd)}); their accuracy is "
+                     "not comparable with the official one")
 
 
 def _vqa_answers(path: Path, entry: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -131,7 +192,9 @@ def _join_vqa(questions_path: Path, annotations_path: Path,
         if qid not in records:
             raise input_error(questions_path, f"{where}.question_id",
                               f"question {qid} has no annotation in {annotations_path.name}")
-    return list(records.values())
+    joined = list(records.values())
+    _check_answer_counts(annotations_path, joined)
+    return joined
 
 
 def read_vqa(questions_json: str | Path,
@@ -154,6 +217,9 @@ def read_vqa(questions_json: str | Path,
     Raises:
         VlpError: a file is missing or malformed, an id is duplicated, the two files do not
             hold the same question ids, or a question's image differs between them.
+
+    Questions whose number of annotator answers is not ten (VQA v2 has ten each) are
+    reported by one data warning per file.
     """
     questions_path = Path(questions_json)
     questions = _vqa_questions(questions_path)
@@ -190,12 +256,15 @@ def read_vqa_results(path: str | Path) -> dict[int, str]:
         Question id → answer, in file order.
 
     Raises:
-        VlpError: the file is missing or malformed, or a question id appears twice.
+        VlpError: the file is missing, malformed or empty, or a question id appears twice.
     """
     path = Path(path)
     doc = load_json(path)
     if not isinstance(doc, list):
         raise input_error(path, None, "expected a list of {question_id, answer} objects")
+    if not doc:
+        raise input_error(path, None, "empty list (expected one {question_id, answer} per "
+                                      "question)")
     results: dict[int, str] = {}
     for i, item in enumerate(doc):
         where = f"[{i}]"
@@ -218,19 +287,22 @@ def read_snli_ve(path: str | Path) -> list[VERecord]:
             ``sentence1`` (the caption, premise), ``sentence2`` (hypothesis) and ``pairID``.
 
     Raises:
-        VlpError: the file is missing, a line is not JSON, a field is missing or of the wrong
-            type, or ``gold_label`` is not entailment, neutral or contradiction.
+        VlpError: the file is missing or empty, a line is not JSON, a field is missing or of
+            the wrong type, ``gold_label`` is not entailment, neutral or contradiction, a
+            ``pairID`` repeats, or an image name does not end in its numeric id.
     """
     path = Path(path)
     records = []
-    for where, row in _read_json_lines(path):
+    seen: dict[Any, str] = {}
+    for where, row in read_json_lines(path, "SNLI-VE JSON lines"):
         label = json_field(path, row, "gold_label", where, "string")
         if label not in VE_LABELS:
             raise input_error(path, f"{where}.gold_label",
                               f"expected one of {', '.join(VE_LABELS)}, found {label!r}")
+        pair_id = json_field(path, row, "pairID", where, "string")
+        _unique(path, seen, pair_id, where, "pairID")
         records.append(VERecord(
-            pair_id=json_field(path, row, "pairID", where, "string"),
-            image=json_field(path, row, "Flikr30kID", where, "string"),
+            pair_id=pair_id, image=image_name_field(path, row, "Flikr30kID", where),
             hypothesis=json_field(path, row, "sentence2", where, "string"), label=label,
             premise=json_field(path, row, "sentence1", where, "string")))
     return records
@@ -273,9 +345,9 @@ def _nlvr2_record(path: Path, row: dict[str, Any], where: str) -> NLVR2Record:
     except VlpError as e:
         raise input_error(path, f"{where}.identifier", str(e)) from None
     if "left_image" in row:
-        left = json_field(path, row, "left_image", where, "string")
+        left = image_name_field(path, row, "left_image", where)
     if "right_image" in row:
-        right = json_field(path, row, "right_image", where, "string")
+        right = image_name_field(path, row, "right_image", where)
     return NLVR2Record(identifier=identifier,
                        sentence=json_field(path, row, "sentence", where, "string"),
                        label=_nlvr2_label(path, row, where), left_image=left, right_image=right)
@@ -293,39 +365,21 @@ def read_nlvr2(path: str | Path) -> list[NLVR2Record]:
             ``"False"``) and, unused here, ``left_url``, ``right_url``, ``writer``, ...
 
     Raises:
-        VlpError: the file is missing, a line is not JSON, a field is missing or of the wrong
-            type, a label is not True/False, or an identifier is malformed.
+        VlpError: the file is missing or empty, a line is not JSON, a field is missing or of
+            the wrong type, a label is not True/False, or an identifier is malformed or
+            repeats.
     """
     path = Path(path)
-    return [_nlvr2_record(path, row, where) for where, row in _read_json_lines(path)]
+    records = []
+    seen: dict[Any, str] = {}
+    for where, row in read_json_lines(path, "NLVR2 JSON lines"):
+        record = _nlvr2_record(path, row, where)
+        _unique(path, seen, record.identifier, where, "identifier")
+        records.append(record)
+    return records
 
 
 # --- RefCOCO ------------------------------------------------------------------------------
-
-
-class _RefusedClass(pickle.UnpicklingError):
-    """A pickle asked for a class or function; refs files hold plain data only."""
-
-
-class _DataOnlyUnpickler(pickle.Unpickler):
-    # every way a pickle can reach code (GLOBAL, STACK_GLOBAL, INST, OBJ, EXT*) goes through
-    # find_class; refusing it leaves lists, dicts, tuples, strings, bytes and numbers
-    def find_class(self, module: str, name: str) -> Any:
-        raise _RefusedClass(f"{module}.{name}")
-
-
-def _decode_text(value: Any) -> Any:
-    # Python 2 ``str`` arrives as bytes (encoding="bytes"): UTF-8, else Latin-1
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value.decode("latin-1")
-    if isinstance(value, list | tuple):
-        return [_decode_text(v) for v in value]
-    if isinstance(value, dict):
-        return {_decode_text(k): _decode_text(v) for k, v in value.items()}
-    return value
 
 
 def load_refs_pickle(path: str | Path) -> Any:
@@ -333,7 +387,8 @@ def load_refs_pickle(path: str | Path) -> Any:
 
     The real files were written by Python 2 (protocol 2); its ``str`` values are decoded as
     UTF-8 (Latin-1 if that fails), tuples become lists. A pickle that references any class or
-    function (``os.system``, a numpy array, ...) is refused before anything is called.
+    function (``os.system``, a numpy array, ...) is refused before anything is called
+    (:func:`vlp.safe_pickle.safe_load` with plain data only).
 
     Args:
         path: the pickle file.
@@ -342,19 +397,10 @@ def load_refs_pickle(path: str | Path) -> Any:
         VlpError: the file is missing, is not a pickle, or references a class or function.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = _DataOnlyUnpickler(f, encoding="bytes").load()
-    except FileNotFoundError:
-        raise input_error(path, None, "file not found") from None
-    except _RefusedClass as e:
-        raise input_error(path, None, f"refused to load: the pickle references {e}, but a refs "
-                                      "file holds only lists, dicts, strings and numbers") from None
-    except Exception as e:  # a corrupt pickle can fail in many ways; report any as one line
-        detail = " ".join(str(e).split())
-        raise input_error(path, None, f"not a readable pickle ({type(e).__name__}"
-                                      f"{': ' + detail if detail else ''})") from None
-    return _decode_text(data)
+    if not path.is_file():
+        raise input_error(path, None, "file not found" if not path.exists() else
+                          "expected a file, found a directory")
+    return safe_load(path, str(path), encoding="bytes", numpy=False)
 
 
 def _ref_sentences(path: Path, ref: dict[str, Any], where: str
@@ -471,7 +517,7 @@ def _vcr_record(path: Path, row: dict[str, Any], where: str) -> VCRRecord:
     n = len(names)
     return VCRRecord(
         annot_id=json_field(path, row, "annot_id", where, "string"),
-        image=json_field(path, row, "img_fn", where, "string"),
+        image=image_name_field(path, row, "img_fn", where),
         metadata=json_field(path, row, "metadata_fn", where, "string"), objects=names,
         question=_vcr_tokens(path, json_field(path, row, "question", where, "list"),
                              f"{where}.question", n),
@@ -491,11 +537,18 @@ def read_vcr(path: str | Path) -> list[VCRRecord]:
             of indices into ``objects``, e.g. ``["What", "is", [0], "doing", "?"]``.
 
     Raises:
-        VlpError: the file is missing, a line is not JSON, a field is missing or of the wrong
-            type, an object index is out of range, or a label is not 0 to 3.
+        VlpError: the file is missing or empty, a line is not JSON, a field is missing or of
+            the wrong type, an object index is out of range, a label is not 0 to 3, or an
+            ``annot_id`` repeats.
     """
     path = Path(path)
-    return [_vcr_record(path, row, where) for where, row in _read_json_lines(path)]
+    records = []
+    seen: dict[Any, str] = {}
+    for where, row in read_json_lines(path, "VCR JSON lines"):
+        record = _vcr_record(path, row, where)
+        _unique(path, seen, record.annot_id, where, "annot_id")
+        records.append(record)
+    return records
 
 
 def _object_name(index: int, objects: Sequence[str],
@@ -566,5 +619,8 @@ def read_vcr_metadata(path: str | Path) -> VCRMetadata:
     if "names" in doc:
         names = tuple(check_kind(path, n, f"names[{i}]", "string")
                       for i, n in enumerate(json_field(path, doc, "names", "", "list")))
-    return VCRMetadata(boxes=boxes, width=json_field(path, doc, "width", "", "integer"),
-                       height=json_field(path, doc, "height", "", "integer"), names=names)
+    width, height = (json_field(path, doc, key, "", "integer") for key in ("width", "height"))
+    for key, value in (("width", width), ("height", height)):
+        if value <= 0:
+            raise input_error(path, key, f"expected a positive number of pixels, found {value}")
+    return VCRMetadata(boxes=boxes, width=width, height=height, names=names)

@@ -23,8 +23,9 @@ from torch import Tensor
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore
 from vlp.data.pretrain import collate_regions, collate_text
+from vlp.data.readers import examples
 from vlp.data.tokenizer import Tokenizer
-from vlp.errors import VlpError
+from vlp.errors import VlpError, data_warning, input_error
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class TaskData(ABC):
     split_names: ClassVar[dict[str, str]] = {}  # our split name → the file's own name
     labels: Sequence[str] = ()  # what the head's outputs mean (classes, answers)
     predictions_suffix: ClassVar[str] = ".json"  # of the official predictions file
+    predictions_source: str = "predictions"  # named in scoring errors; read_predictions sets it
 
     def __init__(self, files: dict[str, Path], split: str, tokenizer: Tokenizer,
                  store: RegionStore, max_text_len: int = 40, max_regions: int = 100,
@@ -78,9 +80,8 @@ class TaskData(ABC):
         self.files, self.split = files, split
         self.tokenizer, self.store = tokenizer, store
         self.max_text_len, self.max_regions, self.loc_dim = max_text_len, max_regions, loc_dim
-        self.records: list[Any] = self.read()
-        if limit:
-            self.records = self.records[:limit]
+        self.all_records: list[Any] = self.read()  # the whole split, for scoring files
+        self.records: list[Any] = self.all_records[:limit] if limit else self.all_records
         if not self.records:
             raise VlpError(f"{self.name}: no records in split '{split}' "
                            f"({', '.join(str(p) for p in files.values())})")
@@ -163,6 +164,52 @@ class TaskData(ABC):
     @abstractmethod
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
         """The task's official metrics of ``predictions`` against this split's labels."""
+
+    def require_labels(self) -> None:
+        """Raise one line naming what is missing when the split has no labels to train on
+        or to score against (a test split)."""
+        if not all(e.target is not None for e in self.examples):
+            raise VlpError(f"{self.name}: split '{self.split}' has no labels to score "
+                           f"against ({', '.join(str(p) for p in self.files.values())})")
+
+    def scored_records(self, predictions: dict[Any, Any], key: Callable[[Any], Any],
+                       what: str, pool: Sequence[Any] | None = None,
+                       evaluated: Sequence[Any] | None = None) -> list[Any]:
+        """The records of the whole split that ``predictions`` name, in split order.
+
+        A predictions file may cover more than the records evaluated in training
+        (``task.eval_limit``): every record it names is scored. A key that is no record of
+        the split is an error; evaluated records without a prediction are one data warning.
+
+        Args:
+            predictions: record key → prediction.
+            key: a record → its key in ``predictions``.
+            what: what a record is, plural, for messages (e.g. ``pairs``).
+            pool: the items to choose from, when a record is several (RefCOCO's
+                expressions); the whole split's records by default.
+            evaluated: the items evaluated (``records`` by default).
+
+        Raises:
+            VlpError: a prediction names no record of the split, or none is left to score.
+        """
+        pool = self.all_records if pool is None else pool
+        evaluated = self.records if evaluated is None else evaluated
+        keys = {key(r) for r in pool}
+        unknown = [k for k in predictions if k not in keys]
+        source = self.predictions_source
+        if unknown:
+            raise input_error(source, None, f"{unknown[0]!r} is none of the {what} of split "
+                              f"'{self.split}' ({len(unknown)} such predictions; were they "
+                              "made on another split?)")
+        missing = [key(r) for r in evaluated if key(r) not in predictions]
+        if missing:
+            data_warning(source, None, f"no prediction for {len(missing)} of the "
+                         f"{len(evaluated)} {what} evaluated (e.g. {examples(missing)}); "
+                         "scoring the others")
+        scored = [r for r in pool if key(r) in predictions]
+        if not scored:
+            raise input_error(source, None, f"no predictions to score (split '{self.split}')")
+        return scored
 
     @abstractmethod
     def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:

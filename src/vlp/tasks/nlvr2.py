@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from vlp.data.readers import read_text
 from vlp.data.task_readers import read_nlvr2
 from vlp.errors import input_error
 from vlp.eval.classify import nlvr2_metrics
@@ -49,30 +50,33 @@ class NLVR2Data(GroupedTaskData):
                 for i, s in sorted(scores.items())}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
-        missing = [r.identifier for r in self.records if r.identifier not in predictions]
-        if missing:
-            raise input_error("predictions", missing[0], f"no prediction ({len(missing)} "
-                              "examples of the split have none)")
-        metrics = nlvr2_metrics([r.identifier for r in self.records],
-                                [bool(predictions[r.identifier]) for r in self.records],
-                                [r.label for r in self.records])
+        """Accuracy and consistency on the examples ``predictions`` name."""
+        scored = self.scored_records(predictions, lambda r: r.identifier, "examples")
+        metrics = nlvr2_metrics([r.identifier for r in scored],
+                                [bool(predictions[r.identifier]) for r in scored],
+                                [r.label for r in scored])
         return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
 
     def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
         write_text_atomic(path, "".join(f"{k},{bool(v)}\n" for k, v in predictions.items()))
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise input_error(path, None, f"cannot read NLVR2 predictions ({e})") from None
+        self.predictions_source = str(path)
+        lines = read_text(path, "NLVR2 predictions, 'identifier,True|False' lines").split("\n")
         out: dict[Any, Any] = {}
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             parts = line.strip().split(",")
-            if len(parts) != 2 or parts[1].strip().lower() not in ("true", "false"):
+            if len(parts) != 2 or parts[1].strip().lower() not in ("true", "false") \
+                    or not parts[0].strip():
                 raise input_error(path, f"line {n}", "expected 'identifier,True' or "
                                   f"'identifier,False' (NLVR2's CSV), found {line.strip()!r}")
-            out[parts[0].strip()] = parts[1].strip().lower() == "true"
+            identifier = parts[0].strip()
+            if identifier in out:
+                raise input_error(path, f"line {n}", f"duplicate identifier {identifier!r}")
+            out[identifier] = parts[1].strip().lower() == "true"
+        if not out:
+            raise input_error(path, None, "empty file (expected 'identifier,True|False' "
+                                          "lines, one per example)")
         return out

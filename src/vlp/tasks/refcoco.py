@@ -93,13 +93,14 @@ class RefCOCOData(TaskData):
         return out
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
-        missing = [k for k in self.keys if k not in predictions]
-        if missing:
-            raise input_error("predictions", f"ref_id {missing[0][0]}, sent_id "
-                              f"{missing[0][1]}", f"no prediction ({len(missing)} "
-                              "expressions of the split have none)")
-        pred = xywh_to_xyxy([predictions[k] for k in self.keys])  # (N, 4)
-        gt = torch.tensor([e.target for e in self.examples])  # (N, 4)
+        """Accuracy at IoU ≥ 0.5 on the expressions ``predictions`` name, and the store's
+        ceiling on the evaluated rows."""
+        pool = [((r.ref_id, s), r.box_xywh) for r in self.all_records for s in r.sent_ids]
+        evaluated = [(k, None) for k in self.keys]
+        scored = self.scored_records(predictions, lambda item: item[0], "expressions",
+                                     pool=pool, evaluated=evaluated)
+        pred = xywh_to_xyxy([predictions[k] for k, _ in scored])  # (N, 4)
+        gt = xywh_to_xyxy([box for _, box in scored])  # (N, 4)
         return {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD),
                 "refcoco_ceiling": self.ceiling()}
 
@@ -118,6 +119,7 @@ class RefCOCOData(TaskData):
         write_text_atomic(path, json.dumps(rows))
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
+        self.predictions_source = str(path)
         out: dict[Any, Any] = {}
         for n, item in enumerate(check_kind(path, load_json(path), "", "list")):
             where = f"[{n}]"
@@ -128,6 +130,12 @@ class RefCOCOData(TaskData):
                                   f"{len(box)} values")
             key = (json_field(path, row, "ref_id", where, "integer"),
                    json_field(path, row, "sent_id", where, "integer"))
+            if key in out:
+                raise input_error(path, where, f"duplicate prediction for ref_id {key[0]}, "
+                                               f"sent_id {key[1]}")
             out[key] = [float(check_kind(path, v, f"{where}.box[{i}]", "number"))
                         for i, v in enumerate(box)]
+        if not out:
+            raise input_error(path, None, "empty list (expected one {ref_id, sent_id, box} "
+                                          "per expression)")
         return out

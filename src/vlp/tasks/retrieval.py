@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from vlp.data.batch import Batch
-from vlp.data.readers import read_karpathy
+from vlp.data.readers import check_kind, json_field, load_json, read_karpathy
 from vlp.errors import input_error
 from vlp.eval.ranking import recall_at_k
 from vlp.fileio import write_text_atomic
@@ -133,6 +133,17 @@ class RetrievalData(TaskData):
                 "scores": np.asarray(matrix, dtype=np.float32).tolist()}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+        """Recall@K both ways; the predictions must rank this split's pool (the images and
+        captions :meth:`eval_rows` scores, ``task.eval_limit`` images)."""
+        source = self.predictions_source
+        expected = {"image_ids": [im.image_id for im in self.records],
+                    "text_image_ids": [self.records[e.record].image_id for e in self.examples]}
+        for key, ids in expected.items():
+            if list(predictions[key]) != ids:
+                raise input_error(source, key, f"the predictions rank another pool: {len(ids)} "
+                                  f"{'images' if key == 'image_ids' else 'captions'} of split "
+                                  f"'{self.split}' expected, {len(predictions[key])} found "
+                                  "(same task.eval_limit and texts per image as when written?)")
         where = {image_id: i for i, image_id in enumerate(predictions["image_ids"])}
         owner = [where[i] for i in predictions["text_image_ids"]]
         metrics = recall_at_k(np.asarray(predictions["scores"]), np.asarray(owner))
@@ -142,9 +153,48 @@ class RetrievalData(TaskData):
         write_text_atomic(path, json.dumps(predictions))
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key in ("image_ids", "text_image_ids", "scores"):
-            if not isinstance(doc, dict) or key not in doc:
-                raise input_error(path, key, "missing (expected the retrieval score matrix "
-                                  "written by vlp evaluate)")
-        return dict(doc)
+        """The score matrix file :meth:`write_predictions` writes, checked for shape."""
+        self.predictions_source = str(path)
+        doc = load_json(path)
+        if not isinstance(doc, dict):
+            raise input_error(path, None, "expected the retrieval score matrix written by vlp "
+                                          "evaluate (a JSON object)")
+        ids = {key: [check_kind(path, v, f"{key}[{i}]", "integer")
+                     for i, v in enumerate(json_field(path, doc, key, "", "list"))]
+               for key in ("image_ids", "text_image_ids")}
+        rows = json_field(path, doc, "scores", "", "list")
+        if len(rows) != len(ids["image_ids"]):
+            raise input_error(path, "scores", f"expected {len(ids['image_ids'])} rows (one per "
+                                              f"image), found {len(rows)}")
+        scores = _score_matrix(path, rows, len(ids["text_image_ids"]))
+        unknown = sorted(set(ids["text_image_ids"]) - set(ids["image_ids"]))
+        if unknown:
+            raise input_error(path, "text_image_ids", f"image {unknown[0]} is not in "
+                                                      "image_ids")
+        return {**ids, "scores": scores}
+
+
+def _score_matrix(path: Path, rows: list[Any], n: int) -> list[list[float]]:
+    """The (images, texts) scores; checked element by element only when not a plain
+    numeric matrix, to name the bad one (a COCO 5K matrix has 125M entries)."""
+    try:
+        matrix = np.array(rows)
+    except ValueError:  # ragged
+        matrix = np.zeros(0)
+    if matrix.dtype.kind in "fiu" and matrix.shape == (len(rows), n) and \
+            bool(np.isfinite(matrix).all()):
+        return [list(r) for r in matrix.astype(np.float64).tolist()]
+    return [_score_row(path, row, f"scores[{i}]", n) for i, row in enumerate(rows)]
+
+
+def _score_row(path: Path, row: Any, where: str, n: int) -> list[float]:
+    values = check_kind(path, row, where, "list")
+    if len(values) != n:
+        raise input_error(path, where, f"expected {n} scores (one per caption), found "
+                                       f"{len(values)}")
+    out = [float(check_kind(path, v, f"{where}[{j}]", "number")) for j, v in enumerate(values)]
+    bad = [j for j, v in enumerate(out) if not np.isfinite(v)]
+    if bad:
+        raise input_error(path, f"{where}[{bad[0]}]", f"expected a finite number, found "
+                                                      f"{out[bad[0]]}")
+    return out

@@ -99,13 +99,16 @@ class VCRData(GroupedTaskData):
                 for i, s in sorted(scores.items())}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
-        picks, labels = _aligned(self.records, predictions, self.mode)
+        """Accuracy in this mode on the questions ``predictions`` name."""
+        scored = self.scored_records(predictions, lambda r: r.annot_id, "questions")
+        picks, labels = _aligned(scored, predictions, self.mode)
         return {f"vcr_{self.mode}": accuracy(picks, labels)}
 
     def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
         write_vcr_predictions(path, self.mode, predictions)
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
+        self.predictions_source = str(path)
         mode, predictions = read_vcr_predictions(path)
         if mode != self.mode:
             raise input_error(path, "mode", f"holds {mode} predictions, but task.vcr_mode "
@@ -137,8 +140,8 @@ def read_vcr_predictions(path: str | Path) -> tuple[str, VCRPredictions]:
     """The mode and the predictions of a VCR predictions file.
 
     Raises:
-        VlpError: the file is missing or malformed (a field missing or of the wrong kind,
-            not four scores, a pick outside 0-3, an unknown mode).
+        VlpError: the file is missing, malformed or empty (a field missing or of the wrong
+            kind, not four scores, a pick outside 0-3, an unknown mode, an annot_id twice).
     """
     doc = check_kind(path, load_json(path), "", "object")
     mode = json_field(path, doc, "mode", "", "string")
@@ -154,9 +157,15 @@ def read_vcr_predictions(path: str | Path) -> tuple[str, VCRPredictions]:
         if len(scores) != 4 or not 0 <= pick < 4:
             raise input_error(path, where, f"expected 4 scores and a pick of 0-3, found "
                               f"{len(scores)} scores and pick {pick}")
-        out[json_field(path, row, "annot_id", where, "string")] = {
+        annot_id = json_field(path, row, "annot_id", where, "string")
+        if annot_id in out:
+            raise input_error(path, f"{where}.annot_id", f"duplicate annot_id {annot_id!r}")
+        out[annot_id] = {
             "scores": [float(check_kind(path, s, f"{where}.scores[{i}]", "number"))
                        for i, s in enumerate(scores)], "pick": pick}
+    if not out:
+        raise input_error(path, "predictions", "empty list (expected one prediction per "
+                                               "question)")
     return mode, out
 
 

@@ -11,17 +11,26 @@ from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.data.features import parse_image_id
-from vlp.data.task_readers import read_snli_ve
+from vlp.data.readers import json_field
+from vlp.data.task_readers import read_json_lines, read_snli_ve
 from vlp.data.task_records import VE_LABELS
-from vlp.errors import input_error
+from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy
 from vlp.fileio import write_text_atomic
 from vlp.tasks.base import TaskData, TaskExample
 
 
 def image_id_of(name: str) -> int:
-    """A store image id from an image file name (``2248275918.jpg``, ``world_…42.png``)."""
-    return parse_image_id(Path(name).stem)
+    """A store image id from an image file name (``2248275918.jpg``, ``world_…42.png``).
+
+    Raises:
+        VlpError: the name's stem does not end in digits.
+    """
+    try:
+        return parse_image_id(Path(name).stem)
+    except ValueError:
+        raise VlpError(f"image {name!r}: expected a file name ending in its numeric id, "
+                       "e.g. '2248275918.jpg'") from None
 
 
 class VEData(TaskData):
@@ -53,29 +62,29 @@ class VEData(TaskData):
                 for i, s in sorted(scores.items())}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
-        missing = [r.pair_id for r in self.records if r.pair_id not in predictions]
-        if missing:
-            raise input_error("predictions", missing[0], f"no prediction ({len(missing)} "
-                              "pairs of the split have none)")
-        return {"ve_acc": accuracy([predictions[r.pair_id] for r in self.records],
-                                   [r.label for r in self.records])}
+        """Accuracy on the pairs ``predictions`` name."""
+        scored = self.scored_records(predictions, lambda r: r.pair_id, "pairs")
+        return {"ve_acc": accuracy([predictions[r.pair_id] for r in scored],
+                                   [r.label for r in scored])}
 
     def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
         lines = [json.dumps({"pairID": k, "gold_label": v}) for k, v in predictions.items()]
         write_text_atomic(path, "".join(line + "\n" for line in lines))
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
+        self.predictions_source = str(path)
         out: dict[Any, Any] = {}
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                out[row["pairID"]] = row["gold_label"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise input_error(path, f"line {n}", "expected {\"pairID\", \"gold_label\"} "
-                                  f"({e})") from e
-            if out[row["pairID"]] not in VE_LABELS:
-                raise input_error(path, f"line {n}.gold_label",
-                                  f"expected one of {', '.join(VE_LABELS)}")
+        seen: dict[Any, str] = {}
+        for where, row in read_json_lines(path, 'SNLI-VE predictions ({"pairID", '
+                                                '"gold_label"} per line)'):
+            pair_id = json_field(path, row, "pairID", where, "string")
+            label = json_field(path, row, "gold_label", where, "string")
+            if label not in VE_LABELS:
+                raise input_error(path, f"{where}.gold_label",
+                                  f"expected one of {', '.join(VE_LABELS)}, found {label!r}")
+            if pair_id in seen:
+                raise input_error(path, f"{where}.pairID", f"duplicate pairID {pair_id!r} "
+                                                           f"(also {seen[pair_id]})")
+            seen[pair_id] = where
+            out[pair_id] = label
         return out

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.data.task_readers import read_vqa, read_vqa_results, write_vqa_results
+from vlp.errors import VlpError, input_error
 from vlp.eval.vqa import answer_targets, build_answer_vocab, evaluate_vqa
 from vlp.tasks.base import TaskData, TaskExample
 
@@ -20,6 +21,9 @@ class VQAData(TaskData):
     The answer vocabulary is built from the training split's annotator answers
     (``min_answer_count`` or more) and handed to the other splits, so the head's outputs
     mean the same answers everywhere. Targets are the official metric's soft scores.
+
+    A split without an annotations file (the test split) reads as unlabelled; the training
+    split, and any split being scored, without one is an error naming the file.
     """
 
     name = "vqa"
@@ -34,15 +38,39 @@ class VQAData(TaskData):
         super().__init__(*args, **kwargs)
 
     def read(self) -> list[Any]:
-        annotations = self.files.get("annotations")
-        records = read_vqa(self.files["questions"],
-                           annotations if annotations and annotations.is_file() else None)
-        if self.answers is None:
+        annotations = self.annotations_file()
+        records = read_vqa(self.files["questions"], annotations)
+        if self.answers is None:  # the training split: its answers are the label space
+            if annotations is None:
+                raise self.no_annotations("the training split needs them (its answers are "
+                                          "the targets and the answer vocabulary)")
             self.answers = build_answer_vocab((q.answers for q in records),
                                               self.min_answer_count)
         self.labels = self.answers  # the head's outputs
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
         return records
+
+    def annotations_file(self) -> Path | None:
+        """The split's annotations file; None when the split has none (a test split)."""
+        path = self.files.get("annotations")
+        if path is None or not str(path).strip():
+            return None
+        if path.is_dir():
+            raise input_error(path, None, "is a directory (expected a VQA annotations file, "
+                                          "task.files.annotations)")
+        return path if path.exists() else None
+
+    def no_annotations(self, why: str) -> VlpError:
+        """The error for a split without its annotations file, naming the file."""
+        path = self.files.get("annotations")
+        if path is None or not str(path).strip():
+            return VlpError(f"task.files.annotations: not set; {why}")
+        return input_error(path, None, f"file not found (the VQA annotations of split "
+                                       f"'{self.split}', task.files.annotations); {why}")
+
+    def require_labels(self) -> None:
+        if self.annotations_file() is None:
+            raise self.no_annotations("scoring needs the annotators' answers")
 
     def build_examples(self) -> list[TaskExample]:
         ids = self.encode([q.question for q in self.records])
@@ -62,13 +90,21 @@ class VQAData(TaskData):
                 self.labels[int(s.argmax())] for i, s in sorted(scores.items())}
 
     def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
-        metrics = evaluate_vqa(predictions, self.records)
+        """VQA accuracy of the questions ``predictions`` name (all must be questions of the
+        split; a results file may cover more than ``task.eval_limit``), and how many were
+        scored (``vqa/scored``)."""
+        self.require_labels()
+        scored = self.scored_records(predictions, lambda q: q.question_id, "questions")
+        metrics = evaluate_vqa({q.question_id: predictions[q.question_id] for q in scored},
+                               scored)
         out = {"vqa_acc": metrics.overall}
         out.update({f"vqa_acc/{k}": v for k, v in sorted(metrics.per_answer_type.items())})
+        out["vqa/scored"] = float(metrics.num_questions)
         return out
 
     def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
         write_vqa_results(path, predictions)
 
     def read_predictions(self, path: Path) -> dict[Any, Any]:
+        self.predictions_source = str(path)
         return read_vqa_results(path)
