@@ -59,3 +59,74 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("model: [1, 2\n")
     with pytest.raises(VlpError, match="not valid YAML"):
         load_config(PretrainConfig, bad)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    from vlp.train.config import FinetuneConfig
+
+    cls = FinetuneConfig if "task" in path.read_text() else PretrainConfig
+    assert load_config(cls, path) is not None
+
+
+def test_no_config_at_all_gives_the_defaults() -> None:
+    from vlp.train.config import FinetuneConfig
+
+    assert load_config(PretrainConfig, None) == PretrainConfig()
+    assert load_config(FinetuneConfig, None, ["train.steps=0"]).train.steps == 0
+
+
+def test_range_error_names_file_key_and_range(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  lr: -0.1\n")
+    with pytest.raises(VlpError) as err:
+        load_config(PretrainConfig, path)
+    assert str(err.value) == (f"{path}: field 'train.lr': expected a finite number in (0, 1], "
+                              "got -0.1")
+
+
+def test_override_errors_name_overrides_not_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  steps: 30\n")
+    with pytest.raises(VlpError) as err:
+        load_config(PretrainConfig, path, ["train.warmup_steps=100"])
+    assert str(err.value) == ("overrides: field 'train.warmup_steps': 100 is above "
+                              "train.steps: 30 (the warm-up must end by the end of the run)")
+
+
+def test_warmup_rule_applies_to_a_chosen_warmup_only() -> None:
+    # the default warm-up on a short run, and any warm-up with steps 0 (vlp evaluate)
+    assert load_config(PretrainConfig, None, ["train.steps=30"]).train.warmup_steps == 100
+    load_config(PretrainConfig, None, ["train.steps=0", "train.warmup_steps=100"])
+    load_config(PretrainConfig, None, ["train.steps=30", "train.warmup_steps=30"])
+    with pytest.raises(VlpError, match="'train.warmup_steps': 31 is above"):
+        load_config(PretrainConfig, None, ["train.steps=30", "train.warmup_steps=31"])
+
+
+def test_checks_run_on_direct_construction_and_replace() -> None:
+    import dataclasses
+
+    from vlp.config import FieldError
+    from vlp.models.config import ModelConfig
+    from vlp.train.config import DataConfig
+
+    with pytest.raises(FieldError, match="field 'model.num_heads': 3 heads do not divide"):
+        ModelConfig(num_heads=3)
+    with pytest.raises(FieldError, match="field 'data.batch_size'"):
+        dataclasses.replace(DataConfig(), batch_size=0)
+    # sizes at 0 are filled from the data later
+    filled = dataclasses.replace(ModelConfig(), vocab_size=100, region_feature_dim=2048)
+    assert filled.vocab_size == 100
+
+
+def test_data_require_names_an_empty_path() -> None:
+    from vlp.train.config import DataConfig
+
+    with pytest.raises(VlpError) as err:
+        DataConfig().require("vocab")
+    assert str(err.value).startswith("data.vocab: empty; set it to a WordPiece vocab.txt")
+    assert DataConfig(world="w").resolved().require("vocab") == "w/vocab.txt"

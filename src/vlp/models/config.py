@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vlp.config import check, check_fields, ranged
+
 
 @dataclass
 class ModelConfig:
@@ -20,6 +22,10 @@ class ModelConfig:
     ViLBERT (base): ``num_layers 12, num_image_layers 6, num_cross_layers 6`` (6 plain
     BERT layers, then 6 co-attention blocks). LXMERT: ``num_layers 9+5, num_image_layers
     5+5, num_cross_layers 5`` (L=9, R=5, X=5).
+
+    Every instance is checked when it is made (each field's range, heads that divide their
+    width, a two-stream layout that can be built): a bad value raises
+    :class:`vlp.config.FieldError` naming ``model.<field>``.
 
     Attributes:
         initializer_range: std of the normal initialisation of every weight. BERT's 0.02
@@ -63,38 +69,81 @@ class ModelConfig:
     """
 
     arch: str = "single_stream"
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    dropout: float = 0.1
-    max_positions: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
+    hidden_size: int = ranged(256, ge=1)
+    num_layers: int = ranged(4, ge=1)
+    num_heads: int = ranged(4, ge=1)
+    intermediate_size: int = ranged(1024, ge=1)
+    dropout: float = ranged(0.1, ge=0, lt=1)
+    max_positions: int = ranged(512, ge=1)
+    type_vocab_size: int = ranged(2, ge=1)
+    layer_norm_eps: float = ranged(1e-12, gt=0, lt=1)
+    initializer_range: float = ranged(0.02, gt=0, le=10)
     pooler: Literal["cls", "mean", "product"] = "cls"
-    vocab_size: int = 0
-    pad_id: int = 0
+    vocab_size: int = ranged(0, ge=0)
+    pad_id: int = ranged(0, ge=0)
     visual: Literal["regions", "patches"] = "regions"
-    image_size: int = 384
-    patch_size: int = 32
-    num_channels: int = 3
+    image_size: int = ranged(384, ge=1)
+    patch_size: int = ranged(32, ge=1)
+    num_channels: int = ranged(3, ge=1)
     norm_first: bool = False
     modality_embed: bool = False
-    region_feature_dim: int = 0
-    num_region_classes: int = 0
+    region_feature_dim: int = ranged(0, ge=0)
+    num_region_classes: int = ranged(0, ge=0)
     loc_dim: Literal[4, 5, 7] = 7
     # how regions are embedded: UNITER (feature + location), VisualBERT (feature only,
     # with its own type and position embeddings) or LXMERT (mean of feature and location)
     region_embed: Literal["uniter", "visualbert", "lxmert"] = "uniter"
-    image_hidden_size: int = 0
-    image_num_heads: int = 0
-    image_intermediate_size: int = 0
-    num_image_layers: int = 0
-    num_cross_layers: int = 0
+    image_hidden_size: int = ranged(0, ge=0)
+    image_num_heads: int = ranged(0, ge=0)
+    image_intermediate_size: int = ranged(0, ge=0)
+    num_image_layers: int = ranged(0, ge=0)
+    num_cross_layers: int = ranged(0, ge=0)
     cross_attention: Literal["separate", "shared"] = "separate"
     cross_block: Literal["vilbert", "lxmert"] = "vilbert"
     pooled: Literal["product", "text"] = "product"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model")
+        self._check_arch()
+        check(self.hidden_size % self.num_heads == 0, "model.num_heads",
+              f"{self.num_heads} heads do not divide model.hidden_size {self.hidden_size}")
+        check(self.vocab_size == 0 or self.pad_id < self.vocab_size, "model.pad_id",
+              f"{self.pad_id} is not below model.vocab_size {self.vocab_size}")
+        check(self.visual == "regions" or self.patch_size <= self.image_size, "model.patch_size",
+              f"{self.patch_size} is larger than model.image_size {self.image_size}")
+        heads = self.image_num_heads or self.num_heads
+        if self.image_hidden_size or self.image_num_heads:
+            check(self.image_width % heads == 0, "model.image_num_heads",
+                  f"{heads} heads do not divide the image width {self.image_width} "
+                  "(model.image_hidden_size, or model.hidden_size when it is 0)")
+        if self.arch == "two_stream":
+            self._check_two_stream(heads)
+
+    def _check_two_stream(self, heads: int) -> None:
+        """A two-stream layout that can be built (each rule names its field)."""
+        k = self.num_cross_layers
+        check(self.visual == "regions" and not self.norm_first and not self.modality_embed,
+              "model.arch", "two_stream runs on detector regions with post-LayerNorm layers "
+              "(visual: regions, norm_first: false, modality_embed: false)")
+        check(k >= 1, "model.num_cross_layers", "a two-stream model needs at least 1 "
+              f"cross-attention block, got {k}")
+        for name in ("num_layers", "num_image_layers"):
+            check(getattr(self, name) >= k, f"model.{name}", f"{getattr(self, name)} layers "
+                  f"in all, but each of the {k} cross blocks (model.num_cross_layers) holds one")
+        check(self.cross_attention != "shared"
+              or (self.image_width, heads) == (self.hidden_size, self.num_heads),
+              "model.cross_attention", "'shared' needs the image stream as wide as the text "
+              "stream, with as many heads (image_hidden_size, image_num_heads)")
+        check(self.region_embed in ("uniter", "lxmert"), "model.region_embed",
+              "a two-stream model embeds regions as 'uniter' or 'lxmert', not "
+              f"{self.region_embed!r}")
+
+    def _check_arch(self) -> None:
+        """The architecture is registered (imported here: the registry imports this file)."""
+        from vlp.models import MODELS
+
+        check(self.arch in MODELS, "model.arch", f"unknown architecture '{self.arch}' "
+              f"(known: {', '.join(sorted(MODELS))})")
 
     @property
     def image_width(self) -> int:

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vlp.config import FieldError, Range, check, check_fields, check_value, limits, ranged
+from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+
+# what each path of the data section names, for the message when one is empty
+_PATHS = {"captions": "a captions file (Karpathy split JSON)",
+          "features": "a region feature store directory",
+          "vocab": "a WordPiece vocab.txt"}
 
 
 @dataclass
@@ -15,6 +22,13 @@ class DataConfig:
 
     ``world`` names a ``vlp world`` directory and fills any of ``captions``,
     ``features`` and ``vocab`` left empty.
+
+    ``max_text_len`` counts [CLS] and [SEP] (so at least 3: one token between them).
+    ``token_budget`` > 0 batches by padded positions and must hold one whole caption
+    (``max_text_len``); 0 batches ``batch_size`` pairs. ``verify_features`` checks every
+    array of the feature store against its recorded sha256 when the run opens it.
+    ``strict`` makes data warnings (empty captions, duplicate ids, VQA answer counts other
+    than ten, boxes outside the image) errors, as ``vlp --strict`` does.
     """
 
     world: str = ""
@@ -23,13 +37,41 @@ class DataConfig:
     vocab: str = ""
     train_splits: list[str] = field(default_factory=lambda: ["train", "restval"])
     eval_split: str = "val"
-    eval_pairs: int = 1000
-    max_text_len: int = 40
-    max_regions: int = 100
-    token_budget: int = 4096
-    batch_size: int = 64
-    bucket_size: int = 2048
-    num_workers: int = 0
+    eval_pairs: int = ranged(1000, ge=1)
+    max_text_len: int = ranged(40, ge=3)
+    max_regions: int = ranged(100, ge=1)
+    token_budget: int = ranged(4096, ge=0)
+    batch_size: int = ranged(64, ge=1)
+    bucket_size: int = ranged(2048, ge=1)
+    num_workers: int = ranged(0, ge=0, le=1024)
+    verify_features: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data")
+        check(bool(self.train_splits), "data.train_splits", "empty; expected at least one "
+              "split name, e.g. [train]")
+        for i, split in enumerate(self.train_splits):
+            check(bool(split.strip()), f"data.train_splits[{i}]", "empty split name")
+        check(bool(self.eval_split.strip()), "data.eval_split", "empty; expected a split name, "
+              "e.g. val")
+        check(self.token_budget == 0 or self.token_budget >= self.max_text_len,
+              "data.token_budget", f"{self.token_budget} positions cannot hold one caption "
+              f"of data.max_text_len {self.max_text_len}; set it to at least "
+              f"{self.max_text_len}, or to 0 to batch data.batch_size pairs")
+
+    def require(self, name: str) -> str:
+        """The path field ``name`` (``captions``, ``features`` or ``vocab``), which must be
+        set: call it on :meth:`resolved` data where a run reads that file.
+
+        Raises:
+            VlpError: the field is empty, naming it and what to set.
+        """
+        value: str = getattr(self, name)
+        if not value.strip():
+            raise VlpError(f"data.{name}: empty; set it to {_PATHS.get(name, 'a path')}, or "
+                           "set data.world to a 'vlp world' directory that holds one")
+        return value
 
     def resolved(self) -> DataConfig:
         """A copy with paths filled from ``world``."""
@@ -60,9 +102,22 @@ class ObjectivesConfig:
         default_factory=lambda: {"mlm": 2.0, "mrfr": 1.0, "mrc_kl": 1.0, "itm": 1.0})
     mix: Literal["sample", "sum"] = "sample"
     masking: Literal["conditional", "joint"] = "conditional"
-    mask_prob: float = 0.15
-    itm_neg_prob: float = 0.5
+    mask_prob: float = ranged(0.15, gt=0, lt=1)
+    itm_neg_prob: float = ranged(0.5, ge=0, le=1)
     itm_hard_negatives: bool = False
+
+    def __post_init__(self) -> None:
+        from vlp.objectives import OBJECTIVES  # the registry imports the model code
+
+        check_fields(self, "objectives")
+        known = ", ".join(sorted(OBJECTIVES))
+        check(bool(self.weights), "objectives.weights", f"empty; name at least one of {known}")
+        for name, weight in self.weights.items():
+            check(name in OBJECTIVES, f"objectives.weights.{name}",
+                  f"unknown objective '{name}' (known: {known})")
+            check_value(weight, Range(ge=0), f"objectives.weights.{name}")
+        check(any(w > 0 for w in self.weights.values()), "objectives.weights",
+              "every weight is 0; at least one objective needs a weight above 0")
 
 
 @dataclass
@@ -77,27 +132,63 @@ class TrainConfig:
     output or a Hugging Face directory of one, e.g. VisualBERT): its config replaces the
     ``model`` section, its weights and any heads of the configured objectives are loaded,
     and the data's feature size and vocabulary must match it.
+
+    ``steps`` 0 builds the run without training it (``vlp evaluate``). A ``warmup_steps``
+    given in a config must end by the end of the run (at most ``steps`` when that is above 0).
+    ``grad_clip``, ``eval_every`` and ``save_every`` 0 turn clipping, evaluation and saving
+    during the run off.
     """
 
     out: str = "runs/pretrain"
     init_text: str = ""
     init: str = ""
-    seed: int = 0
-    steps: int = 1000
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    warmup_steps: int = 100
-    grad_accum: int = 1
-    grad_clip: float = 2.0
+    seed: int = ranged(0, ge=0)
+    steps: int = ranged(1000, ge=0)
+    lr: float = ranged(1e-4, gt=0, le=1)
+    weight_decay: float = ranged(0.01, ge=0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata=limits(ge=0, lt=1))
+    warmup_steps: int = ranged(100, ge=0)
+    grad_accum: int = ranged(1, ge=1)
+    grad_clip: float = ranged(2.0, ge=0)
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     device: str = "auto"
-    log_every: int = 10
-    eval_every: int = 0
-    save_every: int = 200
-    keep_checkpoints: int = 2
+    log_every: int = ranged(10, ge=1)
+    eval_every: int = ranged(0, ge=0)
+    save_every: int = ranged(200, ge=0)
+    keep_checkpoints: int = ranged(2, ge=1)
     tensorboard: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self, "train")
+        check(bool(self.out.strip()), "train.out", "empty; expected the run's directory")
+        check(len(self.betas) == 2, "train.betas", f"expected two numbers [beta1, beta2] in "
+              f"[0, 1), got {self.betas!r}")
+        check(_is_device(self.device), "train.device", "expected auto, cpu, cuda, cuda:N or "
+              f"another torch device, got {self.device!r}")
+
+    def check_given(self, given: set[str]) -> None:
+        """Rules on the fields a config sets itself (``vlp.config.from_dict`` calls it).
+
+        A warm-up the user chose must end by the last step (the run reaches the peak rate);
+        the default warm-up is left to the schedule on short runs, which only rise that far.
+        """
+        if "warmup_steps" in given and 0 < self.steps < self.warmup_steps:
+            raise FieldError("train.warmup_steps", f"{self.warmup_steps} is above "
+                             f"train.steps: {self.steps} (the warm-up must end by the end of "
+                             "the run)")
+
+
+def _is_device(name: str) -> bool:
+    if name == "auto":
+        return True
+    import torch
+
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -107,6 +198,11 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check(self.data.max_text_len <= self.model.max_positions, "data.max_text_len",
+              f"{self.data.max_text_len} is above model.max_positions "
+              f"{self.model.max_positions} (the model has no position embedding beyond it)")
 
 
 @dataclass
@@ -142,13 +238,20 @@ class TaskConfig:
 
     name: str = "vqa"
     files: dict[str, str] = field(default_factory=dict)
-    train_limit: int = 0
-    eval_limit: int = 1000
-    min_answer_count: int = 1
-    eval_texts_per_image: int = 5
+    train_limit: int = ranged(0, ge=0)
+    eval_limit: int = ranged(1000, ge=0)
+    min_answer_count: int = ranged(1, ge=1)
+    eval_texts_per_image: int = ranged(5, ge=1)
     rank: Literal["itm", "itc"] = "itm"
-    hard_negatives: int = 0
+    hard_negatives: int = ranged(0, ge=0)
     vcr_mode: Literal["q2a", "qa2r"] = "q2a"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "task")
+        check(bool(self.name.strip()), "task.name", "empty; expected a task name, e.g. vqa")
+        for role, template in self.files.items():
+            check(bool(template.strip()), f"task.files.{role}", "empty path; give a path "
+                  "template, or leave the role out to take it from data.world")
 
 
 @dataclass

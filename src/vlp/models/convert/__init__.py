@@ -13,9 +13,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from vlp.config import from_dict, to_dict
@@ -23,7 +25,14 @@ from vlp.errors import VlpError, input_error
 from vlp.fileio import atomic_path
 from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import IGNORED, bert_config, bert_mlm_head, bert_text_state
-from vlp.models.convert.common import HFCheckpoint, read_hf
+from vlp.models.convert.common import (
+    HFCheckpoint,
+    expect,
+    expected_shapes,
+    one_line,
+    read_hf,
+    read_safetensors,
+)
 from vlp.models.convert.lxmert import convert_lxmert
 from vlp.models.convert.vilt import convert_vilt
 from vlp.models.convert.visualbert import convert_visual_bert
@@ -54,6 +63,7 @@ class Imported:
 def convert_bert(ck: HFCheckpoint) -> Imported:
     """A BERT checkpoint → a text-only import."""
     cfg = bert_config(ck)
+    expect(ck, cfg)
     heads = {"mlm": bert_mlm_head(ck)}
     return Imported(cfg, bert_text_state(ck, cfg.num_layers),
                     {k: v for k, v in heads.items() if v}, text_only=True,
@@ -93,12 +103,52 @@ def convert_hf(src: str | Path) -> Imported:
     """Convert the Hugging Face model directory ``src`` (by its ``model_type``)."""
     ck = read_hf(resolve_source(src))
     kind = ck.cfg("model_type", "")
-    if kind not in CONVERTERS:
-        raise input_error(ck.path / "config.json", "model_type",
+    if not isinstance(kind, str) or kind not in CONVERTERS:
+        raise input_error(ck.config_file, "model_type",
                           f"expected one of {', '.join(sorted(CONVERTERS))}, found {kind!r}")
     imported = CONVERTERS[kind](ck)
+    check_shapes(imported, ck.weights_file)
     vocab = ck.path / "vocab.txt"
     return dataclasses.replace(imported, vocab=vocab if vocab.is_file() else None)
+
+
+def check_shapes(imported: Imported, source: str | Path) -> None:
+    """Every weight of ``imported`` has a place, of its shape, in the model (and the
+    objective heads) its config describes, so a mismatched checkpoint is refused when it
+    is read instead of importing "with success".
+
+    Raises:
+        VlpError: naming ``source``, the weight, the shape found and the one expected.
+    """
+    from vlp.models import build_model
+    from vlp.objectives import OBJECTIVES
+
+    cfg = imported.config
+    # a text encoder's weights carry single-stream names, whatever model takes them later
+    model_cfg = dataclasses.replace(cfg, arch="single_stream") if imported.text_only else cfg
+    _compare(expected_shapes(model_cfg), imported.model, source, "")
+    known = [name for name in imported.heads if name in OBJECTIVES]
+    if not known:
+        return
+    filled = dataclasses.replace(cfg, vocab_size=cfg.vocab_size or 1,
+                                 region_feature_dim=cfg.region_feature_dim or 1,
+                                 num_region_classes=cfg.num_region_classes or 1)
+    with torch.device("meta"):
+        model = build_model(filled)
+        for name in known:
+            head = OBJECTIVES[name](filled, model)
+            want = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+            _compare(want, imported.heads[name], source, f"heads.{name}.")
+
+
+def _compare(want: dict[str, tuple[int, ...]], state: dict[str, Tensor], source: str | Path,
+             prefix: str) -> None:
+    for key, value in state.items():
+        if key not in want:
+            raise input_error(source, f"{prefix}{key}", "a weight this model has no place for")
+        if tuple(value.shape) != want[key]:
+            raise input_error(source, f"{prefix}{key}", f"shape {tuple(value.shape)}, "
+                              f"expected {want[key]} for the model its config describes")
 
 
 def import_checkpoint(src: str | Path, out: str | Path) -> Path:
@@ -146,20 +196,18 @@ def _load_run_checkpoint(path: Path) -> Imported:
     """A vlp training checkpoint (``model.safetensors`` of a ``PretrainingModel`` and the
     run's ``config.yaml``): the encoder's weights and each objective's head."""
     cfg_file = path / "config.yaml"
-    doc = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+    doc = _read_yaml(cfg_file)
+    if not isinstance(doc.get("model"), dict):
         raise input_error(cfg_file, "model", "missing (expected the run's model config)")
     cfg = from_dict(ModelConfig, doc["model"], source=str(cfg_file))
-    tensors = load_file(str(path / MODEL_FILE))
+    tensors = read_safetensors(path / MODEL_FILE)
     model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    heads: dict[str, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("objectives."):
-            name, rest = key.removeprefix("objectives.").split(".", 1)
-            heads.setdefault(name, {})[rest] = value
+    heads = _split_heads(tensors, "objectives.", path / MODEL_FILE)
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
     vocab = Path(str(data.get("vocab", ""))) if data and data.get("vocab") else None
-    return Imported(cfg, model, heads, vocab=vocab if vocab and vocab.is_file() else None)
+    imported = Imported(cfg, model, heads, vocab=vocab if vocab and vocab.is_file() else None)
+    check_shapes(imported, path / MODEL_FILE)
+    return imported
 
 
 def load_imported(path: str | Path) -> Imported:
@@ -175,22 +223,50 @@ def load_imported(path: str | Path) -> Imported:
         raise VlpError(f"{path}: not a model directory (expected a vlp import with "
                        f"{CONFIG_FILE}, a Hugging Face config.json, or a vlp run / checkpoint "
                        "with config.yaml and model.safetensors)")
-    doc = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(doc, dict) or "model" not in doc:
+    doc = _read_yaml(cfg_file)
+    if not isinstance(doc.get("model"), dict):
         raise input_error(cfg_file, "model", "missing (expected the model config)")
+    text_only = doc.get("text_only", False)
+    if not isinstance(text_only, bool):
+        raise input_error(cfg_file, "text_only", f"expected true or false, found {text_only!r}")
     cfg = from_dict(ModelConfig, doc["model"], source=str(cfg_file))
-    tensors = load_file(str(path / MODEL_FILE))
+    tensors = read_safetensors(path / MODEL_FILE)
     model = {k: v for k, v in tensors.items() if not k.startswith("heads.")}
+    heads = _split_heads(tensors, "heads.", path / MODEL_FILE)
+    vocab = path / "vocab.txt"
+    imported = Imported(cfg, model, heads, text_only, vocab if vocab.is_file() else None)
+    check_shapes(imported, path / MODEL_FILE)
+    return imported
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    """A YAML mapping (a model's or a run's config), or one line saying why not."""
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise input_error(file, None, f"not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise input_error(file, None, f"not valid YAML ({one_line(err)})") from None
+    if not isinstance(doc, dict):
+        raise input_error(file, None, "expected a mapping with a 'model' section, found "
+                          f"{type(doc).__name__}")
+    return doc
+
+
+def _split_heads(tensors: dict[str, Tensor], prefix: str, file: Path
+                 ) -> dict[str, dict[str, Tensor]]:
+    """``{prefix}{name}.{rest}`` → ``{name: {rest: tensor}}``."""
     heads: dict[str, dict[str, Tensor]] = {}
     for key, value in tensors.items():
-        if key.startswith("heads."):
-            name, rest = key.removeprefix("heads.").split(".", 1)
+        if key.startswith(prefix):
+            name, dot, rest = key.removeprefix(prefix).partition(".")
+            if not dot or not name or not rest:
+                raise input_error(file, key, f"expected {prefix}<objective>.<weight>")
             heads.setdefault(name, {})[rest] = value
-    vocab = path / "vocab.txt"
-    return Imported(cfg, model, heads, bool(doc.get("text_only", False)),
-                    vocab if vocab.is_file() else None)
+    return heads
 
 
-__all__ = ["CONVERTERS", "HFCheckpoint", "Imported", "convert_hf", "import_checkpoint",
+__all__ = ["CONVERTERS", "HFCheckpoint", "Imported", "check_shapes", "convert_hf",
+           "import_checkpoint",
            "load_imported", "read_hf", "resolve_source",
            "with_text_config"]

@@ -12,6 +12,7 @@ from vlp.models.convert.common import (
     bert_layer,
     check_activation,
     copy,
+    model_config,
 )
 
 # keys every BERT checkpoint may carry that vlp has no use for
@@ -22,18 +23,20 @@ IGNORED = ("position_ids", "cls.seq_relationship.weight", "cls.seq_relationship.
 def bert_config(ck: HFCheckpoint) -> ModelConfig:
     """The :class:`ModelConfig` of a BERT ``config.json`` (text side only)."""
     check_activation(ck)
-    pos = ck.cfg("position_embedding_type", "absolute")
+    pos = ck.cfg_str("position_embedding_type", "absolute")
     if pos != "absolute":
-        raise input_error(ck.path / "config.json", "position_embedding_type",
+        raise input_error(ck.config_file, "position_embedding_type",
                           f"expected 'absolute', found {pos!r}")
-    return ModelConfig(
-        hidden_size=ck.cfg("hidden_size"), num_layers=ck.cfg("num_hidden_layers"),
-        num_heads=ck.cfg("num_attention_heads"), intermediate_size=ck.cfg("intermediate_size"),
-        dropout=ck.cfg("hidden_dropout_prob", 0.1), max_positions=ck.cfg("max_position_embeddings"),
-        type_vocab_size=ck.cfg("type_vocab_size", 2),
-        layer_norm_eps=ck.cfg("layer_norm_eps", 1e-12),
-        initializer_range=ck.cfg("initializer_range", 0.02), vocab_size=ck.cfg("vocab_size"),
-        pad_id=ck.cfg("pad_token_id", 0),
+    return model_config(
+        ck, hidden_size=ck.cfg_int("hidden_size"), num_layers=ck.cfg_int("num_hidden_layers"),
+        num_heads=ck.cfg_int("num_attention_heads"),
+        intermediate_size=ck.cfg_int("intermediate_size"),
+        dropout=ck.cfg_float("hidden_dropout_prob", 0.1, ge=0, lt=1),
+        max_positions=ck.cfg_int("max_position_embeddings"),
+        type_vocab_size=ck.cfg_int("type_vocab_size", 2),
+        layer_norm_eps=ck.cfg_float("layer_norm_eps", 1e-12, gt=0, lt=1),
+        initializer_range=ck.cfg_float("initializer_range", 0.02, gt=0, le=10),
+        vocab_size=ck.cfg_int("vocab_size"), pad_id=ck.cfg_int("pad_token_id", 0, ge=0),
     )
 
 
@@ -65,5 +68,5 @@ def bert_mlm_head(ck: HFCheckpoint) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     copy(ck, out, "head.transform.dense", "cls.predictions.transform.dense")
     copy(ck, out, "head.transform.norm", "cls.predictions.transform.LayerNorm")
-    out["head.decoder.bias"] = ck.take("cls.predictions.bias")
+    out["head.decoder.bias"] = ck.take("cls.predictions.bias", ck.shape_of("head.decoder.bias"))
     return out

@@ -22,7 +22,9 @@ from vlp.models.convert.common import (
     bert_layer,
     check_activation,
     copy,
+    expect,
     fused_kv,
+    model_config,
     transformer_layer,
 )
 
@@ -40,28 +42,25 @@ _HEAD = "obj_predict_head"  # LXMERT's visual (object / attribute / feature) hea
 def lxmert_config(ck: HFCheckpoint) -> ModelConfig:
     """The :class:`ModelConfig` of an LXMERT ``config.json``."""
     check_activation(ck)
-    file = ck.path / "config.json"
-    if ck.cfg("visual_pos_dim", 4) != 4:
-        raise input_error(file, "visual_pos_dim", "expected 4 (normalised box corners), found "
-                          f"{ck.cfg('visual_pos_dim')}")
-    layers = {name: ck.cfg(name) for name in ("l_layers", "r_layers", "x_layers")}
-    if layers["x_layers"] < 1:
-        raise input_error(file, "x_layers", f"expected at least 1, found {layers['x_layers']}")
-    x = layers["x_layers"]
+    if ck.cfg_int("visual_pos_dim", 4) != 4:
+        raise input_error(ck.config_file, "visual_pos_dim", "expected 4 (normalised box "
+                          f"corners), found {ck.cfg('visual_pos_dim')}")
+    layers = {name: ck.cfg_int(name, ge=0) for name in ("l_layers", "r_layers")}
+    x = ck.cfg_int("x_layers", ge=1)
     obj = ck.has(f"{_HEAD}.decoder_dict.obj.weight")
-    return ModelConfig(
-        arch="two_stream", hidden_size=ck.cfg("hidden_size"),
+    return model_config(
+        ck, arch="two_stream", hidden_size=ck.cfg_int("hidden_size"),
         num_layers=layers["l_layers"] + x, num_image_layers=layers["r_layers"] + x,
-        num_cross_layers=x, num_heads=ck.cfg("num_attention_heads"),
-        intermediate_size=ck.cfg("intermediate_size"),
-        dropout=ck.cfg("hidden_dropout_prob", 0.1),
-        max_positions=ck.cfg("max_position_embeddings"),
-        type_vocab_size=ck.cfg("type_vocab_size", 2),
+        num_cross_layers=x, num_heads=ck.cfg_int("num_attention_heads"),
+        intermediate_size=ck.cfg_int("intermediate_size"),
+        dropout=ck.cfg_float("hidden_dropout_prob", 0.1, ge=0, lt=1),
+        max_positions=ck.cfg_int("max_position_embeddings"),
+        type_vocab_size=ck.cfg_int("type_vocab_size", 2),
         layer_norm_eps=1e-12,  # LXMERT fixes every LayerNorm's epsilon, whatever its config
-        initializer_range=ck.cfg("initializer_range", 0.02), pooler="cls",
-        vocab_size=ck.cfg("vocab_size"), pad_id=0,  # LXMERT's padding index is fixed at 0
-        region_feature_dim=ck.cfg("visual_feat_dim"),
-        num_region_classes=ck.cfg("num_object_labels") if obj else 0, loc_dim=4,
+        initializer_range=ck.cfg_float("initializer_range", 0.02, gt=0, le=10), pooler="cls",
+        vocab_size=ck.cfg_int("vocab_size"), pad_id=0,  # LXMERT's padding index is fixed at 0
+        region_feature_dim=ck.cfg_int("visual_feat_dim"),
+        num_region_classes=ck.cfg_int("num_object_labels") if obj else 0, loc_dim=4,
         region_embed="lxmert", cross_attention="shared", cross_block="lxmert", pooled="text",
     )
 
@@ -114,7 +113,6 @@ def lxmert_state(ck: HFCheckpoint, cfg: ModelConfig) -> dict[str, Tensor]:
     return out
 
 
-
 def _region_head(ck: HFCheckpoint, decoder: str) -> dict[str, Tensor]:
     """LXMERT's visual head (one transform shared by its decoders) → a vlp MRM head."""
     out: dict[str, Tensor] = {}
@@ -134,11 +132,13 @@ def lxmert_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
     the attribute and answer heads have no vlp objective and stay unused.
     """
     heads: dict[str, dict[str, Tensor]] = {}
-    if ck.cfg("tie_word_embeddings", True) and ck.has("cls.predictions.transform.dense.weight"):
+    tied = ck.cfg_bool("tie_word_embeddings", True)
+    if tied and ck.has("cls.predictions.transform.dense.weight"):
         mlm: dict[str, Tensor] = {}
         copy(ck, mlm, "head.transform.dense", "cls.predictions.transform.dense")
         copy(ck, mlm, "head.transform.norm", "cls.predictions.transform.LayerNorm")
-        mlm["head.decoder.bias"] = ck.take("cls.predictions.bias")
+        mlm["head.decoder.bias"] = ck.take("cls.predictions.bias",
+                                           ck.shape_of("head.decoder.bias"))
         heads["mlm"] = mlm
     if ck.has("cls.seq_relationship.weight"):
         heads["itm"] = {}
@@ -156,6 +156,7 @@ def convert_lxmert(ck: HFCheckpoint) -> Imported:
     from vlp.models.convert import Imported  # the package imports this module first
 
     cfg = lxmert_config(ck)
+    expect(ck, cfg)
     state = lxmert_state(ck, cfg)
     heads = lxmert_heads(ck)
     return Imported(cfg, state, heads, text_only=False, unused=ck.unused(IGNORED))

@@ -13,14 +13,20 @@ nothing but the order of the image outputs.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import bert_config
-from vlp.models.convert.common import HFCheckpoint, bert_embeddings, copy, transformer_layer
+from vlp.models.convert.common import (
+    HFCheckpoint,
+    bert_embeddings,
+    copy,
+    expect,
+    replace_config,
+    transformer_layer,
+)
 
 if TYPE_CHECKING:
     from vlp.models.convert import Imported
@@ -33,10 +39,10 @@ PATCHES = "visual_input.embedding"
 
 def vilt_config(ck: HFCheckpoint) -> ModelConfig:
     """The :class:`ModelConfig` of a ViLT ``config.json``."""
-    return dataclasses.replace(
-        bert_config(ck), arch="single_stream", pooler="cls", visual="patches",
-        image_size=ck.cfg("image_size"), patch_size=ck.cfg("patch_size"),
-        num_channels=ck.cfg("num_channels", 3), norm_first=True, modality_embed=True)
+    return replace_config(
+        ck, bert_config(ck), arch="single_stream", pooler="cls", visual="patches",
+        image_size=ck.cfg_int("image_size"), patch_size=ck.cfg_int("patch_size"),
+        num_channels=ck.cfg_int("num_channels", 3), norm_first=True, modality_embed=True)
 
 
 def _prefix(ck: HFCheckpoint) -> str:
@@ -49,8 +55,9 @@ def vilt_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
     p = _prefix(ck)
     out = bert_embeddings(ck, f"{p}embeddings.text_embeddings", "text_embed")
     copy(ck, out, f"{PATCHES}.proj", f"{p}embeddings.patch_embeddings.projection")
-    out[f"{PATCHES}.cls"] = ck.take(f"{p}embeddings.cls_token")
-    out[f"{PATCHES}.position"] = ck.take(f"{p}embeddings.position_embeddings")
+    out[f"{PATCHES}.cls"] = ck.take(f"{p}embeddings.cls_token", ck.shape_of(f"{PATCHES}.cls"))
+    out[f"{PATCHES}.position"] = ck.take(f"{p}embeddings.position_embeddings",
+                                         ck.shape_of(f"{PATCHES}.position"))
     # rows 0 (text) and 1 (image); NLVR2's ViLT has a row 2 for a second image, which
     # vlp does not need: it encodes each image of a pair in its own row of the batch
     out["modality.weight"] = ck.take(f"{p}embeddings.token_type_embeddings.weight")[:2]
@@ -68,13 +75,14 @@ def vilt_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
 def vilt_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
     """``ViltForMaskedLM``'s MLM head under :class:`vlp.objectives.mlm.MLM` names, when
     present and tied to the word embeddings (as vlp's decoder is)."""
-    if not ck.has("mlm_score.transform.dense.weight") or not ck.cfg("tie_word_embeddings",
-                                                                    True):
+    if not ck.has("mlm_score.transform.dense.weight") or not ck.cfg_bool("tie_word_embeddings",
+                                                                         True):
         return {}
     out: dict[str, Tensor] = {}
     copy(ck, out, "head.transform.dense", "mlm_score.transform.dense")
     copy(ck, out, "head.transform.norm", "mlm_score.transform.LayerNorm")
-    out["head.decoder.bias"] = ck.take("mlm_score.decoder.bias")
+    out["head.decoder.bias"] = ck.take("mlm_score.decoder.bias",
+                                      ck.shape_of("head.decoder.bias"))
     return {"mlm": out}
 
 
@@ -83,5 +91,6 @@ def convert_vilt(ck: HFCheckpoint) -> Imported:
     from vlp.models.convert import Imported  # the package imports this module first
 
     cfg = vilt_config(ck)
+    expect(ck, cfg)
     return Imported(cfg, vilt_state(ck, cfg.num_layers), vilt_heads(ck), text_only=False,
                     unused=ck.unused(IGNORED))

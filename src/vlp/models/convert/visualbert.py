@@ -8,7 +8,6 @@ normalised by the text embedding's LayerNorm. That is vlp's single-stream model 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor
 from vlp.errors import input_error
 from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import bert_config, bert_mlm_head, bert_text_state
-from vlp.models.convert.common import HFCheckpoint, copy
+from vlp.models.convert.common import HFCheckpoint, copy, expect, replace_config
 
 if TYPE_CHECKING:
     from vlp.models.convert import Imported
@@ -31,12 +30,12 @@ REGIONS = "visual_input.embedding"
 
 def visual_bert_config(ck: HFCheckpoint) -> ModelConfig:
     """The :class:`ModelConfig` of a VisualBERT ``config.json``."""
-    if ck.cfg("bypass_transformer", False):
-        raise input_error(ck.path / "config.json", "bypass_transformer",
+    if ck.cfg_bool("bypass_transformer", False):
+        raise input_error(ck.config_file, "bypass_transformer",
                           "expected false (vlp runs text and regions through one encoder)")
-    return dataclasses.replace(bert_config(ck), arch="single_stream", pooler="cls",
-                               region_feature_dim=ck.cfg("visual_embedding_dim"),
-                               region_embed="visualbert")
+    return replace_config(ck, bert_config(ck), arch="single_stream", pooler="cls",
+                          region_feature_dim=ck.cfg_int("visual_embedding_dim"),
+                          region_embed="visualbert")
 
 
 def _prefix(ck: HFCheckpoint) -> str:
@@ -67,14 +66,16 @@ def visual_bert_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
     class 1 does, so its two rows are swapped.
     """
     heads: dict[str, dict[str, Tensor]] = {}
-    if ck.cfg("tie_word_embeddings", True):
+    if ck.cfg_bool("tie_word_embeddings", True):
         mlm = bert_mlm_head(ck)
         if mlm:
             heads["mlm"] = mlm
     if ck.has("cls.seq_relationship.weight"):
         swap = torch.tensor([1, 0])
-        heads["itm"] = {"head.weight": ck.take("cls.seq_relationship.weight")[swap],
-                        "head.bias": ck.take("cls.seq_relationship.bias")[swap]}
+        heads["itm"] = {
+            "head.weight": ck.take("cls.seq_relationship.weight", ck.shape_of("head.weight")
+                                   or (2, ck.cfg_int("hidden_size")))[swap],
+            "head.bias": ck.take("cls.seq_relationship.bias", (2,))[swap]}
     return heads
 
 
@@ -83,6 +84,7 @@ def convert_visual_bert(ck: HFCheckpoint) -> Imported:
     from vlp.models.convert import Imported  # the package imports this module first
 
     cfg = visual_bert_config(ck)
+    expect(ck, cfg)
     state = visual_bert_state(ck, cfg.num_layers)
     heads = visual_bert_heads(ck)
     return Imported(cfg, state, heads, text_only=False, unused=ck.unused(IGNORED))
