@@ -24,6 +24,7 @@ from vlp.data.world import make_world
 from vlp.errors import VlpError
 from vlp.eval.boxes import box_iou, xywh_to_xyxy
 from vlp.models.outputs import VLOutput
+from vlp.tasks.base import TaskExample
 from vlp.tasks.groups import join_segments
 from vlp.tasks.heads import ChoiceScorer, PairGroupClassifier, RegionScorer
 from vlp.tasks.nlvr2 import NLVR2Data
@@ -342,3 +343,25 @@ def test_q2ar_needs_both_right(tmp_path: Path, world: Path) -> None:
     del q2a[records[0].annot_id]
     with pytest.raises(VlpError, match="no q2a prediction"):
         vcr_joint_accuracy(records, q2a, qa2r)
+
+
+# ------------------------------------------------------------------------- non-finite loss
+@pytest.mark.parametrize("task", ["vqa", "ve", "retrieval", "nlvr2", "refcoco", "vcr"])
+def test_non_finite_loss_in_fine_tuning_is_one_line(world: Path, tmp_path: Path,
+                                                    task: str) -> None:
+    trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=2"))
+    data = trainer.train_data
+    collate = data.collate
+
+    def poisoned(rows: list[TaskExample], seed: int | None = None) -> Batch:
+        batch = collate(rows, seed)
+        batch.region_feats[:] = float("nan")
+        return batch
+
+    data.collate = poisoned  # type: ignore[method-assign]
+    with pytest.raises(VlpError) as err:
+        trainer.run()
+    message = str(err.value)
+    assert message.startswith("step 1: loss is nan (objective ") and "images [" in message
+    assert "\n" not in message
+    assert not (tmp_path / task / "checkpoints").exists()

@@ -13,6 +13,7 @@ import torch
 from conftest import make_dataset
 from vlp.config import load_config
 from vlp.errors import VlpError
+from vlp.train.checkpoint import list_checkpoints
 from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import Pretrainer
@@ -67,8 +68,9 @@ def test_losses_logged_and_checkpoint_files(dataset: Path, tmp_path: Path) -> No
     trainer = Pretrainer(tiny_config(dataset, tmp_path / "run", steps=4))
     metrics = trainer.run()
     assert {"eval/mlm_acc", "eval/itm_acc", "eval/loss/mrfr"} <= metrics.keys()
-    ckpts = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
     assert [c.name for c in ckpts] == ["step_00000003", "step_00000004"]
+    assert list_checkpoints(tmp_path / "run" / "checkpoints") == ckpts
     assert (ckpts[-1] / "model.safetensors").is_file()
     assert (tmp_path / "run" / "losses.png").stat().st_size > 1000
 

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from vlp.data.readers import check_kind, json_field, load_json
 from vlp.errors import VlpError, input_error
-from vlp.fileio import atomic_path
+from vlp.fileio import atomic_path, claim_output
 
 if TYPE_CHECKING:  # world_tasks builds on this module, so it is imported where it is used
     from vlp.data.world_tasks import ImageTasks
@@ -725,7 +725,8 @@ def _write_files(root: Path, made: list[_Made], seed: int, size: int) -> None:
     _write_json(root / "world.json", _world_json(len(made), seed, size, tasks), indent=2)
 
 
-def _check_make_args(out: Path, n_images: int, seed: int, size: int, workers: int) -> None:
+def _check_make_args(out: Path, n_images: int, seed: int, size: int, workers: int,
+                     overwrite: bool) -> None:
     if n_images < 1:
         raise VlpError(f"--images: expected at least 1, found {n_images}")
     if seed < 0:
@@ -735,12 +736,11 @@ def _check_make_args(out: Path, n_images: int, seed: int, size: int, workers: in
     if workers < 1:
         raise VlpError(f"--workers: expected at least 1, found {workers}")
     # the world replaces ``out`` as a whole; never replace something the user made
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise input_error(out, None, "already exists; choose a new directory or remove it")
+    claim_output(out, overwrite=overwrite)
 
 
 def make_world(out: Path, n_images: int, seed: int = 0, size: int = 64,
-               workers: int = 1) -> Path:
+               workers: int = 1, overwrite: bool = False) -> Path:
     """Generate a world of ``n_images`` images and write it to ``out``.
 
     Everything is built in a temporary directory beside ``out`` and renamed into place, so
@@ -748,11 +748,12 @@ def make_world(out: Path, n_images: int, seed: int = 0, size: int = 64,
     ``(n_images, seed, size)``, whatever ``workers`` is.
 
     Args:
-        out: the world directory; must not exist or be empty.
+        out: the world directory; must not exist or be empty, unless ``overwrite``.
         n_images: number of images (ids 1 … n_images).
         seed: the world's seed.
         size: image side in pixels.
         workers: processes that draw images.
+        overwrite: replace an existing ``out`` (once the new world is complete).
 
     Returns:
         ``out``.
@@ -761,7 +762,7 @@ def make_world(out: Path, n_images: int, seed: int = 0, size: int = 64,
         VlpError: a bad argument, or ``out`` exists and is not empty.
     """
     out = Path(out)
-    _check_make_args(out, n_images, seed, size, workers)
+    _check_make_args(out, n_images, seed, size, workers, overwrite)
     with atomic_path(out) as tmp:
         (tmp / "images").mkdir(parents=True)
         made = _make_all(tmp / "images", n_images, seed, size, workers)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from vlp.errors import VlpError
+from vlp.errors import DataWarning, VlpError, set_strict
 
 if TYPE_CHECKING:
     from vlp.train.config import FinetuneConfig
@@ -25,7 +26,7 @@ def _world_make(args: argparse.Namespace) -> int:
     from vlp.data.world import make_world
 
     out = make_world(Path(args.out), args.images, seed=args.seed, size=args.size,
-                     workers=args.workers)
+                     workers=args.workers, overwrite=args.overwrite)
     print(f"world written to {out}")
     return 0
 
@@ -34,7 +35,8 @@ def _features_world(args: argparse.Namespace) -> int:
     from vlp.data.detector import build_world_features
 
     out = build_world_features(Path(args.world), Path(args.out) if args.out else None,
-                               feature_dim=args.dim, epochs=args.epochs, seed=args.seed)
+                               feature_dim=args.dim, epochs=args.epochs, seed=args.seed,
+                               overwrite=args.overwrite)
     print(f"region features written to {out}")
     return 0
 
@@ -42,10 +44,9 @@ def _features_world(args: argparse.Namespace) -> int:
 def _features_import(args: argparse.Namespace) -> int:
     from vlp.data.features import import_butd_tsv, import_npz_dir
 
-    if args.format == "tsv":
-        out = import_butd_tsv(Path(args.src), Path(args.out), num_classes=args.num_classes)
-    else:
-        out = import_npz_dir(Path(args.src), Path(args.out), num_classes=args.num_classes)
+    read = import_butd_tsv if args.format == "tsv" else import_npz_dir
+    out = read(Path(args.src), Path(args.out), num_classes=args.num_classes,
+               overwrite=args.overwrite)
     print(f"region features written to {out}")
     return 0
 
@@ -53,7 +54,9 @@ def _features_import(args: argparse.Namespace) -> int:
 def _tokenizer_train(args: argparse.Namespace) -> int:
     from vlp.data.readers import read_caption_texts
     from vlp.data.tokenizer import Tokenizer
+    from vlp.fileio import claim_output
 
+    claim_output(args.out, overwrite=args.overwrite, inputs=args.captions)
     texts = [t for path in args.captions for t in read_caption_texts(Path(path))]
     tok = Tokenizer.train(texts, Path(args.out), vocab_size=args.vocab_size)
     print(f"vocabulary of {tok.vocab_size} WordPieces written to {args.out}")
@@ -69,7 +72,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.init_text:
         overrides.append(f"train.init_text={args.init_text}")
     cfg = load_config(PretrainConfig, args.config, overrides)
-    metrics = pretrain(cfg, resume=args.resume)
+    metrics = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return 0
 
@@ -82,7 +85,13 @@ def _task_config(args: argparse.Namespace, extra: list[str],
     overrides = [f"task.name={args.task}", *extra, *args.overrides]
     if run_config is None:
         return load_config(FinetuneConfig, args.config, overrides)
-    doc = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+    try:
+        doc = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise VlpError(f"{run_config}: not a readable run config "
+                       f"({' '.join(str(err).split())[:160]})") from None
+    if not isinstance(doc, dict):
+        raise VlpError(f"{run_config}: expected a mapping of config sections")
     if "task" not in doc:  # a pre-training run: evaluate zero-shot on its data
         doc = {"data": doc.get("data", {})}
     return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config))
@@ -102,7 +111,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from vlp.train.finetune import finetune
 
     extra = [f"train.init={args.init}"] if args.init else []
-    metrics = finetune(_task_config(args, extra), resume=args.resume)
+    metrics = finetune(_task_config(args, extra), resume=args.resume, overwrite=args.overwrite)
     print(f"{args.task}: " + "  ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
     return 0
 
@@ -124,6 +133,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         extra.append(f"train.out={args.out or args.checkpoint}")
     elif args.out:
         extra.append(f"train.out={args.out}")
+    if args.out:
+        from vlp.fileio import claim_output
+
+        inputs = [args.checkpoint] if args.checkpoint else [args.predictions]
+        claim_output(args.out, overwrite=args.overwrite, inputs=inputs)
     trainer = Finetuner(_task_config(args, extra, run_config))
     if args.predictions:
         data = trainer.eval_data
@@ -146,6 +160,18 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from vlp.train.verify import verify_path
+
+    checked, problems = verify_path(Path(args.path))
+    for line in problems:
+        print(f"corrupt: {line}", file=sys.stderr)
+    if problems:
+        raise VlpError(f"{args.path}: {len(problems)} of {checked} files failed verification")
+    print(f"{args.path}: {checked} files verified, all checksums match")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from vlp.train.demo import run_demo
 
@@ -162,6 +188,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--size", type=int, default=64, help="image side in pixels")
     make.add_argument("--workers", type=int, default=1)
+    _overwrite_option(make, "an existing world at OUT")
     make.set_defaults(handler=_world_make)
 
 
@@ -174,6 +201,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     world.add_argument("--dim", type=int, default=128, help="region feature size")
     world.add_argument("--epochs", type=int, default=3, help="region classifier epochs")
     world.add_argument("--seed", type=int, default=0)
+    _overwrite_option(world, "an existing store at the output")
     world.set_defaults(handler=_features_world)
     for fmt, what in (("tsv", "a bottom-up-attention TSV file"),
                       ("npz", "a directory of per-image .npz files")):
@@ -182,6 +210,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
         imp.add_argument("out")
         imp.add_argument("--num-classes", type=int, default=1600,
                          help="detector classes when the source has no distributions")
+        _overwrite_option(imp, "an existing store at OUT")
         imp.set_defaults(handler=_features_import, format=fmt)
 
 
@@ -193,6 +222,7 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
                        help="Karpathy split JSON, COCO captions JSON or plain text files")
     train.add_argument("--out", required=True, help="vocab.txt to write")
     train.add_argument("--vocab-size", type=int, default=4000)
+    _overwrite_option(train, "an existing vocabulary file")
     train.set_defaults(handler=_tokenizer_train)
 
 
@@ -203,6 +233,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
     pre.add_argument("--resume", action="store_true",
                      help="continue from the newest checkpoint in train.out")
+    _overwrite_option(pre, "the run already in train.out")
     pre.add_argument("--init-text", default=None, metavar="DIR",
                      help="start the text side from BERT: a Hugging Face BERT directory, a "
                           "'vlp import' output or 'minilm' (sets train.init_text)")
@@ -227,6 +258,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
                            "output or a Hugging Face directory (sets train.init)")
     fine.add_argument("--resume", action="store_true",
                       help="continue from the newest checkpoint in train.out")
+    _overwrite_option(fine, "the run already in train.out")
     fine.set_defaults(handler=_finetune)
 
 
@@ -241,7 +273,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--predictions", default=None, metavar="FILE",
                     help="a predictions file in the task's official format")
     ev.add_argument("--split", default="val", help="the split to score (default val)")
-    ev.add_argument("--out", default=None, help="where to write predictions and metrics")
+    ev.add_argument("--out", default=None, help="where to write predictions and metrics "
+                    "(default: the checkpoint's run directory)")
+    _overwrite_option(ev, "a non-empty --out directory")
     ev.set_defaults(handler=_evaluate)
 
 
@@ -256,6 +290,20 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(handler=_import)
 
 
+def _overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace {what} (refused without it)")
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    ver = sub.add_parser("verify", help="check the checksums of a region store or a run",
+                         description="Recompute the sha256 of every file of a region store "
+                                     "(against its meta.json) or of every checkpoint of a run "
+                                     "(against checkpoints/history.json). Exit 2 on a mismatch.")
+    ver.add_argument("path", help="a region store, a run directory or one checkpoint")
+    ver.set_defaults(handler=_verify)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="world → features → tokenizer → pre-training → report")
     demo.add_argument("--out", default="demo")
@@ -267,9 +315,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``vlp`` argument parser."""
     parser = argparse.ArgumentParser(prog="vlp", description="Vision-language pre-training.")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat data warnings (empty captions, duplicate ids, boxes "
+                             "outside the image, …) as errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_finetune,
-                _add_evaluate, _add_import, _add_demo):
+                _add_evaluate, _add_import, _add_verify, _add_demo):
         add(sub)
     return parser
 
@@ -286,14 +337,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         args.overrides = [*args.overrides, *rest]
     handler: Handler = args.handler
+    if args.strict:
+        set_strict(True)
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = _show_warning
+            return handler(args)
     except VlpError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)
         return 130
+    finally:
+        if args.strict:
+            set_strict(False)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    """Data warnings as one ``warning:`` line; others as Python prints them."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from vlp.data.readers import read_karpathy
 from vlp.data.task_readers import read_snli_ve, read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig
+from vlp.train.checkpoint import list_checkpoints
 from vlp.train.config import (
     DataConfig,
     FinetuneConfig,
@@ -204,10 +205,16 @@ def _finetune(cfg: FinetuneConfig, out: Path) -> dict[str, float]:
     done = out / f"metrics_{cfg.data.eval_split}.json"
     if done.is_file():
         return dict(json.loads(done.read_text(encoding="utf-8")))
-    resume = (out / "checkpoints").is_dir()
     trainer = Finetuner(cfg)
-    trainer.run(resume=resume)
+    trainer.run(**_resume_or_restart(out))
     return trainer.write_results()
+
+
+def _resume_or_restart(out: Path) -> dict[str, bool]:
+    """A stage the demo began continues from its checkpoint; one stopped before its first
+    checkpoint starts again (the demo owns its run directories)."""
+    resume = bool(list_checkpoints(out / "checkpoints"))
+    return {"resume": resume, "overwrite": not resume}
 
 
 def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
@@ -217,7 +224,7 @@ def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
                f"({cfg.train.precision}, dynamic batches of ≤{cfg.data.token_budget} positions)")
     trainer = Pretrainer(cfg)
     before = trainer.evaluate()
-    after = trainer.run(resume=(out / "checkpoints").is_dir())
+    after = trainer.run(**_resume_or_restart(out))
     _done(t)
     print("\n== per-objective training loss (mean of the first and last 10 % of logged steps)")
     print("\n".join(_loss_table(out)))

@@ -26,7 +26,7 @@ from vlp.tasks import TASKS, TaskSpec
 from vlp.tasks.base import TaskData
 from vlp.train.config import FinetuneConfig
 from vlp.train.logging import plot_curves, read_metrics
-from vlp.train.pretrain import Pretrainer, _Window
+from vlp.train.pretrain import Pretrainer, _batch_images, _Window
 
 
 class TaskBatches(torch.utils.data.Dataset):
@@ -73,6 +73,7 @@ class Finetuner(Pretrainer):
 
     cfg: FinetuneConfig  # type: ignore[assignment]
     stage = "finetune"
+    plot_name = "curves.png"
 
     def __init__(self, cfg: FinetuneConfig) -> None:
         if cfg.task.name not in TASKS:
@@ -86,10 +87,14 @@ class Finetuner(Pretrainer):
     # ------------------------------------------------------------------ building
     def _build_data(self) -> None:
         cfg = self.cfg
-        self.tokenizer = Tokenizer.from_vocab(cfg.data.vocab)
-        self.store = RegionStore.open(cfg.data.features)
+        self.tokenizer = Tokenizer.from_vocab(cfg.data.require("vocab"), field="data.vocab")
+        self.store = RegionStore.open(cfg.data.require("features"),
+                                      verify=cfg.data.verify_features)
         self.train_data = self.load_split(cfg.data.train_splits[0], cfg.task.train_limit)
         self.eval_data = self.load_split(cfg.data.eval_split, cfg.task.eval_limit)
+        if cfg.train.steps > 0:  # trained on, and scored at the end: both need labels
+            self.train_data.require_labels()
+            self.eval_data.require_labels()
         # the batch samplers read lengths from here
         self.train_pairs = self.train_data  # type: ignore[assignment]
 
@@ -145,6 +150,11 @@ class Finetuner(Pretrainer):
             for start in range(0, len(rows), batch_size):
                 batch = data.collate(rows[start:start + batch_size]).to(self.device)
                 out = head.scores(self.module.model(batch), batch)  # type: ignore[operator]
+                # -inf is a score some heads give on purpose (RefCOCO's padding regions)
+                if bool(torch.isnan(out).any() or torch.isposinf(out).any()):
+                    raise VlpError(f"step {self.step}: {data.name} {data.split} scores are "
+                                   f"not finite ({_batch_images(batch)}); check their "
+                                   "features; nothing was saved")
                 for i, s in enumerate(out.float().cpu()):
                     scores[start + i] = s
         return data.predictions(scores)
@@ -201,7 +211,7 @@ class Finetuner(Pretrainer):
         rows = read_metrics(self.out / "metrics.jsonl")
         keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))
                        and "/" not in k.split("/", 1)[1]})
-        return plot_curves(rows, keys, self.out / "curves.png",
+        return plot_curves(rows, keys, self.out / self.plot_name,
                            f"fine-tuning {self.spec.name}")
 
 
@@ -210,11 +220,18 @@ def data_has_labels(data: TaskData) -> bool:
     return all(e.target is not None for e in data.examples)
 
 
-def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict[str, float]:
-    """Fine-tune, evaluate, and write the evaluation split's predictions and metrics."""
+def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False
+             ) -> dict[str, float]:
+    """Fine-tune, evaluate, and write the evaluation split's predictions and metrics
+    (a finished run resumed keeps those it wrote)."""
     trainer = Finetuner(cfg)
-    trainer.run(resume=resume)
-    return trainer.write_results() if trainer.rank == 0 else {}
+    trainer.run(resume=resume, overwrite=overwrite)
+    if trainer.rank != 0:
+        return {}
+    written = trainer.out / f"metrics_{trainer.eval_data.split}.json"
+    if trainer.finished and written.is_file():
+        return {k: float(v) for k, v in json.loads(written.read_text(encoding="utf-8")).items()}
+    return trainer.write_results()
 
 
 __all__ = ["Finetuner", "TaskBatches", "finetune", "task_files"]

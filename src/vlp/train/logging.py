@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vlp.errors import data_warning
 from vlp.fileio import atomic_path, write_text_atomic
 
 
@@ -42,10 +43,30 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl`` (empty if the file does not exist)."""
+    """Rows of a ``metrics.jsonl`` (empty if the file does not exist).
+
+    A line that is not a JSON object (the torn last line of a killed process, or bytes
+    that are not UTF-8) is skipped with one warning that counts them.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows, torn = [], []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step", 0), int):
+            rows.append(row)
+        else:
+            torn.append(number)
+    if torn:
+        data_warning(path, None, f"skipped {len(torn)} unreadable line(s) (first: line "
+                     f"{torn[0]}), e.g. the torn last line of a killed run")
+    return rows
 
 
 def plot_curves(rows: list[dict[str, Any]], keys: list[str], out: Path, title: str) -> Path:

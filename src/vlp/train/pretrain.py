@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,12 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vlp.config import dump_config
+from vlp.config import dump_config, to_dict
 from vlp.data.batch import Batch
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
@@ -32,8 +34,8 @@ from vlp.data.pretrain import (
 )
 from vlp.data.readers import read_karpathy
 from vlp.data.tokenizer import Tokenizer
-from vlp.errors import VlpError
-from vlp.fileio import write_text_atomic
+from vlp.errors import VlpError, is_strict, strict_mode
+from vlp.fileio import remove_stale_temporaries, write_text_atomic
 from vlp.models import build_model
 from vlp.models.config import ModelConfig
 from vlp.models.convert import Imported, load_imported, with_text_config
@@ -41,7 +43,13 @@ from vlp.models.weights import load_partial
 from vlp.objectives import PretrainingModel, build_objectives
 from vlp.objectives.base import Objective
 from vlp.objectives.itm import itc_hard_negatives
-from vlp.train.checkpoint import list_checkpoints, load_state, load_weights, save_checkpoint
+from vlp.train.checkpoint import (
+    check_checkpoint,
+    list_checkpoints,
+    load_state,
+    load_weights,
+    save_checkpoint,
+)
 from vlp.train.config import DataConfig, PretrainConfig, RunConfig
 from vlp.train.logging import MetricsLog, plot_curves, read_metrics
 from vlp.train.runtime import (
@@ -57,7 +65,7 @@ from vlp.train.runtime import (
 def load_pairs(data: DataConfig, tokenizer: Tokenizer, store: RegionStore, splits: list[str],
                limit: int | None = None) -> PairDataset:
     """Caption-image pairs of ``splits`` from a Karpathy-format file, tokenised."""
-    images = [im for im in read_karpathy(data.captions) if im.split in splits]
+    images = [im for im in read_karpathy(data.require("captions")) if im.split in splits]
     if not images:
         raise VlpError(f"{data.captions}: no images in split(s) {', '.join(splits)}")
     image_ids = [im.image_id for im in images for _ in im.captions]
@@ -106,6 +114,7 @@ class Pretrainer:
     """
 
     stage = "pretrain"  # the progress bar's label
+    plot_name = "losses.png"  # written at the end of a run
 
     def __init__(self, cfg: PretrainConfig) -> None:
         self.text_init = load_imported(cfg.train.init_text) if cfg.train.init_text else None
@@ -132,9 +141,11 @@ class Pretrainer:
         self.device = resolve_device(cfg.train.device)
         self.out = Path(cfg.train.out)
         torch.manual_seed(cfg.train.seed)
-        self._build_data()
+        with strict_mode(cfg.data.strict or is_strict()):
+            self._build_data()
         self._build_model()
         self.step = 0
+        self.finished = False  # a resumed run that had already reached train.steps
         # sampler position of the last batch consumed: the loader's workers read ahead,
         # so the sampler's own position is not what a checkpoint must record
         self.consumed = self.keys.state_dict()
@@ -161,8 +172,8 @@ class Pretrainer:
 
     def _build_data(self) -> None:
         data = self.cfg.data
-        self.tokenizer = Tokenizer.from_vocab(data.vocab)
-        self.store = RegionStore.open(data.features)
+        self.tokenizer = Tokenizer.from_vocab(data.require("vocab"), field="data.vocab")
+        self.store = RegionStore.open(data.require("features"), verify=data.verify_features)
         self.train_pairs = load_pairs(data, self.tokenizer, self.store, data.train_splits)
         self.eval_pairs = load_pairs(data, self.tokenizer, self.store, [data.eval_split],
                                      limit=data.eval_pairs)
@@ -275,36 +286,104 @@ class Pretrainer:
             "scaler": self.scaler.state_dict(),
             "sampler": self.consumed,
             "torch_rng": torch.get_rng_state(),
+            "finished": self.step >= self.cfg.train.steps,
         }
 
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only)."""
+        """Write a checkpoint (rank 0 only); never one of non-finite weights."""
         if self.rank != 0:
             return None
+        self._check_finite_weights()
         return save_checkpoint(self.out / "checkpoints", self.step, self.module, self.state(),
                                dump_config(self.cfg), self.cfg.train.keep_checkpoints)
 
+    def _check_finite_weights(self) -> None:
+        """Stop before a checkpoint of NaN or inf weights is written."""
+        for name, param in self.module.named_parameters():
+            if not bool(torch.isfinite(param.detach()).all()):
+                last = list_checkpoints(self.out / "checkpoints")
+                where = f"the last good checkpoint is {last[-1]}" if last else \
+                    "no checkpoint was written"
+                raise VlpError(f"step {self.step}: weight '{name}' is not finite (NaN or inf) "
+                               f"after the optimizer step; nothing was saved ({where}); "
+                               "lower train.lr or check the data")
+
     def resume(self) -> bool:
-        """Load the newest checkpoint under ``train.out``; False if there is none."""
+        """Load the newest checkpoint under ``train.out``; False if there is none.
+
+        The checkpoint's model must be the configured one (a changed model section is
+        refused, naming the field). Optimisation settings given now (learning rate,
+        schedule, betas, weight decay, …) are applied from the resumed step on, and each
+        change is printed.
+        """
         found = list_checkpoints(self.out / "checkpoints")
         if not found:
             return False
+        check_checkpoint(found[-1])
+        changes = self._config_changes(found[-1] / "config.yaml")
         load_weights(self.module, found[-1])
         state = load_state(found[-1])
         self.step = int(state["step"])
+        self.finished = bool(state.get("finished", False)) and self.step >= self.cfg.train.steps
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.keys.load_state_dict(state["sampler"])
         self.consumed = dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        self._apply_optimisation_settings()
+        if self.rank == 0:
+            for key, (was, now) in changes.items():
+                print(f"resume: {key} {was!r} -> {now!r} (applied from step {self.step})")
         return True
 
+    def _config_changes(self, saved: Path) -> dict[str, tuple[Any, Any]]:
+        """Fields that differ between the checkpoint's config and this one; a changed
+        model section is an error (the weights would not fit it)."""
+        try:
+            before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise VlpError(f"{saved}: unreadable checkpoint config ({err})") from None
+        changes = {key: pair for key, pair in _flat_diff(before, to_dict(self.cfg)).items()
+                   if key != "train.out"}
+        for key, (was, now) in changes.items():
+            if key.startswith("model."):
+                raise VlpError(f"--resume: {key} is {was!r} in {saved} but {now!r} now; a "
+                               "checkpoint resumes only into the model it was saved from "
+                               "(start a new run, or fine-tune from it with train.init)")
+        return changes
+
+    def _apply_optimisation_settings(self) -> None:
+        """Learning rate, betas and weight decay of the config, over those the optimizer
+        state carried (equal values when nothing changed: the resume stays exact)."""
+        t = self.cfg.train
+        groups = self.optimizer.param_groups
+        self.scheduler.base_lrs = [t.lr] * len(groups)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for i, group in enumerate(groups):
+            group["initial_lr"] = t.lr
+            group["lr"] = t.lr * factor
+            group["betas"] = (t.betas[0], t.betas[1])
+            if i == 0:  # the decayed group (make_optimizer); the other never decays
+                group["weight_decay"] = t.weight_decay
+        self.scheduler._last_lr = [g["lr"] for g in groups]
+
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool = False) -> dict[str, float]:
-        """Train to ``train.steps`` optimizer steps; returns the final held-out metrics."""
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
+        """Train to ``train.steps`` optimizer steps; returns the final held-out metrics.
+
+        Args:
+            resume: continue from the newest checkpoint of ``train.out``.
+            overwrite: replace the run already in ``train.out``; without it (or
+                ``resume``) a non-empty ``train.out`` is refused.
+        """
+        if self.rank == 0:
+            claim_run_dir(self.out, resume, overwrite)
         if resume and not self.resume():
             raise VlpError(f"{self.out / 'checkpoints'}: no checkpoint to resume from")
+        final = self._final_metrics() if self.finished else None
+        if final is not None:
+            return final  # a finished run resumed: nothing changes
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0)
         if self.rank == 0:
             write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
@@ -318,6 +397,17 @@ class Pretrainer:
         finally:
             log.close()
         return metrics
+
+    def _final_metrics(self) -> dict[str, float] | None:
+        """The held-out metrics a finished run logged at its last step (None if it was
+        stopped before logging them: then they are computed again)."""
+        rows = [r for r in read_metrics(self.out / "metrics.jsonl")
+                if r.get("step") == self.step and any(k.startswith("eval/") for k in r)]
+        if not rows:
+            return None
+        if self.rank == 0 and not (self.out / self.plot_name).is_file():
+            self.plot()  # stopped between the last checkpoint and the plot
+        return {k: float(v) for k, v in rows[-1].items() if k.startswith("eval/")}
 
     def _loop(self, log: MetricsLog) -> None:
         t = self.cfg.train
@@ -353,8 +443,8 @@ class Pretrainer:
             bad = [n for n, v in out.losses.items() if not math.isfinite(float(v.detach()))]
             raise VlpError(
                 f"step {self.step + 1}: loss is {value} (objective {', '.join(bad) or '?'}, "
-                f"images {sorted({self.train_pairs.image_ids[i] for i in key.indices})[:5]}); "
-                "lower train.lr, check the features, or resume from the last checkpoint")
+                f"{_batch_images(batch)}); lower train.lr, check the features, or resume "
+                "from the last checkpoint")
         self.scaler.scale(loss).backward()
         window.add(out, batch.size)
 
@@ -419,7 +509,9 @@ class Pretrainer:
         window = _Window()
         with self.scoring():
             for key, batch in self.eval_batches():
-                window.add(self.module(batch, key.objectives), batch.size)
+                out = self.module(batch, key.objectives)
+                _check_finite_eval(self.step, out, batch)
+                window.add(out, batch.size)
         torch.set_rng_state(rng_state)
         row = window.flush()
         return {f"eval/{k}": v for k, v in row.items() if k not in ("samples_per_s", "loss")}
@@ -428,7 +520,7 @@ class Pretrainer:
         """PNG of the training losses and held-out accuracies."""
         rows = read_metrics(self.out / "metrics.jsonl")
         keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
-        return plot_curves(rows, keys, self.out / "losses.png", "pre-training losses")
+        return plot_curves(rows, keys, self.out / self.plot_name, "pre-training losses")
 
 
 class _Window:
@@ -464,9 +556,70 @@ class _Window:
         return row
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False) -> dict[str, float]:
+def _batch_images(batch: Batch) -> str:
+    """The images of a batch, for an error message."""
+    if batch.image_ids is None:
+        return f"a batch of {batch.size}"
+    ids = sorted(set(batch.image_ids.tolist()))
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return f"images {ids[:5]}{more}"
+
+
+def _check_finite_eval(step: int, out: Any, batch: Batch) -> None:
+    """Held-out losses must be finite: NaN metrics are an error naming the images."""
+    values = {"loss": out.loss, **out.losses}
+    bad = [n for n, v in values.items() if not math.isfinite(float(v.detach()))]
+    if bad:
+        raise VlpError(f"step {step}: held-out {bad[-1]} is not finite "
+                       f"({_batch_images(batch)}); check their features; nothing was saved")
+
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
+
+
+def claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Make ``out`` this run's directory: a new run needs it empty (or ``overwrite`` of
+    an earlier run there); ``resume`` takes it as it is. Stale temporaries of a killed
+    run are removed either way.
+
+    Raises:
+        VlpError: ``out`` holds something and neither ``resume`` nor ``overwrite`` was
+            given, or ``overwrite`` was given for a directory that is not a vlp run.
+    """
+    for directory in (out, out / "checkpoints"):
+        remove_stale_temporaries(directory)
+    if resume or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise VlpError(f"train.out: {out} is a file; expected a run directory")
+    if not overwrite:
+        raise VlpError(f"train.out: {out} already holds a run; continue it with --resume, "
+                       "replace it with --overwrite, or choose another train.out")
+    if not any((out / name).exists() for name in RUN_FILES):
+        raise VlpError(f"train.out: {out} is not empty and is not a vlp run directory "
+                       f"(no {', '.join(RUN_FILES)}); --overwrite deletes runs only")
+    shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
+               ) -> dict[str, tuple[Any, Any]]:
+    """``section.field`` → (before, after) for every leaf that differs."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict) and key != "weights":
+            diff.update(_flat_diff(a, b, f"{name}."))
+        elif a != b and not (isinstance(a, list) and isinstance(b, tuple) and list(b) == a):
+            diff[name] = (a, b)
+    return diff
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False
+             ) -> dict[str, float]:
     """Run pre-training from a config; returns held-out metrics."""
-    return Pretrainer(cfg).run(resume=resume)
+    return Pretrainer(cfg).run(resume=resume, overwrite=overwrite)
 
 
-__all__ = ["Pretrainer", "eval_keys", "load_pairs", "pretrain"]
+__all__ = ["Pretrainer", "claim_run_dir", "eval_keys", "load_pairs", "pretrain"]
