@@ -55,6 +55,7 @@ from vlp.train.logging import MetricsLog, plot_curves, read_metrics
 from vlp.train.runtime import (
     autocast,
     distributed_init,
+    effective_precision,
     make_optimizer,
     maybe_no_sync,
     resolve_device,
@@ -139,6 +140,9 @@ class Pretrainer:
                            "similarity: objectives.weights needs both itm and itc")
         self.rank, self.world_size = distributed_init()
         self.device = resolve_device(cfg.train.device)
+        precision = effective_precision(self.device, cfg.train.precision)
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(
+            self.cfg.train, precision=precision))  # config.yaml records what runs
         self.out = Path(cfg.train.out)
         torch.manual_seed(cfg.train.seed)
         with strict_mode(cfg.data.strict or is_strict()):

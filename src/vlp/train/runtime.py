@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -34,6 +35,30 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         raise VlpError("train.precision: fp16 needs a CUDA device; use bf16 on CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware. CUDA does; a CPU needs AVX512-BF16
+    or AMX — without them torch emulates bf16 matrix products, about 100× slower than
+    fp32 (measured on an AVX2-only EPYC: 2.35 s vs 17 ms for a 1024² product)."""
+    if device.type != "cpu":
+        return True
+    probes = [getattr(torch.cpu, name, None) for name in
+              ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(p is None for p in probes):
+        return True  # a torch that cannot tell: assume the fast path
+    return any(p is not None and p() for p in probes)
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    """``precision``, or fp32 where bf16 would be emulated (see :func:`native_bf16`);
+    a change is printed as one ``warning:`` line."""
+    if precision == "bf16" and not native_bf16(device):
+        print("warning: train.precision: bf16 on a CPU without AVX512-BF16 or AMX is "
+              "emulated, about 100x slower than fp32; training in fp32 instead",
+              file=sys.stderr)
+        return "fp32"
+    return precision
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
