@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -50,7 +51,10 @@ def native_bf16(device: torch.device) -> bool:
     return any(p is not None and p() for p in probes)
 
 
-def effective_precision(device: torch.device, precision: str) -> str:
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def effective_precision(device: torch.device, precision: Precision) -> Precision:
     """``precision``, or fp32 where bf16 would be emulated (see :func:`native_bf16`);
     a change is printed as one ``warning:`` line."""
     if precision == "bf16" and not native_bf16(device):
