@@ -162,3 +162,22 @@ def test_load_hand_made_world(tmp_path: Path) -> None:
     assert [int(x) for x in torch.cat(w.colours)] == [1, 1, 0]
     with pytest.raises(VlpError, match="image 3 of instances.json has no split"):
         load_world_objects(write_hand_world(tmp_path / "bad", split_of_last=None))
+
+
+def test_image_of_another_size_than_annotated_is_one_line(world: Path, tmp_path: Path) -> None:
+    """An image replaced by one of another size would misplace every annotated box."""
+    import shutil
+
+    from PIL import Image
+
+    from vlp.data.detector import load_world_objects
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy, ignore=shutil.ignore_patterns("features"))
+    image = sorted((copy / "images").iterdir())[3]
+    Image.new("RGB", (80, 64)).save(image)
+    with pytest.raises(VlpError) as err:
+        load_world_objects(copy)
+    message = str(err.value)
+    assert message.startswith(f"{image}: is 80x64 pixels, but instances.json gives 64x64")
+    assert "\n" not in message

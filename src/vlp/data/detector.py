@@ -30,8 +30,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vlp.data.features import Regions, build_store, claim_store
-from vlp.data.images import load_image
+from vlp.data.images import check_image_size, load_image
 from vlp.data.readers import load_json, read_coco_instances, read_karpathy
+from vlp.data.records import ImageInfo
 from vlp.errors import VlpError, input_error
 
 CROP_SIZE = 32
@@ -86,9 +87,16 @@ def _colours(path: Path) -> dict[int, str]:
     return colours
 
 
-def _pixels(world_dir: Path, files: list[str]) -> tuple[Tensor, Tensor]:
-    """(N, 3, H, W) uint8 pixels (zero-padded to the largest image) and (N, 2) sizes."""
-    images = [np.array(load_image(world_dir / "images" / f)) for f in files]  # (H, W, 3)
+def _pixels(world_dir: Path, infos: list[ImageInfo], annotations: Path
+            ) -> tuple[Tensor, Tensor]:
+    """(N, 3, H, W) uint8 pixels (zero-padded to the largest image) and (N, 2) sizes; each
+    image must have the size ``annotations`` gives it."""
+    images = []
+    for info in infos:
+        path = world_dir / "images" / info.file_name
+        image = load_image(path)
+        check_image_size(path, image, info.width, info.height, annotations)
+        images.append(np.array(image))  # (H, W, 3)
     h = max(im.shape[0] for im in images)
     w = max(im.shape[1] for im in images)
     pixels = torch.zeros(len(images), 3, h, w, dtype=torch.uint8)
@@ -130,7 +138,7 @@ def load_world_objects(world_dir: str | Path) -> WorldObjects:
         labels.append(torch.tensor([class_of[a.category_id] for a in anns], dtype=torch.int64))
         colours.append(torch.tensor([colour_idx.get(colour_of.get(a.annotation_id, ""), IGNORE)
                                      for a in anns], dtype=torch.int64))
-    pixels, sizes = _pixels(world_dir, [instances.images[i].file_name for i in ids])
+    pixels, sizes = _pixels(world_dir, [instances.images[i] for i in ids], ann_path)
     names = [BACKGROUND] + [instances.categories[c] for c in cat_ids]
     return WorldObjects(ids, pixels, sizes, boxes, labels, colours, [splits[i] for i in ids],
                         names, colour_names)

@@ -52,3 +52,17 @@ def image_to_tensor(img: Image.Image, size: int | None = None) -> torch.Tensor:
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.array(img, dtype=np.uint8)  # (H, W, 3); a copy, so torch may own it
     return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
+
+
+def check_image_size(path: str | Path, image: Image.Image, width: int, height: int,
+                     annotations: str | Path) -> None:
+    """The decoded ``image`` must have the size its annotations give, or their boxes would
+    not fit it.
+
+    Raises:
+        VlpError: naming the image, both sizes and the annotation file.
+    """
+    if image.size != (width, height):
+        raise input_error(path, None, f"is {image.size[0]}x{image.size[1]} pixels, but "
+                          f"{Path(annotations).name} gives {width}x{height}; its boxes would "
+                          "not fit the image (was the image replaced or resized?)")
