@@ -18,6 +18,8 @@ from pathlib import Path
 
 from vlp.errors import VlpError
 
+TMP_PREFIX = ".vlp-tmp-"  # what marks a temporary of atomic_path; nothing else is removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -25,11 +27,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Works for files and directories. On error the temporary is removed and an
     existing ``path`` is left untouched. Whether an existing ``path`` may be replaced
-    is the caller's decision (see :func:`claim_output`).
+    is the caller's decision (see :func:`claim_output`). The temporary is a directory
+    ``.vlp-tmp-NAME.XXXXXXXX`` beside ``path``, which a killed process leaves behind for
+    :func:`remove_stale_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -41,6 +45,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Clean up after a process killed inside :func:`atomic_path` in ``directory``.
+
+    Only ``.vlp-tmp-NAME.XXXXXXXX`` directories are touched. One killed between the two
+    renames of a directory swap holds the only copy of ``NAME`` (as ``NAME.old``): that
+    copy is put back first. Returns the temporaries removed.
+    """
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir()
+             if p.name.startswith(TMP_PREFIX) and p.is_dir() and not p.is_symlink()]
+    for tmp in stale:
+        name = tmp.name[len(TMP_PREFIX):].rpartition(".")[0]
+        old, path = tmp / f"{name}.old", directory / name
+        if name and old.is_dir() and not path.exists():
+            os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stale
 
 
 def sha256_file(path: Path) -> str:
@@ -58,33 +82,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Remove what :func:`atomic_path` leaves when a process is killed inside it: the
-    ``.NAME.XXXXXXXX`` temporaries in ``directory``. Returns what was removed."""
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.iterdir()
-             if p.name.startswith(".") and p.is_dir() and _is_atomic_temporary(p)]
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    return stale
-
-
-def _is_atomic_temporary(p: Path) -> bool:
-    # mkdtemp(prefix=".NAME.") adds 8 random characters; the only entry inside is NAME
-    # (and NAME.old while a directory is being swapped)
-    head, _, suffix = p.name[1:].rpartition(".")
-    if not head or len(suffix) != 8:
-        return False
-    return all(q.name in (head, f"{head}.old") for q in p.iterdir())
-
-
 def _inside(path: Path, other: Path) -> bool:
     return path == other or other in path.parents
 
 
 def claim_output(out: str | Path, *, overwrite: bool = False,
-                 inputs: Iterable[str | Path] = (), option: str = "--overwrite") -> Path:
+                 inputs: Iterable[str | Path] = (), option: str = "--overwrite",
+                 inside_ok: bool = False) -> Path:
     """Check that a command may write ``out`` before it starts working.
 
     Args:
@@ -92,6 +96,8 @@ def claim_output(out: str | Path, *, overwrite: bool = False,
         overwrite: the user asked to replace an existing ``out``.
         inputs: files and directories the command reads.
         option: how the user asks to overwrite, for the message.
+        inside_ok: an output inside an input directory is allowed (it cannot destroy the
+            input: e.g. an evaluation directory inside the run it evaluates).
 
     Raises:
         VlpError: ``out`` is, holds or lies inside an input (writing it would destroy
@@ -101,7 +107,7 @@ def claim_output(out: str | Path, *, overwrite: bool = False,
     target = out.resolve()
     for src in inputs:
         source = Path(src).resolve()
-        if _inside(target, source) or _inside(source, target):
+        if (_inside(target, source) and not inside_ok) or _inside(source, target):
             relation = ("is" if target == source else
                         "is inside" if _inside(target, source) else "holds")
             raise VlpError(f"{out}: the output {relation} the input {src}; "

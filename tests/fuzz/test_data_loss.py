@@ -125,6 +125,12 @@ def test_evaluate_into_a_non_empty_directory(dataset: Path, tmp_path: Path,
     out = mine(tmp_path / "eval")
     refuse(capsys, ["evaluate", "retrieval", "--checkpoint", str(run), "--out", str(out)],
            watch=[run, out], mentions=[str(out)])
+    refuse(capsys, ["evaluate", "retrieval", "--checkpoint", str(run), "--out",
+                    str(tmp_path)], watch=[run, out], mentions=["holds the input"])
+    # a new directory inside the run it evaluates is fine
+    assert main(["evaluate", "retrieval", "--checkpoint", str(run), "--out",
+                 str(run / "eval_val")]) == 0
+    assert (run / "eval_val" / "metrics_val.json").is_file()
 
 
 def test_import_over_an_existing_directory(tmp_path: Path,

@@ -99,20 +99,64 @@ def test_checkpoints_follow_the_runs_history_not_names(dataset: Path, tmp_path: 
         ["step_00000004", "step_00000005"]
 
 
-def test_stale_temporaries_are_removed_on_the_next_start(dataset: Path,
-                                                         tmp_path: Path) -> None:
+def test_stale_temporaries_are_removed_on_the_next_start(dataset: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
     out = tmp_path / "run"
     Pretrainer(tiny(dataset, out, "train.steps=3")).run()
-    # what a kill inside atomic_path leaves: .NAME.XXXXXXXX holding NAME
-    stale = out / "checkpoints" / ".step_00000006.ab12cd34"
+    ckpts = out / "checkpoints"
+    # what a kill inside atomic_path leaves: .vlp-tmp-NAME.XXXXXXXX holding NAME
+    stale = ckpts / ".vlp-tmp-step_00000006.ab12cd34"
     (stale / "step_00000006").mkdir(parents=True)
     (stale / "step_00000006" / "model.safetensors").write_bytes(b"half")
-    keep = out / "checkpoints" / ".notes"
-    keep.mkdir()
-    (keep / "mine.txt").write_text("x")
+    # a kill between the two renames of a swap: NAME.old is the only copy left
+    swapped = ckpts / ".vlp-tmp-step_00000003.zz99yy88"
+    swapped.mkdir()
+    (ckpts / "step_00000003").rename(swapped / "step_00000003.old")
+    # the user's own hidden folders, named like dated backups
+    backup = out / ".checkpoints.20240101"
+    (backup / "checkpoints").mkdir(parents=True)
+    (backup / "checkpoints" / "important.txt").write_text("x")
+    (out / ".drafts.notes_v1").mkdir()
+
+    # a refused command cleans nothing up
+    assert main(["pretrain", *tiny_args(dataset, out, "train.steps=4")]) == 2
+    assert stale.is_dir() and swapped.is_dir()
     Pretrainer(tiny(dataset, out, "train.steps=4")).run(resume=True)
-    assert not stale.exists()
-    assert (keep / "mine.txt").is_file()  # not a temporary of ours: left alone
+    assert not stale.exists() and not swapped.exists()
+    assert [p.name for p in list_checkpoints(ckpts)][-1] == "step_00000004"
+    assert (backup / "checkpoints" / "important.txt").is_file()
+    assert (out / ".drafts.notes_v1").is_dir()
+
+
+def test_overwrite_needs_a_real_run_and_never_an_input(dataset: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    project = tmp_path / "proj"
+    (project / "src").mkdir(parents=True)
+    (project / "config.yaml").write_text("lr: 1\n")
+    line = one_error(capsys, ["pretrain", "--overwrite", *tiny_args(dataset, project)])
+    assert "not a vlp run directory" in line and (project / "src").is_dir()
+
+    run = tmp_path / "run"
+    Pretrainer(tiny(dataset, run, "train.steps=2")).run()
+    before = files_of(run)
+    line = one_error(capsys, ["finetune", "retrieval", "--overwrite", f"--init={run}",
+                              *tiny_args(dataset, run)])
+    assert f"train.out: {run} is the input {run}" in line
+    line = one_error(capsys, ["pretrain", "--overwrite", *tiny_args(dataset, dataset)])
+    assert "is the input" in line
+    assert files_of(run) == before
+
+
+def test_corrupt_history_is_one_line(dataset: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    Pretrainer(tiny(dataset, out, "train.steps=2")).run()
+    history = out / "checkpoints" / "history.json"
+    history.write_text('{"checkpoints": [{"name": "step_00000002"}]}')
+    for argv in (["pretrain", "--resume", *tiny_args(dataset, out)], ["verify", str(out)]):
+        assert "history.json" in one_error(capsys, argv)
 
 
 def test_non_finite_weights_are_never_saved(dataset: Path, tmp_path: Path,
@@ -175,13 +219,24 @@ def test_resume_with_another_model_is_one_line(dataset: Path, tmp_path: Path,
         assert f"--resume: {key} is" in line
 
 
-def test_resuming_a_finished_run_changes_nothing(dataset: Path, tmp_path: Path) -> None:
+def test_resuming_a_finished_run_changes_nothing(dataset: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     first = Pretrainer(tiny(dataset, out)).run()
     before = files_of(out)
     again = Pretrainer(tiny(dataset, out)).run(resume=True)
     assert again == first
     assert files_of(out) == before
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", *tiny_args(dataset, out, "train.lr=5e-4",
+                                                    "train.progress=true")]) == 0
+    printed = capsys.readouterr().out
+    assert "resume: the run finished at step 6; nothing to apply (train.lr changed" in printed
+    assert "progress" not in printed
+    assert files_of(out) == before
+    line = one_error(capsys, ["pretrain", "--resume", *tiny_args(dataset, out,
+                                                                 "train.steps=4")])
+    assert "train.steps: 4 is below step 6" in line
 
 
 def test_torn_metrics_line_is_skipped_with_a_warning(tmp_path: Path) -> None:

@@ -82,13 +82,26 @@ def read_history(root: Path) -> list[dict[str, Any]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         entries = doc["checkpoints"]
-        if not all(isinstance(e, dict) and _STEP_DIR.match(str(e["name"])) for e in entries):
-            raise ValueError("bad entry")
+        for i, entry in enumerate(entries):
+            _check_entry(entry, i)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
         raise input_error(path, "checkpoints", f"unreadable checkpoint history ({err}); "
                           "it lists the run's checkpoints in the order they were written"
                           ) from None
     return list(entries)
+
+
+def _check_entry(entry: Any, i: int) -> None:
+    """One history entry: ``{"name": "step_…", "step": int, "files": {file: {"bytes": int,
+    "sha256": str}}}``; raises ValueError naming what is wrong."""
+    ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+          and _STEP_DIR.match(entry["name"]) is not None
+          and isinstance(entry.get("step"), int) and isinstance(entry.get("files"), dict)
+          and all(isinstance(f, dict) and isinstance(f.get("bytes"), int)
+                  and isinstance(f.get("sha256"), str) for f in entry["files"].values()))
+    if not ok:
+        raise ValueError(f"entry {i} is not {{name: step_XXXXXXXX, step, files: {{file: "
+                         "{bytes, sha256}}}}")
 
 
 def _write_history(root: Path, entries: list[dict[str, Any]]) -> None:

@@ -99,8 +99,10 @@ def _task_config(args: argparse.Namespace, extra: list[str],
 
 def _run_config(checkpoint: str) -> Path | None:
     """The ``config.yaml`` a fine-tuning run or checkpoint was trained with."""
+    from vlp.train.checkpoint import list_checkpoints
+
     path = Path(checkpoint)
-    steps = sorted((path / "checkpoints").glob("step_*")) if path.is_dir() else []
+    steps = list_checkpoints(path / "checkpoints") if path.is_dir() else []
     for candidate in (path / "config.yaml", *(s / "config.yaml" for s in steps[-1:])):
         if candidate.is_file():
             return candidate
@@ -133,11 +135,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         extra.append(f"train.out={args.out or args.checkpoint}")
     elif args.out:
         extra.append(f"train.out={args.out}")
-    if args.out:
+    if args.out and args.checkpoint and Path(args.out).resolve() != \
+            Path(args.checkpoint).resolve():
         from vlp.fileio import claim_output
 
-        inputs = [args.checkpoint] if args.checkpoint else [args.predictions]
-        claim_output(args.out, overwrite=args.overwrite, inputs=inputs)
+        # a directory inside the run is fine; one that holds the run is not
+        claim_output(args.out, overwrite=args.overwrite,
+                     inputs=[args.checkpoint], inside_ok=True)
     trainer = Finetuner(_task_config(args, extra, run_config))
     if args.predictions:
         data = trainer.eval_data
@@ -152,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from vlp.models.convert import import_checkpoint, load_imported
 
-    out = import_checkpoint(args.src, args.out)
+    out = import_checkpoint(args.src, args.out, overwrite=args.overwrite)
     imported = load_imported(out)
     cfg = imported.config
     what = "text encoder" if imported.text_only else f"{cfg.arch} model"
@@ -286,7 +290,8 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
                                      ".bin) into a vlp model directory. 'minilm' names the "
                                      "packaged all-MiniLM-L6-v2.")
     imp.add_argument("src", help="Hugging Face model directory, or 'minilm'")
-    imp.add_argument("out", help="vlp directory to write (must not exist)")
+    imp.add_argument("out", help="vlp directory to write (new or empty)")
+    _overwrite_option(imp, "an existing directory at OUT")
     imp.set_defaults(handler=_import)
 
 

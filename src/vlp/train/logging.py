@@ -17,12 +17,16 @@ class MetricsLog:
     steps an interrupted run repeated.
     """
 
-    def __init__(self, out: Path, resume_step: int = 0, tensorboard: bool = True) -> None:
+    def __init__(self, out: Path, resume_step: int = 0, tensorboard: bool = True,
+                 enabled: bool = True) -> None:
         self.path = out / "metrics.jsonl"
+        self.enabled = enabled  # False on the ranks of a DDP run that do not write
+        self.writer: Any = None
+        if not enabled:
+            return
         out.mkdir(parents=True, exist_ok=True)
         kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= resume_step]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        self.writer: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -30,6 +34,8 @@ class MetricsLog:
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Record ``values`` at ``step``."""
+        if not self.enabled:
+            return
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.writer is not None:

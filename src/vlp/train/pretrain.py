@@ -335,9 +335,15 @@ class Pretrainer:
         self.keys.load_state_dict(state["sampler"])
         self.consumed = dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if self.step > self.cfg.train.steps:
+            raise VlpError(f"train.steps: {self.cfg.train.steps} is below step {self.step}, "
+                           f"which the run in {self.out} has reached")
         self._apply_optimisation_settings()
-        if self.rank == 0:
-            for key, (was, now) in changes.items():
+        if self.rank == 0 and changes:
+            if self.finished:
+                print(f"resume: the run finished at step {self.step}; nothing to apply "
+                      f"({', '.join(changes)} changed; raise train.steps to train on)")
+            for key, (was, now) in changes.items() if not self.finished else ():
                 print(f"resume: {key} {was!r} -> {now!r} (applied from step {self.step})")
         return True
 
@@ -347,9 +353,13 @@ class Pretrainer:
         try:
             before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise VlpError(f"{saved}: unreadable checkpoint config ({err})") from None
+            raise VlpError(f"{saved}: unreadable checkpoint config "
+                           f"({' '.join(str(err).split())[:160]})") from None
+        if not isinstance(before, dict):
+            raise VlpError(f"{saved}: expected a mapping of config sections")
+        # a field the saved config lacks (written by an older vlp) is not a change
         changes = {key: pair for key, pair in _flat_diff(before, to_dict(self.cfg)).items()
-                   if key != "train.out"}
+                   if key not in _NOT_TRAINING and pair[0] is not None}
         for key, (was, now) in changes.items():
             if key.startswith("model."):
                 raise VlpError(f"--resume: {key} is {was!r} in {saved} but {now!r} now; a "
@@ -381,14 +391,14 @@ class Pretrainer:
             overwrite: replace the run already in ``train.out``; without it (or
                 ``resume``) a non-empty ``train.out`` is refused.
         """
-        if self.rank == 0:
-            claim_run_dir(self.out, resume, overwrite)
+        self._claim(resume, overwrite)
         if resume and not self.resume():
             raise VlpError(f"{self.out / 'checkpoints'}: no checkpoint to resume from")
         final = self._final_metrics() if self.finished else None
         if final is not None:
             return final  # a finished run resumed: nothing changes
-        log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0)
+        log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
+                         enabled=self.rank == 0)
         if self.rank == 0:
             write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
         try:
@@ -401,6 +411,23 @@ class Pretrainer:
         finally:
             log.close()
         return metrics
+
+    def _claim(self, resume: bool, overwrite: bool) -> None:
+        """Rank 0 claims ``train.out``; the other ranks wait for it and stop with it."""
+        error = None
+        if self.rank == 0:
+            t, d = self.cfg.train, self.cfg.data
+            inputs = [t.init, t.init_text, d.world, d.captions, d.features, d.vocab]
+            try:
+                claim_run_dir(self.out, resume, overwrite, inputs)
+            except VlpError as err:
+                error = str(err)
+        if self.world_size > 1:
+            box = [error]
+            torch.distributed.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error is not None:
+            raise VlpError(error)
 
     def _final_metrics(self) -> dict[str, float] | None:
         """The held-out metrics a finished run logged at its last step (None if it was
@@ -578,32 +605,60 @@ def _check_finite_eval(step: int, out: Any, batch: Batch) -> None:
                        f"({_batch_images(batch)}); check their features; nothing was saved")
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
+def _is_run(out: Path) -> bool:
+    """Whether ``out`` holds a vlp run: a checkpoint history, or a ``config.yaml`` whose
+    sections are a run config's."""
+    if (out / "checkpoints" / "history.json").is_file():
+        return True
+    try:
+        doc = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and {"model", "data", "train"} <= set(doc)
 
 
-def claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -> None:
     """Make ``out`` this run's directory: a new run needs it empty (or ``overwrite`` of
-    an earlier run there); ``resume`` takes it as it is. Stale temporaries of a killed
-    run are removed either way.
+    an earlier vlp run there); ``resume`` takes it as it is. Then the temporaries a killed
+    run left in it are cleaned up.
+
+    Args:
+        out: ``train.out``.
+        resume: continue the run in ``out``.
+        overwrite: replace the run in ``out``.
+        inputs: paths the run reads (``train.init``, data files): ``out`` may not be or
+            hold one of them.
 
     Raises:
         VlpError: ``out`` holds something and neither ``resume`` nor ``overwrite`` was
-            given, or ``overwrite`` was given for a directory that is not a vlp run.
+            given; ``overwrite`` was given for a directory that is not a vlp run; or ``out``
+            is or holds an input.
     """
+    target = out.resolve()
+    for src in (p for p in inputs if p):
+        source = Path(src).resolve()
+        if target == source or target in source.parents:
+            raise VlpError(f"train.out: {out} {'is' if target == source else 'holds'} the "
+                           f"input {src}; choose another train.out")
+    if not resume and out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not out.is_dir():
+            raise VlpError(f"train.out: {out} is a file; expected a run directory")
+        if not overwrite:
+            raise VlpError(f"train.out: {out} already holds a run; continue it with "
+                           "--resume, replace it with --overwrite, or choose another train.out")
+        if not _is_run(out):
+            raise VlpError(f"train.out: {out} is not empty and is not a vlp run directory "
+                           "(no checkpoints/history.json or run config.yaml); --overwrite "
+                           "deletes runs only")
+        shutil.rmtree(out)
     for directory in (out, out / "checkpoints"):
         remove_stale_temporaries(directory)
-    if resume or not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    if not out.is_dir():
-        raise VlpError(f"train.out: {out} is a file; expected a run directory")
-    if not overwrite:
-        raise VlpError(f"train.out: {out} already holds a run; continue it with --resume, "
-                       "replace it with --overwrite, or choose another train.out")
-    if not any((out / name).exists() for name in RUN_FILES):
-        raise VlpError(f"train.out: {out} is not empty and is not a vlp run directory "
-                       f"(no {', '.join(RUN_FILES)}); --overwrite deletes runs only")
-    shutil.rmtree(out)
-    out.mkdir(parents=True)
+
+
+# settings that change what is shown or kept, not what is trained
+_NOT_TRAINING = frozenset(f"train.{k}" for k in (
+    "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
+    "device")) | {"data.num_workers", "data.verify_features", "data.strict"}
 
 
 def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from vlp.config import from_dict, to_dict
 from vlp.errors import VlpError, input_error
-from vlp.fileio import atomic_path
+from vlp.fileio import atomic_path, claim_output
 from vlp.models.config import ModelConfig
 from vlp.models.convert.bert import IGNORED, bert_config, bert_mlm_head, bert_text_state
 from vlp.models.convert.common import (
@@ -151,16 +151,17 @@ def _compare(want: dict[str, tuple[int, ...]], state: dict[str, Tensor], source:
                               f"expected {want[key]} for the model its config describes")
 
 
-def import_checkpoint(src: str | Path, out: str | Path) -> Path:
+def import_checkpoint(src: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """``vlp import``: convert ``src`` and write a vlp model directory to ``out``.
 
     ``out`` holds ``model.safetensors`` (model weights, then ``heads.<name>.*``),
     ``model.yaml`` (the :class:`ModelConfig` plus ``text_only``) and ``vocab.txt`` when
-    the source has one. Written atomically; an existing ``out`` is never replaced.
+    the source has one. Written atomically; an existing non-empty ``out`` is replaced only
+    with ``overwrite``, and never when it is or holds ``src``.
     """
     out = Path(out)
-    if out.exists():
-        raise VlpError(f"{out}: already exists; choose a new directory")
+    claim_output(out, overwrite=overwrite,
+                 inputs=[src] if str(src) != "minilm" else [])
     imported = convert_hf(src)
     tensors = dict(imported.model)
     for name, head in imported.heads.items():
@@ -188,6 +189,14 @@ def with_text_config(cfg: ModelConfig, text: ModelConfig) -> ModelConfig:
 
 def _newest_step(path: Path) -> Path:
     """A vlp run directory → its newest ``checkpoints/step_*``; anything else as it is."""
+    history = path / "checkpoints" / "history.json"
+    if history.is_file():  # the run's own order (vlp.train.checkpoint writes it)
+        try:
+            last = yaml.safe_load(history.read_text(encoding="utf-8"))["checkpoints"][-1]
+            return path / "checkpoints" / str(last["name"])
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, IndexError,
+                TypeError) as err:
+            raise VlpError(f"{history}: unreadable checkpoint history ({err})") from None
     steps = sorted((path / "checkpoints").glob("step_*")) if path.is_dir() else []
     return steps[-1] if steps else path
 
