@@ -301,7 +301,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file of config sections, read with ``safe_load`` (no tags that build Python
+    objects); every problem is one line naming the file."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -329,7 +331,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
             expected.
     """
     overrides = overrides or []
-    data = _read_yaml(Path(path)) if path is not None else {}
+    data = read_yaml(Path(path)) if path is not None else {}
     apply_overrides(data, overrides)
     source = str(path) if path is not None else "overrides"
     return from_dict(cls, data, source, {_override_key(o) for o in overrides})
@@ -340,5 +342,18 @@ def dump_config(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
-__all__ = ["FieldError", "Range", "apply_overrides", "check", "check_fields", "check_value",
-           "dump_config", "from_dict", "limits", "load_config", "ranged", "to_dict"]
+__all__ = [
+    "FieldError",
+    "Range",
+    "apply_overrides",
+    "check",
+    "check_fields",
+    "check_value",
+    "dump_config",
+    "from_dict",
+    "limits",
+    "load_config",
+    "ranged",
+    "read_yaml",
+    "to_dict",
+]

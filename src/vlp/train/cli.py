@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from vlp.errors import DataWarning, VlpError, set_strict
 
 if TYPE_CHECKING:
@@ -79,19 +77,13 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _task_config(args: argparse.Namespace, extra: list[str],
                  run_config: Path | None = None) -> FinetuneConfig:
-    from vlp.config import apply_overrides, from_dict, load_config
+    from vlp.config import apply_overrides, from_dict, load_config, read_yaml
     from vlp.train.config import FinetuneConfig
 
     overrides = [f"task.name={args.task}", *extra, *args.overrides]
     if run_config is None:
         return load_config(FinetuneConfig, args.config, overrides)
-    try:
-        doc = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise VlpError(f"{run_config}: not a readable run config "
-                       f"({' '.join(str(err).split())[:160]})") from None
-    if not isinstance(doc, dict):
-        raise VlpError(f"{run_config}: expected a mapping of config sections")
+    doc = read_yaml(run_config)
     if "task" not in doc:  # a pre-training run: evaluate zero-shot on its data
         doc = {"data": doc.get("data", {})}
     return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config))

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vlp.config import dump_config, to_dict
+from vlp.config import dump_config, read_yaml, to_dict
 from vlp.data.batch import Batch
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
@@ -350,13 +350,7 @@ class Pretrainer:
     def _config_changes(self, saved: Path) -> dict[str, tuple[Any, Any]]:
         """Fields that differ between the checkpoint's config and this one; a changed
         model section is an error (the weights would not fit it)."""
-        try:
-            before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise VlpError(f"{saved}: unreadable checkpoint config "
-                           f"({' '.join(str(err).split())[:160]})") from None
-        if not isinstance(before, dict):
-            raise VlpError(f"{saved}: expected a mapping of config sections")
+        before = read_yaml(saved)
         # a field the saved config lacks (written by an older vlp) is not a change
         changes = {key: pair for key, pair in _flat_diff(before, to_dict(self.cfg)).items()
                    if key not in _NOT_TRAINING and pair[0] is not None}
