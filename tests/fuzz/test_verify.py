@@ -94,3 +94,17 @@ def test_verify_something_else_is_one_line(tmp_path: Path,
     assert main(["verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+def test_resume_verifies_the_checkpoint_when_asked(run: Path, tmp_path: Path, dataset: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    ckpt = list_checkpoints(copy / "checkpoints")[-1]
+    flip(ckpt / "model.safetensors")  # same size: only the checksum can tell
+    argv = ["pretrain", "--resume", f"data.world={dataset}", *TINY, "train.steps=3",
+            f"train.out={copy}", "train.verify_checkpoint=true"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors: checksum mismatch" in err and "train.verify_checkpoint" in err

@@ -136,7 +136,9 @@ class TrainConfig:
     ``steps`` 0 builds the run without training it (``vlp evaluate``). A ``warmup_steps``
     given in a config must end by the end of the run (at most ``steps`` when that is above 0).
     ``grad_clip``, ``eval_every`` and ``save_every`` 0 turn clipping, evaluation and saving
-    during the run off.
+    during the run off. ``verify_checkpoint`` compares every file of the checkpoint a
+    ``--resume`` starts from with the sha256 recorded when it was written (sizes and
+    headers are always checked).
     """
 
     out: str = "runs/pretrain"
@@ -156,6 +158,7 @@ class TrainConfig:
     eval_every: int = ranged(0, ge=0)
     save_every: int = ranged(200, ge=0)
     keep_checkpoints: int = ranged(2, ge=1)
+    verify_checkpoint: bool = False
     tensorboard: bool = True
     progress: bool = True
 

@@ -49,6 +49,7 @@ from vlp.train.checkpoint import (
     load_state,
     load_weights,
     save_checkpoint,
+    verify_checkpoint,
 )
 from vlp.train.config import DataConfig, PretrainConfig, RunConfig
 from vlp.train.logging import MetricsLog, plot_curves, read_metrics
@@ -324,6 +325,10 @@ class Pretrainer:
         if not found:
             return False
         check_checkpoint(found[-1])
+        problems = verify_checkpoint(found[-1]) if self.cfg.train.verify_checkpoint else []
+        if problems:
+            raise VlpError(f"{problems[0]}; resume from an earlier checkpoint "
+                           "(train.verify_checkpoint)")
         changes = self._config_changes(found[-1] / "config.yaml")
         load_weights(self.module, found[-1])
         state = load_state(found[-1])
@@ -652,7 +657,7 @@ def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -
 # settings that change what is shown or kept, not what is trained
 _NOT_TRAINING = frozenset(f"train.{k}" for k in (
     "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
-    "device")) | {"data.num_workers", "data.verify_features", "data.strict"}
+    "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict"}
 
 
 def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
