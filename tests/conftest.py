@@ -86,6 +86,23 @@ def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 
     return root
 
 
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A :func:`make_dataset` shared by the tests of one module."""
+    return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def nan_regions(collate: Callable[..., Batch]) -> Callable[..., Batch]:
+    """``collate`` with every region feature of its batches set to NaN."""
+
+    def poisoned(*args: object) -> Batch:
+        batch = collate(*args)
+        batch.region_feats[:] = float("nan")
+        return batch
+
+    return poisoned
+
+
 def overfit_losses(module: torch.nn.Module, batch: Batch, names: list[str], steps: int,
                    lr: float) -> list[float]:
     """Train ``module`` (a ``PretrainingModel``) on one fixed ``batch`` for ``steps`` AdamW

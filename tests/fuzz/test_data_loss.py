@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from fuzz_harness import refuse, tree_digest
 
-from conftest import make_dataset
 from vlp.data.world import make_world
 from vlp.train.cli import main
 
@@ -24,11 +23,6 @@ TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_world(tmp_path_factory.mktemp("w") / "world", 6, seed=1)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

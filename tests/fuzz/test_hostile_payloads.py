@@ -19,7 +19,6 @@ import pytest
 import torch
 from fuzz_harness import refuse
 
-from conftest import make_dataset
 from vlp.errors import VlpError
 from vlp.train.checkpoint import HISTORY
 from vlp.train.cli import main
@@ -37,11 +36,6 @@ class Payload:
 
 def hostile_pickle(marker: Path, protocol: int = 2) -> bytes:
     return pickle.dumps({"info": Payload(marker)}, protocol=protocol)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",

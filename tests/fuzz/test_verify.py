@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_dataset
 from vlp.errors import VlpError
 from vlp.train.checkpoint import check_checkpoint, list_checkpoints
 from vlp.train.cli import main
@@ -16,11 +15,6 @@ from vlp.train.cli import main
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
         "model.intermediate_size=64", "data.token_budget=80", "train.warmup_steps=0",
         "train.tensorboard=false", "train.progress=false", "train.steps=2"]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

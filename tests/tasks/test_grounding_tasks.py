@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import overfit_losses
+from conftest import nan_regions, overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
@@ -24,7 +24,6 @@ from vlp.data.world import make_world
 from vlp.errors import VlpError
 from vlp.eval.boxes import box_iou, xywh_to_xyxy
 from vlp.models.outputs import VLOutput
-from vlp.tasks.base import TaskExample
 from vlp.tasks.groups import join_segments
 from vlp.tasks.heads import ChoiceScorer, PairGroupClassifier, RegionScorer
 from vlp.tasks.nlvr2 import NLVR2Data
@@ -351,14 +350,7 @@ def test_non_finite_loss_in_fine_tuning_is_one_line(world: Path, tmp_path: Path,
                                                     task: str) -> None:
     trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=2"))
     data = trainer.train_data
-    collate = data.collate
-
-    def poisoned(rows: list[TaskExample], seed: int | None = None) -> Batch:
-        batch = collate(rows, seed)
-        batch.region_feats[:] = float("nan")
-        return batch
-
-    data.collate = poisoned  # type: ignore[method-assign]
+    data.collate = nan_regions(data.collate)  # type: ignore[method-assign]
     with pytest.raises(VlpError) as err:
         trainer.run()
     message = str(err.value)

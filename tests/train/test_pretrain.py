@@ -10,18 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_dataset
+from conftest import nan_regions
 from vlp.config import load_config
 from vlp.errors import VlpError
 from vlp.train.checkpoint import list_checkpoints
 from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import Pretrainer
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 def tiny_config(world: Path, out: Path, **train: object) -> PretrainConfig:
@@ -77,14 +72,7 @@ def test_losses_logged_and_checkpoint_files(dataset: Path, tmp_path: Path) -> No
 
 def test_nan_loss_is_one_clear_line(dataset: Path, tmp_path: Path) -> None:
     trainer = Pretrainer(tiny_config(dataset, tmp_path / "nan", steps=2))
-    collate = trainer.collator.__call__
-
-    def poisoned(examples, plan, seed):  # type: ignore[no-untyped-def]
-        batch = collate(examples, plan, seed)
-        batch.region_feats[:] = float("nan")
-        return batch
-
-    trainer.collator = poisoned  # type: ignore[assignment]
+    trainer.collator = nan_regions(trainer.collator)  # type: ignore[assignment]
     with pytest.raises(VlpError) as err:
         trainer.run()
     assert "step 1: loss is nan" in str(err.value) and "\n" not in str(err.value)

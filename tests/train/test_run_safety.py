@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_dataset
+from conftest import nan_regions
 from vlp.config import load_config
 from vlp.errors import DataWarning, VlpError
 from vlp.train.checkpoint import list_checkpoints, read_history
@@ -23,11 +23,6 @@ from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.logging import read_metrics
 from vlp.train.pretrain import Pretrainer
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
 def tiny_args(world: Path, out: Path, *extra: str) -> list[str]:
@@ -181,14 +176,7 @@ def test_non_finite_weights_are_never_saved(dataset: Path, tmp_path: Path,
 
 def test_non_finite_held_out_metric_names_the_images(dataset: Path, tmp_path: Path) -> None:
     trainer = Pretrainer(tiny(dataset, tmp_path / "nan", "train.steps=2"))
-    collate = trainer.eval_collator.__call__
-
-    def poisoned(examples, plan, seed):  # type: ignore[no-untyped-def]
-        batch = collate(examples, plan, seed)
-        batch.region_feats[:] = float("nan")
-        return batch
-
-    trainer.eval_collator = poisoned  # type: ignore[assignment]
+    trainer.eval_collator = nan_regions(trainer.eval_collator)  # type: ignore[assignment]
     with pytest.raises(VlpError, match=r"step 2: held-out .* is not finite \(images \[12"):
         trainer.run()
     assert list_checkpoints(tmp_path / "nan" / "checkpoints") == []

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -610,10 +609,10 @@ def _is_run(out: Path) -> bool:
     if (out / "checkpoints" / "history.json").is_file():
         return True
     try:
-        doc = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = read_yaml(out / "config.yaml")
+    except VlpError:
         return False
-    return isinstance(doc, dict) and {"model", "data", "train"} <= set(doc)
+    return {"model", "data", "train"} <= set(doc)
 
 
 def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -> None:

@@ -13,14 +13,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 from safetensors.torch import save_file
 from torch import Tensor
 
-from vlp.config import from_dict, to_dict
+from vlp.config import from_dict, read_yaml, to_dict
 from vlp.errors import VlpError, input_error
 from vlp.fileio import atomic_path, claim_output
 from vlp.models.config import ModelConfig
@@ -29,7 +28,6 @@ from vlp.models.convert.common import (
     HFCheckpoint,
     expect,
     expected_shapes,
-    one_line,
     read_hf,
     read_safetensors,
 )
@@ -205,7 +203,7 @@ def _load_run_checkpoint(path: Path) -> Imported:
     """A vlp training checkpoint (``model.safetensors`` of a ``PretrainingModel`` and the
     run's ``config.yaml``): the encoder's weights and each objective's head."""
     cfg_file = path / "config.yaml"
-    doc = _read_yaml(cfg_file)
+    doc = read_yaml(cfg_file)
     if not isinstance(doc.get("model"), dict):
         raise input_error(cfg_file, "model", "missing (expected the run's model config)")
     cfg = from_dict(ModelConfig, doc["model"], source=str(cfg_file))
@@ -232,7 +230,7 @@ def load_imported(path: str | Path) -> Imported:
         raise VlpError(f"{path}: not a model directory (expected a vlp import with "
                        f"{CONFIG_FILE}, a Hugging Face config.json, or a vlp run / checkpoint "
                        "with config.yaml and model.safetensors)")
-    doc = _read_yaml(cfg_file)
+    doc = read_yaml(cfg_file)
     if not isinstance(doc.get("model"), dict):
         raise input_error(cfg_file, "model", "missing (expected the model config)")
     text_only = doc.get("text_only", False)
@@ -246,20 +244,6 @@ def load_imported(path: str | Path) -> Imported:
     imported = Imported(cfg, model, heads, text_only, vocab if vocab.is_file() else None)
     check_shapes(imported, path / MODEL_FILE)
     return imported
-
-
-def _read_yaml(file: Path) -> dict[str, Any]:
-    """A YAML mapping (a model's or a run's config), or one line saying why not."""
-    try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise input_error(file, None, f"not UTF-8 text (byte {err.start})") from None
-    except yaml.YAMLError as err:
-        raise input_error(file, None, f"not valid YAML ({one_line(err)})") from None
-    if not isinstance(doc, dict):
-        raise input_error(file, None, "expected a mapping with a 'model' section, found "
-                          f"{type(doc).__name__}")
-    return doc
 
 
 def _split_heads(tensors: dict[str, Tensor], prefix: str, file: Path
