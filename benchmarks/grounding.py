@@ -25,7 +25,8 @@ from vlp.data.batch import Batch
 from vlp.data.world import COLOURS, SHAPES
 from vlp.train.checkpoint import list_checkpoints, load_weights
 from vlp.train.config import PretrainConfig
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import HeldOutLosses, pretraining_parts
+from vlp.train.trainer import scoring
 
 
 def other_image(batch: Batch) -> Batch:
@@ -40,25 +41,27 @@ def other_image(batch: Batch) -> Batch:
 def probe(run: Path) -> dict[str, float]:
     """Accuracy on masked colour and shape words with the true and another image."""
     cfg = load_config(PretrainConfig, run / "config.yaml")
-    trainer = Pretrainer(cfg)
+    parts, env = pretraining_parts(cfg)
     checkpoints = list_checkpoints(run / "checkpoints")
     if not checkpoints:
         raise SystemExit(f"{run}: no checkpoint under checkpoints/ (is it a pre-training run?)")
-    load_weights(trainer.module, checkpoints[-1])
-    words = [trainer.tokenizer.backend.token_to_id(w) for w in (*COLOURS, *SHAPES)]
-    targets = torch.tensor(sorted({w for w in words if w is not None}), device=trainer.device)
-    mlm = trainer.module.objectives["mlm"]
+    model = parts.model.to(env.device)
+    load_weights(model, checkpoints[-1])
+    words = [parts.data.tokenizer.backend.token_to_id(w) for w in (*COLOURS, *SHAPES)]
+    targets = torch.tensor(sorted({w for w in words if w is not None}), device=env.device)
+    mlm = model.objective("mlm")
+    assert isinstance(parts.evaluate, HeldOutLosses)
     correct = {"true": 0, "other": 0}
     total = 0
-    with trainer.scoring():
-        for key, batch in trainer.eval_batches():
+    with scoring(model, env.device, parts.cfg.train.precision):
+        for key, batch in parts.evaluate.batches_on_device():
             if key.objectives != ("mlm",):
                 continue
             assert batch.mlm_labels is not None
             where = torch.isin(batch.mlm_labels, targets)  # -100 (unmasked) is never a target
             total += int(where.sum())
             for name, b in (("true", batch), ("other", other_image(batch))):
-                logits = mlm.head(trainer.module.model(b).text[where])
+                logits = mlm.head(model.encoder(b).text[where])
                 correct[name] += int((logits.argmax(-1) == batch.mlm_labels[where]).sum())
     return {"words": total, **{name: c / max(total, 1) for name, c in correct.items()}}
 

@@ -39,7 +39,7 @@ from vlp.data.features import Regions
 from vlp.data.pretrain import BatchPlan, Example, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig, build_model
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.train.demo import demo_config
 from vlp.train.runtime import autocast, make_optimizer
 
@@ -62,10 +62,10 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
                                num_region_classes=args.num_classes)
 
 
-def build(cfg: ModelConfig, device: torch.device) -> tuple[PretrainingModel, torch.optim.Optimizer]:
+def build(cfg: ModelConfig, device: torch.device) -> tuple[LossModel, torch.optim.Optimizer]:
     """Encoder + the four objectives, in training mode, with its AdamW."""
     model = build_model(cfg)
-    pretraining = PretrainingModel(model, build_objectives(OBJECTIVES, cfg, model)).to(device)
+    pretraining = LossModel(model, build_objectives(OBJECTIVES, cfg, model)).to(device)
     pretraining.train()
     return pretraining, make_optimizer(pretraining, lr=1e-4, weight_decay=0.01, betas=[0.9, 0.98])
 
@@ -130,7 +130,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_step(pm: PretrainingModel, opt: torch.optim.Optimizer, device: torch.device,
+def make_step(pm: LossModel, opt: torch.optim.Optimizer, device: torch.device,
               precision: str) -> Callable[[Batch], torch.Tensor]:
     """One training step: all objectives forward, backward, AdamW (fp16: loss scaling)."""
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -172,7 +172,7 @@ def _cpu_sdpa_backward(grad_out_shape: Any, query_shape: Any, key_shape: Any, va
                                                      value_shape))
 
 
-def step_flops(pm: PretrainingModel, batch: Batch) -> int:
+def step_flops(pm: LossModel, batch: Batch) -> int:
     """Forward + backward FLOPs of one batch (matmuls and attention; the optimizer not)."""
     aten = torch.ops.aten
     # FlopCounterMode knows CUDA's SDPA kernels but not the CPU flash kernel

@@ -53,7 +53,7 @@ from vlp.errors import VlpError
 from vlp.models import build_model
 from vlp.models.convert import load_imported, resolve_source
 from vlp.models.weights import load_partial
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.train.config import DataConfig
 from vlp.train.runtime import autocast, make_optimizer
 
@@ -225,7 +225,7 @@ class Family:
 
     name: str
     hf: nn.Module
-    vlp: PretrainingModel
+    vlp: LossModel
     objectives: list[str]
     plan: BatchPlan
     loc_dim: int
@@ -246,7 +246,7 @@ def perturbed(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def import_into_vlp(path: Path, names: list[str]) -> PretrainingModel:
+def import_into_vlp(path: Path, names: list[str]) -> LossModel:
     """``load_imported`` → ``build_model`` → objectives with the imported heads."""
     imported = load_imported(path)
     model = build_model(imported.config)
@@ -256,7 +256,7 @@ def import_into_vlp(path: Path, names: list[str]) -> PretrainingModel:
         left = load_partial(objectives[name], imported.heads[name], f"{path} ({name})")
         if left != (["head.decoder.weight"] if name == "mlm" else []):  # decoder: tied
             raise RuntimeError(f"{name}: the import left {left} at their initial values")
-    return PretrainingModel(model, objectives)
+    return LossModel(model, objectives)
 
 
 def visualbert_inputs(hf: nn.Module, batch: Batch) -> dict[str, Any]:
@@ -380,10 +380,10 @@ BUILDERS: dict[str, Callable[[argparse.Namespace, int, Path], Family]] = {
 # --------------------------------------------------------------------------- loss check
 
 
-def smooth_l1_mrfr(pm: PretrainingModel, batch: Batch) -> Tensor:
+def smooth_l1_mrfr(pm: LossModel, batch: Batch) -> Tensor:
     """vlp's MRFR predictions under LXMERT's feature loss (smooth-L1 on masked regions)."""
     assert batch.region_masked is not None and batch.region_targets is not None
-    out = pm.model(batch)
+    out = pm.encoder(batch)
     where = batch.region_masked & out.image_mask  # (B, R)
     pred = pm.objectives["mrfr"].head(out.image[where]).float()  # (N, F)
     return F.smooth_l1_loss(pred, batch.region_targets[where].float())

@@ -105,7 +105,7 @@ def nan_regions(collate: Callable[..., Batch]) -> Callable[..., Batch]:
 
 def overfit_losses(module: torch.nn.Module, batch: Batch, names: list[str], steps: int,
                    lr: float) -> list[float]:
-    """Train ``module`` (a ``PretrainingModel``) on one fixed ``batch`` for ``steps`` AdamW
+    """Train ``module`` (a ``LossModel``) on one fixed ``batch`` for ``steps`` AdamW
     steps of the objectives ``names``; the loss after each step."""
     opt = torch.optim.AdamW(module.parameters(), lr=lr)
     losses = []

@@ -119,7 +119,7 @@ def test_import_command_and_init_text(tmp_path: Path, capsys: pytest.CaptureFixt
     from vlp.data.tokenizer import Tokenizer
     from vlp.train.cli import main
     from vlp.train.config import PretrainConfig
-    from vlp.train.pretrain import Pretrainer
+    from vlp.train.pretrain import build_pretraining
 
     world = make_dataset(tmp_path / "world")
     vocab = Tokenizer.from_vocab(world / "vocab.txt")
@@ -135,8 +135,8 @@ def test_import_command_and_init_text(tmp_path: Path, capsys: pytest.CaptureFixt
     run = load_config(PretrainConfig, None, [
         f"data.world={world}", f"train.init_text={tmp_path / 'imported'}",
         f"train.out={tmp_path / 'run'}", "model.hidden_size=64", "train.steps=1"])
-    trainer = Pretrainer(run)
-    model = trainer.module.model
+    trainer = build_pretraining(run)
+    model = trainer.model.encoder
     assert trainer.cfg.model.hidden_size == 32  # the checkpoint's sizes win
     bert = BertModel.from_pretrained(hf_dir)
     torch.testing.assert_close(model.text_embed.word.weight, bert.embeddings.word_embeddings.weight)

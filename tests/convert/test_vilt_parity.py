@@ -133,8 +133,8 @@ def test_patch_model_names_what_is_missing(tiny_vilt: Path) -> None:
 
 def test_trainer_refuses_a_patch_model_in_one_line(tiny_vilt: Path, tmp_path: Path) -> None:
     from vlp.train.config import PretrainConfig, TrainConfig
-    from vlp.train.pretrain import Pretrainer
+    from vlp.train.pretrain import build_pretraining
 
     cfg = PretrainConfig(train=TrainConfig(out=str(tmp_path / "run"), init=str(tiny_vilt)))
     with pytest.raises(VlpError, match="model.visual: patches .*image pipeline"):
-        Pretrainer(cfg)
+        build_pretraining(cfg)

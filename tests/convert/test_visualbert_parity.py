@@ -21,7 +21,7 @@ from vlp.models.single_stream import SingleStreamModel
 from vlp.models.weights import load_partial
 from vlp.objectives import build_objectives
 from vlp.train.config import DataConfig, ObjectivesConfig, PretrainConfig, TrainConfig
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import build_pretraining
 
 TOL = 1e-4
 VOCAB = 120
@@ -190,18 +190,18 @@ def test_pretraining_starts_from_an_imported_model(tiny_pretraining: Path,
                                                    tmp_path: Path) -> None:
     imported = import_checkpoint(tiny_pretraining, tmp_path / "vlp_visualbert")
     world = _tiny_world(tmp_path / "world", FEAT)
-    trainer = Pretrainer(_init_config(world, imported, tmp_path / "run"))
+    trainer = build_pretraining(_init_config(world, imported, tmp_path / "run"))
     direct = convert_hf(tiny_pretraining)
     assert trainer.cfg.model.region_embed == "visualbert"
-    state = trainer.module.model.state_dict()
+    state = trainer.model.encoder.state_dict()
     assert all(torch.equal(state[k], v) for k, v in direct.model.items())
-    itm = trainer.module.objectives["itm"].state_dict()
+    itm = trainer.model.objective("itm").state_dict()
     assert all(torch.equal(itm[k], v) for k, v in direct.heads["itm"].items())
     metrics = trainer.run()
     assert all(np.isfinite(v) for v in metrics.values())
 
     wrong = _tiny_world(tmp_path / "wrong", 12)
     with pytest.raises(VlpError) as err:
-        Pretrainer(_init_config(wrong, imported, tmp_path / "run2"))
+        build_pretraining(_init_config(wrong, imported, tmp_path / "run2"))
     line = str(err.value)
     assert "train.init" in line and "16" in line and "12" in line and "\n" not in line

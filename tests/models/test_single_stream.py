@@ -10,7 +10,7 @@ import torch
 from conftest import random_batch
 from vlp.errors import VlpError
 from vlp.models import ModelConfig, build_model
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 
 
 def test_forward_shapes_and_finite(tiny_cfg: ModelConfig) -> None:
@@ -45,7 +45,7 @@ def test_padding_does_not_change_real_positions(tiny_cfg: ModelConfig) -> None:
 def test_every_parameter_gets_a_gradient(tiny_cfg: ModelConfig) -> None:
     model = build_model(tiny_cfg)
     names = ["mlm", "mrfr", "mrc", "mrc_kl", "itm", "itc"]
-    pm = PretrainingModel(model, build_objectives(names, tiny_cfg, model))
+    pm = LossModel(model, build_objectives(names, tiny_cfg, model))
     out = pm(random_batch(), names)
     out.loss.backward()
     missing = [n for n, p in pm.named_parameters() if p.grad is None or not p.grad.abs().sum()]

@@ -19,9 +19,9 @@ from vlp.models import ModelConfig, build_model
 from vlp.models.convert import read_hf
 from vlp.models.convert.bert import bert_text_state
 from vlp.models.two_stream import TwoStreamModel
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.train.config import PretrainConfig
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import build_pretraining
 
 ALL = ["mlm", "mrfr", "mrc", "mrc_kl", "itm", "itc"]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -113,7 +113,7 @@ def test_streams_never_see_each_others_padding(cfg: ModelConfig) -> None:
 
 def test_every_parameter_gets_a_gradient(cfg: ModelConfig) -> None:
     model = build_model(cfg)
-    pm = PretrainingModel(model, build_objectives(ALL, cfg, model))
+    pm = LossModel(model, build_objectives(ALL, cfg, model))
     pm(batch_for(cfg), ALL).loss.backward()
     missing = [n for n, p in pm.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert missing == [], missing
@@ -134,7 +134,7 @@ def test_overfits_one_batch(tiny_cfg: ModelConfig, style: str, name: str) -> Non
     torch.manual_seed(0)
     cfg = STYLES[style](tiny_cfg)
     model = build_model(cfg)
-    pm = PretrainingModel(model, build_objectives([name], cfg, model))
+    pm = LossModel(model, build_objectives([name], cfg, model))
     batch = batch_for(cfg, b=8, seed=1)
     losses = overfit_losses(pm, batch, [name], 40, lr=3e-3)
     assert losses[-1] < 0.3 * losses[0], (name, losses[0], losses[-1])
@@ -215,9 +215,9 @@ def test_pretrainer_runs_two_stream(style: str, tmp_path: Path) -> None:
                       "model.region_embed=lxmert", "model.loc_dim=4"]
     cfg = load_config(PretrainConfig, CONFIGS / "vilbert_world.yaml", overrides)
     assert cfg.model.arch == "two_stream"
-    trainer = Pretrainer(cfg)
+    trainer = build_pretraining(cfg)
     metrics = trainer.run()
-    assert trainer.step == 3 and isinstance(trainer.module.model, TwoStreamModel)
+    assert trainer.step == 3 and isinstance(trainer.model.encoder, TwoStreamModel)
     assert {"eval/mlm_acc", "eval/itm_acc", "eval/loss/mrfr"} <= metrics.keys()
     assert all(np.isfinite(v) for v in metrics.values())
     assert (tmp_path / "run" / "checkpoints" / "step_00000003" / "model.safetensors").is_file()

@@ -11,7 +11,7 @@ from conftest import random_batch
 from vlp.data.batch import Batch
 from vlp.models import ModelConfig, build_model
 from vlp.models.outputs import UnimodalOutput
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.objectives.itc import ITC
 
 
@@ -88,7 +88,7 @@ def test_mismatched_rows_of_a_shared_batch_are_left_out() -> None:
 def test_unimodal_batches_skip_the_joint_pass(tiny_cfg: ModelConfig) -> None:
     """An ITC-only batch never runs text and image through the transformer together."""
     model = build_model(tiny_cfg)
-    pm = PretrainingModel(model, build_objectives(["itc", "itm"], tiny_cfg, model))
+    pm = LossModel(model, build_objectives(["itc", "itm"], tiny_cfg, model))
     calls: list[int] = []
     model.register_forward_hook(lambda m, i, o: calls.append(1))
     lengths: list[int] = []

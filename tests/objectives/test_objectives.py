@@ -7,7 +7,7 @@ import torch
 
 from conftest import overfit_losses, random_batch
 from vlp.models import ModelConfig, build_model
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.objectives.itm import itc_hard_negatives
 
 
@@ -15,7 +15,7 @@ from vlp.objectives.itm import itc_hard_negatives
 def test_overfits_one_batch(tiny_cfg: ModelConfig, name: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
-    pm = PretrainingModel(model, build_objectives([name], tiny_cfg, model))
+    pm = LossModel(model, build_objectives([name], tiny_cfg, model))
     batch = random_batch(b=8, seed=1)
     losses = overfit_losses(pm, batch, [name], 60, lr=3e-3)
     assert losses[-1] < 0.3 * losses[0], (name, losses[0], losses[-1])
@@ -36,7 +36,7 @@ def test_mlm_logits_only_at_masked_positions(tiny_cfg: ModelConfig) -> None:
 def test_summed_objectives_weighted(tiny_cfg: ModelConfig) -> None:
     model = build_model(tiny_cfg).eval()
     objs = build_objectives(["mlm", "itm"], tiny_cfg, model)
-    pm = PretrainingModel(model, objs, {"mlm": 2.0, "itm": 0.5}).eval()
+    pm = LossModel(model, objs, {"mlm": 2.0, "itm": 0.5}).eval()
     out = pm(random_batch(), ["mlm", "itm"])
     expected = 2.0 * out.losses["mlm"] + 0.5 * out.losses["itm"]
     torch.testing.assert_close(out.loss, expected)
@@ -44,7 +44,7 @@ def test_summed_objectives_weighted(tiny_cfg: ModelConfig) -> None:
 
 def test_no_masked_positions_gives_zero_loss_with_graph(tiny_cfg: ModelConfig) -> None:
     model = build_model(tiny_cfg)
-    pm = PretrainingModel(model, build_objectives(["mlm", "mrfr"], tiny_cfg, model))
+    pm = LossModel(model, build_objectives(["mlm", "mrfr"], tiny_cfg, model))
     batch = random_batch()
     batch.mlm_labels = torch.full_like(batch.input_ids, -100)
     batch.region_masked = torch.zeros_like(batch.region_mask)

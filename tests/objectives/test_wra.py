@@ -10,7 +10,7 @@ from conftest import overfit_losses, random_batch
 from vlp.errors import VlpError
 from vlp.models import ModelConfig, build_model
 from vlp.models.outputs import VLOutput
-from vlp.objectives import PretrainingModel, build_objectives
+from vlp.objectives import LossModel, build_objectives
 from vlp.objectives.wra import ipot_plan, transport_distance
 
 
@@ -48,7 +48,7 @@ def test_distance_is_zero_for_the_same_set_and_one_for_orthogonal_sets() -> None
 def test_training_pulls_matches_together_and_mismatches_apart(tiny_cfg: ModelConfig) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
-    pm = PretrainingModel(model, build_objectives(["wra"], tiny_cfg, model))
+    pm = LossModel(model, build_objectives(["wra"], tiny_cfg, model))
     batch = random_batch(b=8, seed=1)
     losses = overfit_losses(pm, batch, ["wra"], 40, lr=3e-3)
     # matching minus mismatched distance: it starts near 0 and must turn clearly negative

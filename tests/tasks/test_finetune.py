@@ -21,7 +21,7 @@ from vlp.data.world import make_world
 from vlp.errors import VlpError
 from vlp.train.cli import main
 from vlp.train.config import FinetuneConfig
-from vlp.train.finetune import Finetuner
+from vlp.train.finetune import build_finetuning
 
 TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",
@@ -58,16 +58,16 @@ def config(world: Path, out: Path, task: str, *extra: str) -> FinetuneConfig:
 @pytest.mark.parametrize("task", ["vqa", "ve", "retrieval"])
 def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str) -> None:
     torch.manual_seed(0)
-    trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=1"))
-    data = trainer.train_data
+    run = build_finetuning(config(world, tmp_path / task, task, "train.steps=1"))
+    data = run.task.train
     batch = data.collate([data[i] for i in range(12)], seed=1)
-    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
+    losses = overfit_losses(run.trainer.model, batch, [run.task.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 
 def test_vqa_targets_are_the_official_soft_scores(world: Path, tmp_path: Path) -> None:
-    trainer = Finetuner(config(world, tmp_path / "v", "vqa", "train.steps=1"))
-    data = trainer.train_data
+    run = build_finetuning(config(world, tmp_path / "v", "vqa", "train.steps=1"))
+    data = run.task.train
     batch = data.collate([data[0]])
     record = data.records[0]
     assert batch.targets is not None
@@ -75,7 +75,7 @@ def test_vqa_targets_are_the_official_soft_scores(world: Path, tmp_path: Path) -
     assert best == record.multiple_choice_answer
     assert float(batch.targets[0].max()) == 1.0
     # the validation split answers with the training split's vocabulary
-    assert trainer.eval_data.labels == data.labels
+    assert run.task.held_out.labels == data.labels
 
 
 def test_finetune_and_evaluate_commands(world: Path, tmp_path: Path,
@@ -122,29 +122,29 @@ def test_dual_encoder_retrieval_ranks_by_itc_embeddings(world: Path, tmp_path: P
     the head over-fits a pool this small)."""
     cfg = config(world, tmp_path / "itc", "retrieval", "task.rank=itc", "train.steps=30",
                  "task.eval_limit=4", "data.train_splits=[val]", "task.train_limit=4")
-    trainer = Finetuner(cfg)
-    assert trainer.head_name == "itc" and trainer.train_data.neg_prob == 0.0  # type: ignore[attr-defined]
-    trainer.run()
-    predictions = trainer.predict(trainer.eval_data)
+    run = build_finetuning(cfg)
+    assert run.task.head_name == "itc" and run.task.train.neg_prob == 0.0  # type: ignore[attr-defined]
+    run.trainer.run()
+    predictions = run.predict(run.task.held_out)
     assert np.asarray(predictions["scores"]).shape == (4, 20)
-    metrics = trainer.eval_data.score(predictions)
+    metrics = run.task.held_out.score(predictions)
     assert metrics["retrieval/t2i_r1"] > 50.0, metrics  # chance: 25
 
 
 def test_unknown_task_and_file_role_are_one_line(world: Path, tmp_path: Path) -> None:
     with pytest.raises(VlpError, match="task.name: unknown task 'vqa2'"):
-        Finetuner(config(world, tmp_path / "a", "vqa2"))
+        build_finetuning(config(world, tmp_path / "a", "vqa2"))
     with pytest.raises(VlpError, match=r"task.files.jsonl: unknown file role for task vqa"):
-        Finetuner(config(world, tmp_path / "b", "vqa", "task.files={jsonl: x}"))
+        build_finetuning(config(world, tmp_path / "b", "vqa", "task.files={jsonl: x}"))
 
 
 def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
                                                              tmp_path: Path) -> None:
     """UNITER's hard negatives: each swapped row gets, of the candidate images that are
     not its own, the one the scorer rates highest; the other rows stay true pairs."""
-    trainer = Finetuner(config(world, tmp_path / "hn", "retrieval", "task.hard_negatives=50",
+    run = build_finetuning(config(world, tmp_path / "hn", "retrieval", "task.hard_negatives=50",
                                "train.steps=1"))
-    data = trainer.train_data
+    data = run.task.train
     rows = [data[5 * j + t] for j in range(10) for t in range(2)]  # 10 images, 2 captions each
     batch = data.collate(rows, seed=1)
     assert batch.itm_labels is not None and bool((batch.itm_labels == 1).all())
@@ -175,7 +175,7 @@ def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
 def test_retrieval_fine_tunes_with_hard_negatives(world: Path, tmp_path: Path) -> None:
     cfg = config(world, tmp_path / "hn_run", "retrieval", "task.hard_negatives=4",
                  "train.steps=4", "task.eval_limit=5")
-    trainer = Finetuner(cfg)
-    trainer.run()
-    assert trainer.step == 4
-    assert "retrieval/t2i_r1" in trainer.write_results()
+    run = build_finetuning(cfg)
+    run.trainer.run()
+    assert run.trainer.step == 4
+    assert "retrieval/t2i_r1" in run.write_results()

@@ -36,7 +36,7 @@ from vlp.tasks.vcr import (
 )
 from vlp.train.cli import main
 from vlp.train.config import FinetuneConfig
-from vlp.train.finetune import Finetuner
+from vlp.train.finetune import build_finetuning
 
 TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",
@@ -108,8 +108,8 @@ def _parts(world: Path) -> tuple[Tokenizer, RegionStore]:
 def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
                                  extra: tuple[str, ...]) -> None:
     torch.manual_seed(0)
-    trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=1", *extra))
-    data = trainer.train_data
+    run = build_finetuning(config(world, tmp_path / task, task, "train.steps=1", *extra))
+    data = run.task.train
     if isinstance(data, VCRData):
         # six records (24 rows) whose four options read differently: vcr_text names a
         # non-person by its class, so "[1] is." and "[2] is." about two diamonds are one
@@ -122,7 +122,7 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
         picked = np.linspace(0, len(data) - 1, 12).astype(int).tolist()
     batch = data.collate([data[i] for i in picked], seed=1)
     assert batch.size == (24 if isinstance(data, NLVR2Data | VCRData) else 12)
-    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
+    losses = overfit_losses(run.trainer.model, batch, [run.task.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 
@@ -237,9 +237,9 @@ def test_iou_targets_on_a_hand_made_case() -> None:
 
 
 def test_refcoco_rows_and_targets_come_from_the_split(world: Path, tmp_path: Path) -> None:
-    trainer = Finetuner(config(world, tmp_path / "r", "refcoco", "train.steps=1",
+    run = build_finetuning(config(world, tmp_path / "r", "refcoco", "train.steps=1",
                                "data.eval_split=testA"))
-    data = trainer.eval_data
+    data = run.task.held_out
     refs = read_refcoco(world / "annotations" / "refs(world).p",
                         world / "annotations" / "instances.json", split="testA")
     assert data.keys == [(r.ref_id, s) for r in refs for s in r.sent_ids]  # type: ignore[attr-defined]
@@ -311,7 +311,7 @@ def test_vcr_commands_and_q2ar_from_both_files(world: Path, tmp_path: Path,
     assert joint["vcr_q2ar"] <= min(joint["vcr_q2a"], joint["vcr_qa2r"])
     # a QA→R file scored as Q→A is refused in one line
     with pytest.raises(VlpError, match="holds qa2r predictions"):
-        Finetuner(config(world, tmp_path / "x", "vcr", "train.steps=0")).eval_data \
+        build_finetuning(config(world, tmp_path / "x", "vcr", "train.steps=0")).task.held_out \
             .read_predictions(qa2r)
 
 
@@ -348,11 +348,11 @@ def test_q2ar_needs_both_right(tmp_path: Path, world: Path) -> None:
 @pytest.mark.parametrize("task", ["vqa", "ve", "retrieval", "nlvr2", "refcoco", "vcr"])
 def test_non_finite_loss_in_fine_tuning_is_one_line(world: Path, tmp_path: Path,
                                                     task: str) -> None:
-    trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=2"))
-    data = trainer.train_data
+    run = build_finetuning(config(world, tmp_path / task, task, "train.steps=2"))
+    data = run.task.train
     data.collate = nan_regions(data.collate)  # type: ignore[method-assign]
     with pytest.raises(VlpError) as err:
-        trainer.run()
+        run.trainer.run()
     message = str(err.value)
     assert message.startswith("step 1: loss is nan (objective ") and "images [" in message
     assert "\n" not in message

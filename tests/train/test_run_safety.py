@@ -22,7 +22,8 @@ from vlp.train.checkpoint import list_checkpoints, read_history
 from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.logging import read_metrics
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import HeldOutLosses, build_pretraining
+from vlp.train.trainer import Trainer
 
 
 def tiny_args(world: Path, out: Path, *extra: str) -> list[str]:
@@ -54,7 +55,7 @@ def one_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 def test_new_run_into_an_existing_run_is_refused(dataset: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out)).run()
+    build_pretraining(tiny(dataset, out)).run()
     before = files_of(out)
     line = one_error(capsys, ["pretrain", *tiny_args(dataset, out, "train.steps=3")])
     assert "already holds a run" in line and "--resume" in line and "--overwrite" in line
@@ -80,13 +81,13 @@ def test_overwrite_deletes_only_runs(dataset: Path, tmp_path: Path,
 
 def test_checkpoints_follow_the_runs_history_not_names(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out, "train.steps=3", "train.save_every=1")).run()
+    build_pretraining(tiny(dataset, out, "train.steps=3", "train.save_every=1")).run()
     # a checkpoint directory the run did not write, with a higher step number
     foreign = out / "checkpoints" / "step_00009999"
     foreign.mkdir()
     for name in ("model.safetensors", "state.pt", "config.yaml"):
         (foreign / name).write_bytes(b"not ours")
-    resumed = Pretrainer(tiny(dataset, out, "train.steps=5", "train.save_every=1"))
+    resumed = build_pretraining(tiny(dataset, out, "train.steps=5", "train.save_every=1"))
     resumed.run(resume=True)  # resumes from step 3, not from the foreign 9999
     assert resumed.step == 5
     assert foreign.is_dir()  # never pruned: the run did not write it
@@ -98,7 +99,7 @@ def test_stale_temporaries_are_removed_on_the_next_start(dataset: Path, tmp_path
                                                          capsys: pytest.CaptureFixture[str]
                                                          ) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out, "train.steps=3")).run()
+    build_pretraining(tiny(dataset, out, "train.steps=3")).run()
     ckpts = out / "checkpoints"
     # what a kill inside atomic_path leaves: .vlp-tmp-NAME.XXXXXXXX holding NAME
     stale = ckpts / ".vlp-tmp-step_00000006.ab12cd34"
@@ -117,7 +118,7 @@ def test_stale_temporaries_are_removed_on_the_next_start(dataset: Path, tmp_path
     # a refused command cleans nothing up
     assert main(["pretrain", *tiny_args(dataset, out, "train.steps=4")]) == 2
     assert stale.is_dir() and swapped.is_dir()
-    Pretrainer(tiny(dataset, out, "train.steps=4")).run(resume=True)
+    build_pretraining(tiny(dataset, out, "train.steps=4")).run(resume=True)
     assert not stale.exists() and not swapped.exists()
     assert [p.name for p in list_checkpoints(ckpts)][-1] == "step_00000004"
     assert (backup / "checkpoints" / "important.txt").is_file()
@@ -134,7 +135,7 @@ def test_overwrite_needs_a_real_run_and_never_an_input(dataset: Path, tmp_path: 
     assert "not a vlp run directory" in line and (project / "src").is_dir()
 
     run = tmp_path / "run"
-    Pretrainer(tiny(dataset, run, "train.steps=2")).run()
+    build_pretraining(tiny(dataset, run, "train.steps=2")).run()
     before = files_of(run)
     line = one_error(capsys, ["finetune", "retrieval", "--overwrite", f"--init={run}",
                               *tiny_args(dataset, run)])
@@ -147,7 +148,7 @@ def test_overwrite_needs_a_real_run_and_never_an_input(dataset: Path, tmp_path: 
 def test_corrupt_history_is_one_line(dataset: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out, "train.steps=2")).run()
+    build_pretraining(tiny(dataset, out, "train.steps=2")).run()
     history = out / "checkpoints" / "history.json"
     history.write_text('{"checkpoints": [{"name": "step_00000002"}]}')
     for argv in (["pretrain", "--resume", *tiny_args(dataset, out)], ["verify", str(out)]):
@@ -157,16 +158,16 @@ def test_corrupt_history_is_one_line(dataset: Path, tmp_path: Path,
 def test_non_finite_weights_are_never_saved(dataset: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "inf"
-    trainer = Pretrainer(tiny(dataset, out, "train.save_every=1"))
-    step = Pretrainer._optimizer_step
+    trainer = build_pretraining(tiny(dataset, out, "train.save_every=1"))
+    step = Trainer._optimizer_step
 
-    def poisoned_step(self: Pretrainer, key: object) -> None:
+    def poisoned_step(self: Trainer, key: object) -> None:
         step(self, key)  # type: ignore[arg-type]
         if self.step == 2:  # the second optimizer step makes a weight infinite
             with torch.no_grad():
-                next(self.module.parameters())[0].fill_(float("inf"))
+                next(self.model.parameters())[0].fill_(float("inf"))
 
-    monkeypatch.setattr(Pretrainer, "_optimizer_step", poisoned_step)
+    monkeypatch.setattr(Trainer, "_optimizer_step", poisoned_step)
     with pytest.raises(VlpError) as err:
         trainer.run()
     assert "step 2: weight" in str(err.value) and "nothing was saved" in str(err.value)
@@ -175,8 +176,10 @@ def test_non_finite_weights_are_never_saved(dataset: Path, tmp_path: Path,
 
 
 def test_non_finite_held_out_metric_names_the_images(dataset: Path, tmp_path: Path) -> None:
-    trainer = Pretrainer(tiny(dataset, tmp_path / "nan", "train.steps=2"))
-    trainer.eval_collator = nan_regions(trainer.eval_collator)  # type: ignore[assignment]
+    trainer = build_pretraining(tiny(dataset, tmp_path / "nan", "train.steps=2"))
+    held_out = trainer.parts.evaluate
+    assert isinstance(held_out, HeldOutLosses)
+    held_out.batches.collator = nan_regions(held_out.batches.collator)  # type: ignore[assignment]
     with pytest.raises(VlpError, match=r"step 2: held-out .* is not finite \(images \[12"):
         trainer.run()
     assert list_checkpoints(tmp_path / "nan" / "checkpoints") == []
@@ -185,7 +188,7 @@ def test_non_finite_held_out_metric_names_the_images(dataset: Path, tmp_path: Pa
 def test_resume_applies_a_new_learning_rate(dataset: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out, "train.steps=3")).run()
+    build_pretraining(tiny(dataset, out, "train.steps=3")).run()
     assert main(["pretrain", "--resume", *tiny_args(dataset, out, "train.lr=5e-4")]) == 0
     printed = capsys.readouterr().out
     assert "resume: train.lr 0.001 -> 0.0005 (applied from step 3)" in printed
@@ -200,7 +203,7 @@ def test_resume_applies_a_new_learning_rate(dataset: Path, tmp_path: Path,
 def test_resume_with_another_model_is_one_line(dataset: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    Pretrainer(tiny(dataset, out, "train.steps=3")).run()
+    build_pretraining(tiny(dataset, out, "train.steps=3")).run()
     for change, key in (("model.num_layers=3", "model.num_layers"),
                         ("model.hidden_size=64", "model.hidden_size")):
         line = one_error(capsys, ["pretrain", "--resume", *tiny_args(dataset, out, change)])
@@ -210,9 +213,9 @@ def test_resume_with_another_model_is_one_line(dataset: Path, tmp_path: Path,
 def test_resuming_a_finished_run_changes_nothing(dataset: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    first = Pretrainer(tiny(dataset, out)).run()
+    first = build_pretraining(tiny(dataset, out)).run()
     before = files_of(out)
-    again = Pretrainer(tiny(dataset, out)).run(resume=True)
+    again = build_pretraining(tiny(dataset, out)).run(resume=True)
     assert again == first
     assert files_of(out) == before
     capsys.readouterr()
@@ -237,7 +240,7 @@ def test_torn_metrics_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
 
 def test_same_seed_same_run_bytes(dataset: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        Pretrainer(tiny(dataset, tmp_path / name, "train.steps=3")).run()
+        build_pretraining(tiny(dataset, tmp_path / name, "train.steps=3")).run()
     ckpt = "checkpoints/step_00000003/model.safetensors"
     assert (tmp_path / "a" / ckpt).read_bytes() == (tmp_path / "b" / ckpt).read_bytes()
     rows = [[{k: v for k, v in r.items() if k != "samples_per_s"}

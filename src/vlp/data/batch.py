@@ -93,3 +93,12 @@ class Batch:
 IMAGE_FIELDS = frozenset({"region_feats", "region_loc", "region_mask", "region_masked",
                           "region_targets", "region_cls", "region_boxes", "pixel_values",
                           "image_ids"})
+
+
+def describe_images(batch: Batch) -> str:
+    """The images of a batch, for an error message: ``images [3, 8, …] and N more``."""
+    if batch.image_ids is None:
+        return f"a batch of {batch.size}"
+    ids = sorted(set(batch.image_ids.tolist()))
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return f"images {ids[:5]}{more}"

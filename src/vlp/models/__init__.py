@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
-
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.models.single_stream import build_single_stream
 from vlp.models.two_stream import build_two_stream
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+MODELS: dict[str, Callable[[ModelConfig], VLEncoder]] = {
     "single_stream": build_single_stream,
     "two_stream": build_two_stream,
 }
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig) -> VLEncoder:
     """Build the architecture named by ``cfg.arch``."""
     if cfg.arch not in MODELS:
         raise VlpError(f"model.arch: unknown architecture '{cfg.arch}' "
@@ -31,4 +30,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.arch](cfg)
 
 
-__all__ = ["MODELS", "ModelConfig", "VLOutput", "build_model"]
+__all__ = ["MODELS", "ModelConfig", "VLEncoder", "VLOutput", "build_model"]

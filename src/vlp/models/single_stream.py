@@ -18,12 +18,13 @@ from vlp.layers.embeddings import (
 )
 from vlp.layers.transformer import Pooler, TransformerEncoder
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput, VLOutput
 from vlp.models.visual import PatchInput, RegionInput
 from vlp.models.weights import load_partial
 
 
-class SingleStreamModel(nn.Module):
+class SingleStreamModel(VLEncoder):
     """Text tokens and visual tokens concatenated into one transformer.
 
     Args:

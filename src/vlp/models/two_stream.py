@@ -14,13 +14,14 @@ from vlp.layers.coattention import CoAttentionBlock, CrossAttentionLayer
 from vlp.layers.embeddings import RegionEmbedding, TextEmbedding
 from vlp.layers.transformer import Pooler, TransformerEncoder, TransformerLayer
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput, VLOutput
 from vlp.models.single_stream import init_bert_weights
 from vlp.models.visual import RegionInput
 from vlp.models.weights import load_partial
 
 
-class TwoStreamModel(nn.Module):
+class TwoStreamModel(VLEncoder):
     """Text and image each run their own layers; cross-attention blocks exchange between them.
 
     ``text → text_encoder → blocks[*].text_layer`` and ``image → image_encoder →

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from vlp.data.batch import Batch
+from vlp.models.outputs import UnimodalOutput, VLOutput
+
+if TYPE_CHECKING:  # the loss model holds objectives; an objective's hook reads it
+    from vlp.objectives.loss_model import LossModel
 
 MaskedModality = Literal["text", "image", "none"]
 Inputs = Literal["joint", "unimodal"]
@@ -21,21 +27,45 @@ class ObjectiveOutput:
     count: Tensor | None = None
 
 
-class Objective(nn.Module):
-    """Base of pre-training objectives. Each holds its own head.
+OutputT = TypeVar("OutputT", VLOutput, UnimodalOutput)
+
+
+class Objective(nn.Module, Generic[OutputT]):
+    """Base of objectives and task heads: (encoder output, batch) → loss. Each holds its
+    own head; ``Objective[VLOutput]`` reads the joint pass, ``Objective[UnimodalOutput]``
+    text and image encoded apart.
 
     Class attributes tell the data side what a batch for this objective needs:
     ``masks`` — which modality it masks; ``pairs`` — whether it needs mismatched pairs;
-    and the model side what to compute: ``inputs`` — ``"joint"`` (a ``VLOutput`` of the
-    fused pair) or ``"unimodal"`` (a ``UnimodalOutput``: text and image encoded apart).
+    and the model side what to compute: ``inputs`` — ``"joint"`` or ``"unimodal"``
+    (which output ``forward`` receives).
+
+    Two hooks let an objective take part in a run without the loop naming it:
+    :meth:`configure` reads its settings from the run's objectives config, and
+    :meth:`prepare` rebuilds a training batch with the model's help before the step
+    (hard negatives, model-driven sampling).
     """
 
     masks: MaskedModality = "none"
     pairs: bool = False
     inputs: Inputs = "joint"
 
-    def forward(self, output: object, batch: object) -> ObjectiveOutput:  # pragma: no cover
+    def forward(self, output: OutputT, batch: Batch) -> ObjectiveOutput:  # pragma: no cover
         raise NotImplementedError
+
+    def __call__(self, output: OutputT, batch: Batch) -> ObjectiveOutput:
+        out: ObjectiveOutput = super().__call__(output, batch)
+        return out
+
+    def configure(self, settings: object) -> None:
+        """Take this objective's settings from the run's objectives config (a
+        :class:`~vlp.train.config.ObjectivesConfig`); none by default."""
+
+    def prepare(self, batch: Batch, model: LossModel, seed: int) -> Batch:
+        """The training batch this objective will see, rebuilt with ``model`` (which
+        scores in eval mode without gradients); ``seed`` seeds any draw. As is by default.
+        """
+        return batch
 
 
 class Transform(nn.Module):

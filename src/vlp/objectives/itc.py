@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput
 from vlp.objectives.base import Objective, ObjectiveOutput, zero_loss
 
@@ -20,7 +21,7 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-class ITC(Objective):
+class ITC(Objective[UnimodalOutput]):
     """Symmetric InfoNCE between text and image embeddings of the batch.
 
     Text and image are encoded apart (``inputs = "unimodal"``), mean-pooled, projected
@@ -50,7 +51,7 @@ class ITC(Objective):
         image = self.image_proj(masked_mean(output.image, output.image_mask))
         return F.normalize(text.float(), dim=-1), F.normalize(image.float(), dim=-1)
 
-    def forward(self, output: UnimodalOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: UnimodalOutput, batch: Batch) -> ObjectiveOutput:
         """Mean of the text→image and image→text cross-entropies, over the batch's true
         pairs (a batch shared with ITM holds mismatched rows, which are left out)."""
         text, image = self.embed(output)
@@ -73,6 +74,6 @@ class ITC(Objective):
         return ObjectiveOutput(loss, correct, torch.tensor(n, device=logits.device))
 
 
-def build_itc(cfg: ModelConfig, model: nn.Module) -> ITC:
+def build_itc(cfg: ModelConfig, model: VLEncoder) -> ITC:
     """ITC on the model's text and visual widths."""
     return ITC(cfg.hidden_size, cfg.image_width)

@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import Objective, ObjectiveOutput, accuracy_counts
+from vlp.objectives.itc import ITC
+
+if TYPE_CHECKING:
+    from vlp.objectives.loss_model import LossModel
 
 
-class ITM(Objective):
+class ITM(Objective[VLOutput]):
     """Binary classification of the pooled pair representation; negatives are made by
-    the data side swapping the image (equivalently the text) of an example."""
+    the data side swapping the image (equivalently the text) of an example.
+
+    With ``hard_negatives`` (``objectives.itm_hard_negatives``), :meth:`prepare` replaces
+    the random negative images by images drawn by the run's ITC similarity (ALBEF).
+    """
 
     pairs = True
 
     def __init__(self, head: nn.Module) -> None:
         super().__init__()
         self.head = head
+        self.hard_negatives = False
+
+    def configure(self, settings: object) -> None:
+        """``itm_hard_negatives`` of the objectives config."""
+        self.hard_negatives = bool(getattr(settings, "itm_hard_negatives", False))
+
+    def prepare(self, batch: Batch, model: LossModel, seed: int) -> Batch:
+        """With hard negatives: mismatched rows get images drawn by ITC similarity (the
+        draw's own stream, ``seed + 2``)."""
+        if not self.hard_negatives:
+            return batch
+        if "itc" not in model.objectives:
+            raise VlpError("objectives.itm_hard_negatives draws ITM negatives by ITC "
+                           "similarity: objectives.weights needs both itm and itc")
+        itc = model.objective("itc")
+        if not isinstance(itc, ITC):
+            raise VlpError("objectives.itm_hard_negatives: the objective named itc is "
+                           f"{type(itc).__name__}, not vlp's ITC")
+        text, image = itc.embed(model.encoder.encode_unimodal(batch))
+        scale = float(itc.logit_scale.detach().exp().clamp(max=100.0))
+        return itc_hard_negatives(batch, text * scale, image,
+                                  torch.Generator().manual_seed(seed + 2))
 
     def scores(self, output: VLOutput, batch: Batch) -> Tensor:
         """(B, 2) logits: no match, match."""
         return self.head(output.pooled).float()
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Cross-entropy against ``batch.itm_labels``."""
         if batch.itm_labels is None:
             raise ValueError("ITM needs batch.itm_labels")
@@ -70,6 +104,6 @@ def itc_hard_negatives(batch: Batch, text: Tensor, image: Tensor,
     return mined
 
 
-def build_itm(cfg: ModelConfig, model: nn.Module) -> ITM:
+def build_itm(cfg: ModelConfig, model: VLEncoder) -> ITM:
     """ITM head: a linear layer on the pooled representation."""
     return ITM(nn.Linear(cfg.hidden_size, 2))

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import Objective, ObjectiveOutput, Transform, accuracy_counts, zero_loss
 
@@ -27,7 +28,7 @@ class MLMHead(nn.Module):
         return self.decoder(self.transform(hidden))
 
 
-class MLM(Objective):
+class MLM(Objective[VLOutput]):
     """Cross-entropy on masked positions only: vocabulary logits are never computed
     for the ~85 % of positions that carry no label."""
 
@@ -37,7 +38,7 @@ class MLM(Objective):
         super().__init__()
         self.head = head
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Loss over ``batch.mlm_labels != IGNORE_INDEX``."""
         if batch.mlm_labels is None:
             raise ValueError("MLM needs batch.mlm_labels")
@@ -50,7 +51,7 @@ class MLM(Objective):
         return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
 
 
-def build_mlm(cfg: ModelConfig, model: nn.Module) -> MLM:
+def build_mlm(cfg: ModelConfig, model: VLEncoder) -> MLM:
     """MLM with the decoder tied to ``model.word_embeddings``."""
     words = getattr(model, "word_embeddings", None)
     return MLM(MLMHead(cfg.hidden_size, cfg.vocab_size, words, cfg.layer_norm_eps))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import (
     Objective,
@@ -59,7 +60,7 @@ _LOSSES: dict[Target, Callable[[Tensor, Batch, Tensor], ObjectiveOutput]] = {
 _NEEDS = {"feature": "region_targets", "class": "region_cls", "distribution": "region_cls"}
 
 
-class MaskedRegionModelling(Objective):
+class MaskedRegionModelling(Objective[VLOutput]):
     """Predict something about each masked region from its contextual state.
 
     Args:
@@ -74,7 +75,7 @@ class MaskedRegionModelling(Objective):
         self.head = head
         self.target = target
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Loss over ``batch.region_masked`` (real regions only)."""
         if batch.region_masked is None:
             raise ValueError("masked region modelling needs batch.region_masked")
@@ -93,19 +94,19 @@ def _check_classes(cfg: ModelConfig) -> int:
     return cfg.num_region_classes
 
 
-def build_mrfr(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
+def build_mrfr(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRFR head: transform → linear to the region feature size."""
     head = classifier(cfg.image_width, cfg.region_feature_dim, cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "feature")
 
 
-def build_mrc(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
+def build_mrc(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRC head: transform → linear to the detector's classes."""
     head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "class")
 
 
-def build_mrc_kl(cfg: ModelConfig, model: nn.Module) -> MaskedRegionModelling:
+def build_mrc_kl(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRC-KL head: transform → linear to the detector's classes."""
     head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "distribution")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import Objective, ObjectiveOutput, zero_loss
 
@@ -65,7 +66,7 @@ def transport_distance(words: Tensor, word_mask: Tensor, regions: Tensor,
     return (cost * plan).sum(dim=(1, 2))
 
 
-class WRA(Objective):
+class WRA(Objective[VLOutput]):
     """UNITER's word-region alignment on pairs with ITM labels (1 match, 0 mismatch).
 
     Words are the text positions after [CLS] (the [SEP] included, as UNITER does).
@@ -77,7 +78,7 @@ class WRA(Objective):
         super().__init__()
         self.iterations = iterations
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Mean distance of matching pairs minus mean distance of mismatched ones."""
         if batch.itm_labels is None:
             raise ValueError("WRA needs batch.itm_labels")
@@ -97,6 +98,6 @@ class WRA(Objective):
         return ObjectiveOutput(loss)
 
 
-def build_wra(cfg: ModelConfig, model: nn.Module) -> WRA:
+def build_wra(cfg: ModelConfig, model: VLEncoder) -> WRA:
     """WRA has no parameters of its own: it shapes the encoder's states."""
     return WRA()

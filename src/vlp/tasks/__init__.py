@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
 from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
 from vlp.objectives.itc import build_itc
 from vlp.objectives.itm import build_itm
@@ -40,14 +39,14 @@ class TaskSpec:
     name: str
     data: type[TaskData]
     head_name: str
-    head: Callable[[ModelConfig, nn.Module, TaskData], Objective]
+    head: Callable[[ModelConfig, VLEncoder, TaskData], Objective]
     options: Callable[[Any], dict[str, Any]] = field(default=lambda cfg: {})
     shared: Callable[[TaskData], dict[str, Any]] = field(default=lambda data: {})
     head_names: dict[str, str] = field(default_factory=dict)
-    heads: dict[str, Callable[[ModelConfig, nn.Module, TaskData], Objective]] = field(
+    heads: dict[str, Callable[[ModelConfig, VLEncoder, TaskData], Objective]] = field(
         default_factory=dict)
 
-    def head_for(self, rank: str) -> tuple[str, Callable[[ModelConfig, nn.Module, TaskData],
+    def head_for(self, rank: str) -> tuple[str, Callable[[ModelConfig, VLEncoder, TaskData],
                                                           Objective]]:
         """The head's objective name and builder for ``task.rank`` (a task's alternative
         heads, e.g. retrieval by ITC), else the task's own."""
@@ -56,8 +55,8 @@ class TaskSpec:
         return self.head_name, self.head
 
 
-def _classifier(soft: bool) -> Callable[[ModelConfig, nn.Module, TaskData], Objective]:
-    def build(cfg: ModelConfig, model: nn.Module, data: TaskData) -> Objective:
+def _classifier(soft: bool) -> Callable[[ModelConfig, VLEncoder, TaskData], Objective]:
+    def build(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
         return PairClassifier(cfg.hidden_size, len(data.labels), soft=soft)
     return build
 

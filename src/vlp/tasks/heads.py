@@ -17,7 +17,7 @@ def mlp_head(dim: int, num_outputs: int, eps: float = 1e-12) -> nn.Sequential:
                          nn.Linear(2 * dim, num_outputs))
 
 
-class PairClassifier(Objective):
+class PairClassifier(Objective[VLOutput]):
     """Classifies the pooled pair: one label per row (cross-entropy) or soft scores over
     a label set (binary cross-entropy, VQA).
 
@@ -36,7 +36,7 @@ class PairClassifier(Objective):
         """(B, C) logits."""
         return self.head(output.pooled).float()
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Loss and (for soft targets: summed target score of the argmax) correct count."""
         if batch.targets is None:
             raise ValueError("a task head needs batch.targets")
@@ -78,7 +78,7 @@ def _group_loss(logits: Tensor, batch: Batch) -> ObjectiveOutput:
     return ObjectiveOutput(loss, correct.detach(), count)
 
 
-class PairGroupClassifier(Objective):
+class PairGroupClassifier(Objective[VLOutput]):
     """NLVR2's head (UNITER's "pair" setting): the pooled vectors of a group's rows (the
     statement with the left image, then with the right) are concatenated and classified.
 
@@ -103,12 +103,12 @@ class PairGroupClassifier(Objective):
         pairs = pooled.reshape(groups, self.group_size * pooled.shape[1])  # (G, K * D)
         return self.head(pairs).float()
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Cross-entropy per group and the number of groups classified right."""
         return _group_loss(self.scores(output, batch), batch)
 
 
-class ChoiceScorer(Objective):
+class ChoiceScorer(Objective[VLOutput]):
     """VCR's head: each row (question with one option) gets a score from its pooled
     vector; a group's scores are the logits of a softmax over its options.
 
@@ -131,12 +131,12 @@ class ChoiceScorer(Objective):
         groups = group_count(batch, per_row.shape[0], self.group_size)
         return per_row.view(groups, self.group_size)  # (G, K)
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Cross-entropy over each group's options and the number of groups right."""
         return _group_loss(self.scores(output, batch), batch)
 
 
-class RegionScorer(Objective):
+class RegionScorer(Objective[VLOutput]):
     """Referring expressions (UNITER / VILLA): one logit per visual token of
     ``VLOutput.image``; padded regions get -inf.
 
@@ -159,7 +159,7 @@ class RegionScorer(Objective):
         logits = self.head(output.image).float().squeeze(-1)  # (B, R)
         return logits.masked_fill(~output.image_mask, float("-inf"))
 
-    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:  # type: ignore[override]
+    def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Soft-target cross-entropy over regions and the number of rows whose top
         region is a positive."""
         targets = batch.targets

@@ -113,7 +113,7 @@ def _finetune(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from vlp.train.finetune import Finetuner
+    from vlp.train.finetune import evaluate_model, score_predictions
 
     if bool(args.checkpoint) == bool(args.predictions):
         raise VlpError("vlp evaluate: give exactly one of --checkpoint RUN and "
@@ -134,13 +134,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         # a directory inside the run is fine; one that holds the run is not
         claim_output(args.out, overwrite=args.overwrite,
                      inputs=[args.checkpoint], inside_ok=True)
-    trainer = Finetuner(_task_config(args, extra, run_config))
+    cfg = _task_config(args, extra, run_config)
     if args.predictions:
-        data = trainer.eval_data
-        metrics = data.score(data.read_predictions(Path(args.predictions)))
+        metrics = score_predictions(cfg, Path(args.predictions))
     else:
-        metrics = trainer.write_results()
-        print(f"predictions and metrics written to {trainer.out}")
+        metrics = evaluate_model(cfg)
+        print(f"predictions and metrics written to {cfg.train.out}")
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 

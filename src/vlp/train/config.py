@@ -118,6 +118,9 @@ class ObjectivesConfig:
             check_value(weight, Range(ge=0), f"objectives.weights.{name}")
         check(any(w > 0 for w in self.weights.values()), "objectives.weights",
               "every weight is 0; at least one objective needs a weight above 0")
+        check(not self.itm_hard_negatives or {"itm", "itc"} <= set(self.weights),
+              "objectives.itm_hard_negatives", "draws ITM negatives by ITC similarity: "
+              "objectives.weights needs both itm and itc")
 
 
 @dataclass

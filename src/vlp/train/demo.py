@@ -27,9 +27,9 @@ from vlp.train.config import (
     TaskConfig,
     TrainConfig,
 )
-from vlp.train.finetune import Finetuner
+from vlp.train.finetune import build_finetuning, evaluate_model
 from vlp.train.logging import plot_series, read_metrics
-from vlp.train.pretrain import Pretrainer
+from vlp.train.pretrain import build_pretraining
 
 # The two encoders the demo compares (configs/uniter_world.yaml, configs/vilbert_world.yaml):
 # ViLBERT is UNITER's width, depth and training with the two-stream layout. Small models
@@ -205,9 +205,9 @@ def _finetune(cfg: FinetuneConfig, out: Path) -> dict[str, float]:
     done = out / f"metrics_{cfg.data.eval_split}.json"
     if done.is_file():
         return dict(json.loads(done.read_text(encoding="utf-8")))
-    trainer = Finetuner(cfg)
-    trainer.run(**_resume_or_restart(out))
-    return trainer.write_results()
+    run = build_finetuning(cfg)
+    run.trainer.run(**_resume_or_restart(out))
+    return run.write_results()
 
 
 def _resume_or_restart(out: Path) -> dict[str, bool]:
@@ -222,16 +222,17 @@ def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
     cfg = demo_config(world, out, steps, model)
     t = _stage(f"pre-training a {cfg.model.num_layers}-layer {model} for {steps} steps "
                f"({cfg.train.precision}, dynamic batches of ≤{cfg.data.token_budget} positions)")
-    trainer = Pretrainer(cfg)
+    trainer = build_pretraining(cfg)
+    data = trainer.parts.data
     before = trainer.evaluate()
     after = trainer.run(**_resume_or_restart(out))
     _done(t)
     print("\n== per-objective training loss (mean of the first and last 10 % of logged steps)")
     print("\n".join(_loss_table(out)))
-    print(f"\n== held-out ({cfg.data.eval_split} split, {len(trainer.eval_pairs)} pairs)")
+    print(f"\n== held-out ({cfg.data.eval_split} split, {len(data.held_out)} pairs)")
     print(f"   {'metric':10s} {'untrained':>10s} {'pre-trained':>12s} {'chance':>8s}")
-    chance = {"mlm": 1.0 / trainer.tokenizer.vocab_size, "itm": 0.5,
-              "mrc_kl": 1.0 / trainer.store.num_classes, "itc": 5 / 64}  # 5 captions an image in 64
+    chance = {"mlm": 1.0 / data.tokenizer.vocab_size, "itm": 0.5,
+              "mrc_kl": 1.0 / data.store.num_classes, "itc": 5 / 64}  # 5 captions an image in 64
     for name, p in chance.items():
         key = f"eval/{name}_acc"
         if key in after:
@@ -249,7 +250,7 @@ def zero_shot_stage(world: Path, pretrained: Path, out: Path, model: str) -> dic
         cfg, task=dataclasses.replace(cfg.task, rank="itc", eval_limit=100),
         data=dataclasses.replace(cfg.data, eval_split="test"),
         train=dataclasses.replace(cfg.train, tensorboard=False))
-    metrics = Finetuner(cfg).write_results()
+    metrics = evaluate_model(cfg)
     _done(t)
     chance = {1: 1.0, 5: 5.0, 10: 10.0}
     print(f"   {'recall':8s} {'text→image':>11s} {'image→text':>11s} {'chance (t→i)':>13s}")

@@ -1,35 +1,36 @@
-"""Fine-tuning and evaluation on downstream tasks, through the pre-training loop.
+"""Fine-tuning: the parts of a run built from a :class:`FinetuneConfig`.
 
 A task's head is an objective and its data a :class:`~vlp.tasks.base.TaskData`, so the
-loop, mixed precision, accumulation, checkpoints, exact resume and DDP are the
-pre-trainer's own; only the data, the head and the evaluation differ.
+same :class:`~vlp.train.trainer.Trainer` runs it with mixed precision, accumulation,
+checkpoints, exact resume and DDP; only the data, the head and the evaluation (the
+task's official metrics on predictions, :mod:`vlp.tasks.predict`) differ.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStore
-from vlp.data.pretrain import BatchKey, PretrainKeySampler
-from vlp.data.tokenizer import Tokenizer
-from vlp.errors import VlpError
-from vlp.fileio import write_text_atomic
-from vlp.models import ModelConfig
+from vlp.data.pretrain import BatchKey, BatchPlan, PretrainKeySampler
+from vlp.errors import VlpError, is_strict, strict_mode
+from vlp.objectives import LossModel
 from vlp.objectives.base import Objective
 from vlp.tasks import TASKS, TaskSpec
 from vlp.tasks.base import TaskData
+from vlp.tasks.predict import has_labels, head_scores, predict, write_results
+from vlp.train.build import Start, batch_sampler, build_encoder, load_init, run_inputs, start
 from vlp.train.config import FinetuneConfig
-from vlp.train.logging import plot_curves, read_metrics
-from vlp.train.pretrain import Pretrainer, _batch_images, _Window
+from vlp.train.logging import plot_curves
+from vlp.train.runtime import Env
+from vlp.train.trainer import Parts, RunData, Trainer, scoring
 
 
-class TaskBatches(torch.utils.data.Dataset):
+class TaskBatches(torch.utils.data.Dataset[tuple[BatchKey, Batch]]):
     """Task batches addressed by :class:`BatchKey` (indices and seed)."""
 
     def __init__(self, data: TaskData) -> None:
@@ -67,171 +68,185 @@ def task_files(cfg: FinetuneConfig, spec: TaskSpec, split: str) -> dict[str, Pat
     return files
 
 
-class Finetuner(Pretrainer):
-    """Fine-tunes the encoder plus a task head; ``train.init`` names the pre-trained run
-    (or checkpoint, or imported model) to start from — empty trains from scratch."""
+@dataclass
+class Task:
+    """The task side of a fine-tuning run: its spec, splits and head.
 
-    cfg: FinetuneConfig  # type: ignore[assignment]
-    stage = "finetune"
-    plot_name = "curves.png"
+    Attributes:
+        spec: the registered task.
+        cfg: the run's config.
+        begin: the run's tokenizer, store and device.
+        train: the training split.
+        held_out: the evaluation split (``data.eval_split``).
+        head_name: the head's objective name in the :class:`LossModel`.
+    """
 
-    def __init__(self, cfg: FinetuneConfig) -> None:
-        if cfg.task.name not in TASKS:
-            raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
-                           f"(known: {', '.join(sorted(TASKS))})")
-        self.spec = TASKS[cfg.task.name]
-        self.head_name, self.build_head = self.spec.head_for(cfg.task.rank)
-        self._predicted: tuple[int, Any] | None = None  # (step, eval predictions)
-        super().__init__(cfg)  # type: ignore[arg-type]
+    spec: TaskSpec
+    cfg: FinetuneConfig
+    begin: Start
+    train: TaskData
+    held_out: TaskData
+    head_name: str
 
-    # ------------------------------------------------------------------ building
-    def _build_data(self) -> None:
-        cfg = self.cfg
-        self.tokenizer = Tokenizer.from_vocab(cfg.data.require("vocab"), field="data.vocab")
-        self.store = RegionStore.open(cfg.data.require("features"),
-                                      verify=cfg.data.verify_features)
-        self.train_data = self.load_split(cfg.data.train_splits[0], cfg.task.train_limit)
-        self.eval_data = self.load_split(cfg.data.eval_split, cfg.task.eval_limit)
-        if cfg.train.steps > 0:  # trained on, and scored at the end: both need labels
-            self.train_data.require_labels()
-            self.eval_data.require_labels()
-        # the batch samplers read lengths from here
-        self.train_pairs = self.train_data  # type: ignore[assignment]
+    def load_split(self, split: str) -> TaskData:
+        """Another split of the task, in the training split's label space."""
+        if split == self.held_out.split:
+            return self.held_out
+        return load_split(self.cfg, self.spec, self.begin, split, self.cfg.task.eval_limit,
+                          self.train)
 
-    def load_split(self, split: str, limit: int, answers: list[str] | None = None) -> TaskData:
-        """One split of the task, sharing the training split's label space."""
-        cfg = self.cfg
-        extra = self.spec.options(cfg.task)
-        if hasattr(self, "train_data"):
-            extra.update(self.spec.shared(self.train_data))
-        return self.spec.data(task_files(cfg, self.spec, split), split, self.tokenizer,
-                              self.store, cfg.data.max_text_len, cfg.data.max_regions,
-                              cfg.model.loc_dim, limit, **extra)
 
-    def _build_objectives(self, mcfg: ModelConfig, model: torch.nn.Module
-                          ) -> dict[str, Objective]:
-        return {self.head_name: self.build_head(mcfg, model, self.train_data)}
+def load_split(cfg: FinetuneConfig, spec: TaskSpec, begin: Start, split: str, limit: int,
+               train: TaskData | None = None) -> TaskData:
+    """One split of the task, sharing the training split's label space (``train``)."""
+    extra = spec.options(cfg.task)
+    if train is not None:
+        extra.update(spec.shared(train))
+    with strict_mode(cfg.data.strict or is_strict()):
+        return spec.data(task_files(cfg, spec, split), split, begin.tokenizer, begin.store,
+                         cfg.data.max_text_len, cfg.data.max_regions, cfg.model.loc_dim,
+                         limit, **extra)
 
-    def _loss_weights(self) -> dict[str, float]:
-        return {self.head_name: 1.0}
 
-    def _key_sampler(self) -> PretrainKeySampler:
-        return PretrainKeySampler(self._index_sampler(), self.plans, self._loss_weights(),
-                                  "sum", self.cfg.train.seed)
+class TaskEvaluation:
+    """The task's official metrics on its evaluation split; the predictions of the last
+    evaluation are kept (``latest``: step → predictions) for the results files."""
 
-    def _train_dataset(self) -> torch.utils.data.Dataset:
-        return TaskBatches(self.train_data)
+    def __init__(self, task: Task, device: torch.device) -> None:
+        self.task, self.device = task, device
+        self.latest: tuple[int, dict[Any, Any]] | None = None
 
-    def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
-        if self.train_data.uses_model_in_training:
-            batch = self._with_model(batch.to(self.device), key.seed)
-        super()._micro_step(key, batch, window, sync)
+    def __call__(self, model: LossModel, step: int) -> dict[str, float]:
+        data = self.task.held_out
+        predictions = predict(model.encoder, model.objective(self.task.head_name), data,
+                              self.device, step)
+        self.latest = (step, predictions)
+        return {f"eval/{k}": v for k, v in data.score(predictions).items()}
 
-    def _with_model(self, batch: Batch, seed: int) -> Batch:
-        """Let the task rebuild the batch with the model's scores."""
-        head = self.module.objectives[self.head_name]
 
-        def score(pairs: Batch) -> Tensor:
-            return head.scores(self.module.model(pairs), pairs)  # type: ignore[operator]
+def _task_spec(cfg: FinetuneConfig) -> TaskSpec:
+    if cfg.task.name not in TASKS:
+        raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
+                       f"(known: {', '.join(sorted(TASKS))})")
+    return TASKS[cfg.task.name]
 
-        with self.scoring():
-            # the seed's own stream, apart from the collator's: resume stays exact
-            return self.train_data.with_model(batch, score, torch.Generator().manual_seed(seed + 1))
 
-    # ------------------------------------------------------------------ evaluation
-    def predict(self, data: TaskData, batch_size: int = 128) -> dict[Any, Any]:
-        """The model's predictions on every evaluation row of ``data``."""
-        head = self.module.objectives[self.head_name]
-        if head.inputs == "unimodal":
-            return self._predict_embeddings(data, batch_size)
-        rows = data.eval_rows()
-        scores: dict[int, Tensor] = {}
-        with self.scoring():
-            for start in range(0, len(rows), batch_size):
-                batch = data.collate(rows[start:start + batch_size]).to(self.device)
-                out = head.scores(self.module.model(batch), batch)  # type: ignore[operator]
-                # -inf is a score some heads give on purpose (RefCOCO's padding regions)
-                if bool(torch.isnan(out).any() or torch.isposinf(out).any()):
-                    raise VlpError(f"step {self.step}: {data.name} {data.split} scores are "
-                                   f"not finite ({_batch_images(batch)}); check their "
-                                   "features; nothing was saved")
-                for i, s in enumerate(out.float().cpu()):
-                    scores[start + i] = s
-        return data.predictions(scores)
+def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
+    """The parts of a fine-tuning run, where it executes, and its task side."""
+    spec = _task_spec(cfg)
+    cfg, begin = start(cfg)
+    train = load_split(cfg, spec, begin, cfg.data.train_splits[0], cfg.task.train_limit)
+    held_out = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit, train)
+    if cfg.train.steps > 0:  # trained on, and scored at the end: both need labels
+        train.require_labels()
+        held_out.require_labels()
+    cfg, encoder = build_encoder(cfg, begin)
+    head_name, build_head = spec.head_for(cfg.task.rank)
+    heads: dict[str, Objective] = {head_name: build_head(cfg.model, encoder, train)}
+    load_init(cfg, begin, encoder, heads)
+    task = Task(spec, cfg, begin, train, held_out, head_name)
+    plans = {head_name: BatchPlan()}
+    keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
+                              {head_name: 1.0}, "sum", cfg.train.seed)
+    parts = Parts(cfg, LossModel(encoder, heads, {head_name: 1.0}), TaskBatches(train), keys,
+                  TaskEvaluation(task, begin.env.device),
+                  RunData(begin.tokenizer, begin.store, train, held_out),
+                  stage="finetune", plot_name="curves.png", plot=_plotter(spec.name),
+                  inputs=run_inputs(cfg),
+                  prepare=_with_model(task) if train.uses_model_in_training else None)
+    return parts, begin.env, task
 
-    def _predict_embeddings(self, data: TaskData, batch_size: int) -> dict[Any, Any]:
-        """Dual-encoder predictions: each text and each image embedded once, apart."""
-        head = self.module.objectives[self.head_name]
-        encode = getattr(self.module.model, "encode_unimodal", None)
-        embed = getattr(head, "embed", None)
-        rank_by = getattr(data, "embedding_predictions", None)
-        if encode is None or embed is None or rank_by is None:
-            raise VlpError(f"task.rank: {self.cfg.task.rank} needs a model that encodes text "
-                           f"and image apart and a task that ranks by embeddings")
-        texts: list[Tensor] = []
-        images: dict[int, Tensor] = {}
-        with self.scoring():
-            for start in range(0, len(data.examples), batch_size):
-                batch = data.collate(data.examples[start:start + batch_size]).to(self.device)
-                text, image = embed(encode(batch))
-                texts.append(text.float().cpu())
-                assert batch.image_ids is not None
-                for image_id, vector in zip(batch.image_ids.tolist(), image.float().cpu(),
-                                            strict=True):
-                    images[image_id] = vector
-        return rank_by(torch.cat(texts), images)
 
-    def evaluate(self) -> dict[str, float]:
-        """The task's official metrics on the evaluation split."""
-        rng = torch.get_rng_state()
-        predictions = self.predict(self.eval_data)
-        torch.set_rng_state(rng)
-        self._predicted = (self.step, predictions)  # write_results reuses them at this step
-        return {f"eval/{k}": v for k, v in self.eval_data.score(predictions).items()}
+def _with_model(task: Task) -> Any:
+    """The training batch rebuilt by the task with the head's scores (retrieval's hard
+    negatives), from the seed's own stream (apart from the collator's: resume is exact)."""
+    def prepare(model: LossModel, key: BatchKey, batch: Batch) -> Batch:
+        score = head_scores(model.objective(task.head_name))
+        return task.train.with_model(batch, lambda pairs: score(model.encoder(pairs), pairs),
+                                     torch.Generator().manual_seed(key.seed + 1))
+    return prepare
 
-    def write_results(self, split: str | None = None) -> dict[str, float]:
-        """Predictions (official format) and metrics JSON of ``split`` under ``train.out``."""
-        data = self.eval_data if split in (None, self.eval_data.split) else \
-            self.load_split(split or "", self.cfg.task.eval_limit)
-        done = self._predicted
-        if data is self.eval_data and done is not None and done[0] == self.step:
-            predictions = done[1]  # the evaluation at the end of run(), same weights
-        else:
-            predictions = self.predict(data)
-        metrics = data.score(predictions) if data_has_labels(data) else {}
-        self.out.mkdir(parents=True, exist_ok=True)
-        data.write_predictions(self.out / f"predictions_{data.split}{data.predictions_suffix}",
-                               predictions)
-        write_text_atomic(self.out / f"metrics_{data.split}.json",
-                          json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        return metrics
 
-    def plot(self) -> Path:
+def _plotter(name: str) -> Any:
+    def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         """PNG of the training loss and the evaluation metrics over steps."""
-        rows = read_metrics(self.out / "metrics.jsonl")
         keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))
                        and "/" not in k.split("/", 1)[1]})
-        return plot_curves(rows, keys, self.out / self.plot_name,
-                           f"fine-tuning {self.spec.name}")
+        return plot_curves(rows, keys, path, f"fine-tuning {name}")
+    return plot
 
 
-def data_has_labels(data: TaskData) -> bool:
-    """Whether a split carries the labels its metrics need (test splits may not)."""
-    return all(e.target is not None for e in data.examples)
+@dataclass
+class Finetuning:
+    """A fine-tuning run: the trainer and the task it trains."""
+
+    trainer: Trainer
+    task: Task
+    evaluation: TaskEvaluation
+
+    def predict(self, data: TaskData) -> dict[Any, Any]:
+        """The current model's predictions on ``data``."""
+        model = self.trainer.model
+        with scoring(model, self.trainer.device, self.trainer.cfg.train.precision):
+            return predict(model.encoder, model.objective(self.task.head_name), data,
+                           self.trainer.device, self.trainer.step)
+
+    def write_results(self, split: str | None = None) -> dict[str, float]:
+        """Predictions (official format) and metrics JSON of ``split`` (the evaluation
+        split by default) under ``train.out``; reuses the last evaluation's predictions
+        when they were made at the current step."""
+        data = self.task.load_split(split or self.task.held_out.split)
+        done = self.evaluation.latest
+        if data is self.task.held_out and done is not None and done[0] == self.trainer.step:
+            predictions = done[1]
+        else:
+            predictions = self.predict(data)
+        return write_results(data, predictions, self.trainer.out)
+
+
+def build_finetuning(cfg: FinetuneConfig) -> Finetuning:
+    """A fine-tuning run from a config, ready to run."""
+    parts, env, task = finetuning_parts(cfg)
+    assert isinstance(parts.evaluate, TaskEvaluation)
+    return Finetuning(Trainer(parts, env), task, parts.evaluate)
+
+
+def evaluate_model(cfg: FinetuneConfig) -> dict[str, float]:
+    """Predict ``data.eval_split`` with the model ``train.init`` names (a run, checkpoint
+    or imported model) and write the predictions and metrics under ``train.out``; no
+    training run is built."""
+    parts, env, task = finetuning_parts(cfg)
+    model = parts.model.to(env.device)
+    with scoring(model, env.device, parts.cfg.train.precision):
+        predictions = predict(model.encoder, model.objective(task.head_name), task.held_out,
+                              env.device)
+    return write_results(task.held_out, predictions, Path(parts.cfg.train.out))
+
+
+def score_predictions(cfg: FinetuneConfig, path: Path) -> dict[str, float]:
+    """The official metrics of a predictions file against ``data.eval_split``."""
+    spec = _task_spec(cfg)
+    cfg, begin = start(cfg)
+    data = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit,
+                      load_split(cfg, spec, begin, cfg.data.train_splits[0],
+                                 cfg.task.train_limit))
+    return data.score(data.read_predictions(path))
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False
              ) -> dict[str, float]:
     """Fine-tune, evaluate, and write the evaluation split's predictions and metrics
     (a finished run resumed keeps those it wrote)."""
-    trainer = Finetuner(cfg)
-    trainer.run(resume=resume, overwrite=overwrite)
-    if trainer.rank != 0:
+    run = build_finetuning(cfg)
+    run.trainer.run(resume=resume, overwrite=overwrite)
+    if run.trainer.rank != 0:
         return {}
-    written = trainer.out / f"metrics_{trainer.eval_data.split}.json"
-    if trainer.finished and written.is_file():
+    written = run.trainer.out / f"metrics_{run.task.held_out.split}.json"
+    if run.trainer.finished and written.is_file():
         return {k: float(v) for k, v in json.loads(written.read_text(encoding="utf-8")).items()}
-    return trainer.write_results()
+    return run.write_results()
 
 
-__all__ = ["Finetuner", "TaskBatches", "finetune", "task_files"]
+__all__ = ["Finetuning", "Task", "TaskBatches", "build_finetuning", "evaluate_model",
+           "finetune", "finetuning_parts", "has_labels", "load_split", "score_predictions",
+           "task_files"]

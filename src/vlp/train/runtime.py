@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -113,3 +114,22 @@ def maybe_no_sync(model: nn.Module, skip_sync: bool) -> Iterator[None]:
     else:
         yield
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Env:
+    """Where a run executes: its rank among ``world_size`` processes, its device, and the
+    precision that runs there (bf16 falls back to fp32 on CPUs without bf16 units)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    precision: Precision
+
+
+def make_env(device: str, precision: Precision) -> Env:
+    """Join torchrun's process group (if any) and resolve ``train.device`` and
+    ``train.precision`` for this process."""
+    rank, world_size = distributed_init()
+    resolved = resolve_device(device)
+    return Env(rank, world_size, resolved, effective_precision(resolved, precision))

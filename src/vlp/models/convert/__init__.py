@@ -200,7 +200,7 @@ def _newest_step(path: Path) -> Path:
 
 
 def _load_run_checkpoint(path: Path) -> Imported:
-    """A vlp training checkpoint (``model.safetensors`` of a ``PretrainingModel`` and the
+    """A vlp training checkpoint (``model.safetensors`` of a ``LossModel`` and the
     run's ``config.yaml``): the encoder's weights and each objective's head."""
     cfg_file = path / "config.yaml"
     doc = read_yaml(cfg_file)
@@ -208,7 +208,9 @@ def _load_run_checkpoint(path: Path) -> Imported:
         raise input_error(cfg_file, "model", "missing (expected the run's model config)")
     cfg = from_dict(ModelConfig, doc["model"], source=str(cfg_file))
     tensors = read_safetensors(path / MODEL_FILE)
-    model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    # the encoder's weights: "encoder.*" ("model.*" in runs written before the encoder was so named)
+    prefix = "encoder." if any(k.startswith("encoder.") for k in tensors) else "model."
+    model = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
     heads = _split_heads(tensors, "objectives.", path / MODEL_FILE)
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
     vocab = Path(str(data.get("vocab", ""))) if data and data.get("vocab") else None

@@ -1,0 +1,167 @@
+"""The steps every run starts with, whatever it trains: the model it starts from, the
+tokenizer and region store it reads, the encoder sized to them, and the batch sampler.
+
+Pre-training and fine-tuning call these in the same order (:func:`start`, then their own
+data and objectives, then :func:`build_encoder` and :func:`load_init`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
+from vlp.data.features import RegionStore
+from vlp.data.tokenizer import Tokenizer
+from vlp.errors import VlpError, is_strict, strict_mode
+from vlp.models import build_model
+from vlp.models.config import ModelConfig
+from vlp.models.convert import Imported, load_imported, with_text_config
+from vlp.models.encoder import VLEncoder
+from vlp.models.weights import load_partial
+from vlp.objectives.base import Objective
+from vlp.train.config import DataConfig, RunConfig
+from vlp.train.runtime import Env, make_env
+
+RunT = TypeVar("RunT", bound=RunConfig)
+
+
+@dataclass
+class Start:
+    """What a run starts from.
+
+    Attributes:
+        cfg: the config with the imported model's sections applied, data paths resolved
+            and the precision that runs here.
+        env: rank, device and precision.
+        tokenizer: the run's vocabulary.
+        store: the region store.
+        text_init: BERT weights for the text side (``train.init_text``), or None.
+        init: a whole vision-language model to start from (``train.init``), or None.
+    """
+
+    cfg: RunConfig
+    env: Env
+    tokenizer: Tokenizer
+    store: RegionStore
+    text_init: Imported | None
+    init: Imported | None
+
+
+def start(cfg: RunT) -> tuple[RunT, Start]:
+    """Resolve ``train.init`` / ``train.init_text``, join the process group, seed, and open
+    the tokenizer and the region store; returns the resolved config and the start."""
+    text_init = load_imported(cfg.train.init_text) if cfg.train.init_text else None
+    if text_init is not None:
+        cfg = _with_text_init(cfg, text_init)
+    init = load_imported(cfg.train.init) if cfg.train.init else None
+    visual = (init.config if init is not None else cfg.model).visual
+    if visual != "regions":
+        raise VlpError(f"model.visual: {visual} — the trainer reads detector "
+                       "regions from a feature store; training on pixels (patches) needs "
+                       "an image pipeline vlp does not have yet. Imported ViLT models run "
+                       "on batches with pixel_values from Python.")
+    if init is not None:
+        cfg = _with_init(cfg, init)
+    env = make_env(cfg.train.device, cfg.train.precision)
+    # config.yaml records what runs
+    cfg = dataclasses.replace(cfg, data=cfg.data.resolved(), train=dataclasses.replace(
+        cfg.train, precision=env.precision))
+    torch.manual_seed(cfg.train.seed)
+    data = cfg.data
+    with strict_mode(data.strict or is_strict()):
+        tokenizer = Tokenizer.from_vocab(data.require("vocab"), field="data.vocab")
+        store = RegionStore.open(data.require("features"), verify=data.verify_features)
+    return cfg, Start(cfg, env, tokenizer, store, text_init, init)
+
+
+def _with_init_vocab(data: DataConfig, init: Imported, key: str, src: str) -> DataConfig:
+    """``data`` reading the imported model's ``vocab.txt`` unless ``data.vocab`` is set."""
+    if data.vocab:
+        return data
+    if init.vocab is None:
+        raise VlpError(f"train.{key}: {src} has no vocab.txt; "
+                       "set data.vocab to the vocabulary it was trained with")
+    return dataclasses.replace(data, vocab=str(init.vocab))
+
+
+def _with_text_init(cfg: RunT, init: Imported) -> RunT:
+    if not init.text_only:
+        raise VlpError(f"train.init_text: {cfg.train.init_text} is a whole vision-language "
+                       "model, not a text encoder")
+    data = _with_init_vocab(cfg.data, init, "init_text", cfg.train.init_text)
+    return dataclasses.replace(cfg, data=data, model=with_text_config(cfg.model, init.config))
+
+
+def _with_init(cfg: RunT, init: Imported) -> RunT:
+    """The whole model section becomes the imported model's."""
+    if cfg.train.init_text:
+        raise VlpError("train.init and train.init_text are both set; the whole model "
+                       "named by train.init already holds its text side")
+    if init.text_only:
+        raise VlpError(f"train.init: {cfg.train.init} is a text encoder, not a whole "
+                       "vision-language model (start from it with train.init_text)")
+    data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
+    return dataclasses.replace(cfg, data=data, model=init.config)
+
+
+def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:
+    """The encoder of ``cfg.model`` sized to the tokenizer and the store; returns the
+    config with those sizes filled in."""
+    mcfg = dataclasses.replace(
+        cfg.model, vocab_size=begin.tokenizer.vocab_size, pad_id=begin.tokenizer.pad_id,
+        region_feature_dim=begin.store.feature_dim, num_region_classes=begin.store.num_classes)
+    if begin.init is not None:
+        _check_init_sizes(cfg, mcfg, begin.init.config)
+    return dataclasses.replace(cfg, model=mcfg), build_model(mcfg)
+
+
+def _check_init_sizes(cfg: RunConfig, mcfg: ModelConfig, init: ModelConfig) -> None:
+    """The data must fit the imported model: its feature size and its vocabulary."""
+    src, data = cfg.train.init, cfg.data
+    if mcfg.region_feature_dim != init.region_feature_dim:
+        raise VlpError(f"train.init: {src} expects region features of size "
+                       f"{init.region_feature_dim}, but {data.features} holds features of "
+                       f"size {mcfg.region_feature_dim} (data.features)")
+    if mcfg.vocab_size != init.vocab_size:
+        raise VlpError(f"train.init: {src} has a vocabulary of {init.vocab_size} tokens, "
+                       f"but {data.vocab} has {mcfg.vocab_size} (data.vocab)")
+
+
+def load_init(cfg: RunConfig, begin: Start, encoder: VLEncoder,
+              objectives: dict[str, Objective]) -> None:
+    """Start from ``train.init_text`` (BERT) or ``train.init`` (a whole model): the
+    encoder's weights, and those of any objective whose name the source has a head for."""
+    sources = [(cfg.train.init_text, begin.text_init), (cfg.train.init, begin.init)]
+    for source, imported in sources:
+        if imported is None:
+            continue
+        if imported is begin.text_init:
+            encoder.load_text_weights(imported.model, source)
+        else:
+            load_partial(encoder, imported.model, source)
+        for name, head in imported.heads.items():
+            if name in objectives:
+                load_partial(objectives[name], head, source)
+
+
+def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBatchSampler:
+    """The resumable sampler of training batches: by token budget (``data.token_budget``
+    > 0) or ``data.batch_size`` rows, this rank's share of each epoch."""
+    data = cfg.data
+    if data.token_budget > 0:
+        make = token_budget_batches(lengths, data.token_budget, data.bucket_size)
+    else:
+        make = fixed_size_batches(data.batch_size)
+    return ResumableBatchSampler(len(lengths), make, cfg.train.seed, rank=env.rank,
+                                 world_size=env.world_size)
+
+
+def run_inputs(cfg: RunConfig) -> list[str]:
+    """The paths a run reads: ``train.out`` may not be or hold one of them."""
+    t, d = cfg.train, cfg.data
+    return [t.init, t.init_text, d.world, d.captions, d.features, d.vocab]

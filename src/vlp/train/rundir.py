@@ -1,0 +1,103 @@
+"""A run's directory: claiming it for a new run, and what a resume may change."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vlp.config import read_yaml
+from vlp.errors import VlpError
+from vlp.fileio import remove_stale_temporaries
+
+
+def _is_run(out: Path) -> bool:
+    """Whether ``out`` holds a vlp run: a checkpoint history, or a ``config.yaml`` whose
+    sections are a run config's."""
+    if (out / "checkpoints" / "history.json").is_file():
+        return True
+    try:
+        doc = read_yaml(out / "config.yaml")
+    except VlpError:
+        return False
+    return {"model", "data", "train"} <= set(doc)
+
+
+def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -> None:
+    """Make ``out`` this run's directory: a new run needs it empty (or ``overwrite`` of
+    an earlier vlp run there); ``resume`` takes it as it is. Then the temporaries a killed
+    run left in it are cleaned up.
+
+    Args:
+        out: ``train.out``.
+        resume: continue the run in ``out``.
+        overwrite: replace the run in ``out``.
+        inputs: paths the run reads (``train.init``, data files): ``out`` may not be or
+            hold one of them.
+
+    Raises:
+        VlpError: ``out`` holds something and neither ``resume`` nor ``overwrite`` was
+            given; ``overwrite`` was given for a directory that is not a vlp run; or ``out``
+            is or holds an input.
+    """
+    target = out.resolve()
+    for src in (p for p in inputs if p):
+        source = Path(src).resolve()
+        if target == source or target in source.parents:
+            raise VlpError(f"train.out: {out} {'is' if target == source else 'holds'} the "
+                           f"input {src}; choose another train.out")
+    if not resume and out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not out.is_dir():
+            raise VlpError(f"train.out: {out} is a file; expected a run directory")
+        if not overwrite:
+            raise VlpError(f"train.out: {out} already holds a run; continue it with "
+                           "--resume, replace it with --overwrite, or choose another train.out")
+        if not _is_run(out):
+            raise VlpError(f"train.out: {out} is not empty and is not a vlp run directory "
+                           "(no checkpoints/history.json or run config.yaml); --overwrite "
+                           "deletes runs only")
+        shutil.rmtree(out)
+    for directory in (out, out / "checkpoints"):
+        remove_stale_temporaries(directory)
+
+
+# settings that change what is shown or kept, not what is trained
+_NOT_TRAINING = frozenset(f"train.{k}" for k in (
+    "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
+    "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict"}
+
+
+def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
+                   ) -> dict[str, tuple[Any, Any]]:
+    """Training fields that differ between a checkpoint's config (``before``, read from
+    ``saved``) and this run's (``now``), as ``section.field`` → (was, now).
+
+    Raises:
+        VlpError: a field of the model section changed (the weights would not fit it).
+    """
+    # a field the saved config lacks (written by an older vlp) is not a change
+    changes = {key: pair for key, pair in _flat_diff(before, now).items()
+               if key not in _NOT_TRAINING and pair[0] is not None}
+    for key, (was, new) in changes.items():
+        if key.startswith("model."):
+            raise VlpError(f"--resume: {key} is {was!r} in {saved} but {new!r} now; a "
+                           "checkpoint resumes only into the model it was saved from "
+                           "(start a new run, or fine-tune from it with train.init)")
+    return changes
+
+
+def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
+               ) -> dict[str, tuple[Any, Any]]:
+    """``section.field`` → (before, after) for every leaf that differs."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict) and key != "weights":
+            diff.update(_flat_diff(a, b, f"{name}."))
+        elif a != b and not (isinstance(a, list) and isinstance(b, tuple) and list(b) == a):
+            diff[name] = (a, b)
+    return diff
+
+
+__all__ = ["claim_run_dir", "config_changes"]

@@ -1,0 +1,464 @@
+"""The one training loop, and the parts it is built from.
+
+A run is a :class:`LossModel` (an encoder with its objectives, or with a task head),
+batches named by :class:`BatchKey`, a schedule, and an evaluation. Pre-training
+(:mod:`vlp.train.pretrain`) and fine-tuning (:mod:`vlp.train.finetune`) build those
+:class:`Parts` differently; :class:`Trainer` runs any of them with AMP, gradient
+accumulation, DDP, checkpoints and exact resume. It never names an objective: those
+that rebuild their batch with the model do it through ``Parts.prepare``.
+
+The loop, top to bottom (:meth:`Trainer._loop`)::
+
+    for key, batch in loader(keys):                   # resumable sampler → keyed batches
+        batch = prepare(model, key, batch)            # e.g. hard negatives, in eval mode
+        loss = model(batch, key.objectives).loss      # under autocast, / grad_accum
+        loss.backward()
+        every grad_accum micro-steps: clip, optimizer, schedule, step += 1
+        log / evaluate / save when their intervals say
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sized
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from vlp.config import dump_config, read_yaml, to_dict
+from vlp.data.batch import Batch, describe_images
+from vlp.data.pretrain import BatchKey, PretrainKeySampler, unwrap
+from vlp.errors import VlpError
+from vlp.fileio import write_text_atomic
+from vlp.objectives.loss_model import LossModel, LossOutput
+from vlp.train.checkpoint import (
+    check_checkpoint,
+    list_checkpoints,
+    load_state,
+    load_weights,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from vlp.train.config import RunConfig
+from vlp.train.logging import MetricsLog, read_metrics
+from vlp.train.rundir import claim_run_dir, config_changes
+from vlp.train.runtime import (
+    Env,
+    autocast,
+    make_optimizer,
+    maybe_no_sync,
+    warmup_linear,
+)
+
+Prepare = Callable[[LossModel, BatchKey, Batch], Batch]
+
+
+class Evaluation(Protocol):
+    """Held-out metrics of a model: called in scoring mode (eval, no gradient, the run's
+    precision) with the step, for messages; returns ``eval/<name>`` → value."""
+
+    def __call__(self, model: LossModel, step: int) -> dict[str, float]: ...
+
+
+@dataclass
+class RunData:
+    """What a run reads, for those who inspect it (the demo, tests).
+
+    Attributes:
+        tokenizer: text → token ids (a :class:`~vlp.data.tokenizer.Tokenizer`).
+        store: the region store.
+        train: the training rows (pairs, or a task's training split).
+        held_out: the rows evaluated.
+    """
+
+    tokenizer: Any
+    store: Any
+    train: Sized
+    held_out: Sized
+
+
+@dataclass
+class Parts:
+    """Everything that differs between two kinds of run.
+
+    Attributes:
+        cfg: the run's config, resolved (sizes from the data, the precision that runs).
+        model: encoder and objectives (or task head), on the run's device.
+        batches: a dataset addressed by :class:`BatchKey` → ``(key, batch)``.
+        keys: the resumable sampler of training keys.
+        evaluate: the held-out evaluation.
+        data: what the run reads.
+        stage: the progress bar's label.
+        plot_name: the PNG of the run's curves, written at the end of the run.
+        plot: (metric rows, PNG path) → the PNG path.
+        inputs: paths the run reads (``train.out`` may not be or hold one).
+        prepare: rebuilds a training batch with the model before its step (in scoring
+            mode), or None.
+    """
+
+    cfg: RunConfig
+    model: LossModel
+    batches: Dataset[tuple[BatchKey, Batch]]
+    keys: PretrainKeySampler
+    evaluate: Evaluation
+    data: RunData
+    stage: str
+    plot_name: str
+    plot: Callable[[list[dict[str, Any]], Path], Path]
+    inputs: list[str] = field(default_factory=list)
+    prepare: Prepare | None = None
+
+
+@contextmanager
+def scoring(model: nn.Module, device: torch.device, precision: str) -> Iterator[None]:
+    """``model`` as it scores rather than trains: eval mode (no dropout), no gradient, the
+    run's precision; training mode comes back afterwards, whatever happens."""
+    model.eval()
+    try:
+        with torch.no_grad(), autocast(device, precision):
+            yield
+    finally:
+        model.train()
+
+
+class Trainer:
+    """Trains :class:`Parts` to ``train.steps`` optimizer steps.
+
+    Attributes:
+        model: the :class:`LossModel` trained (its encoder is ``model.encoder``).
+        step: optimizer steps taken.
+        finished: a resumed run that had already reached ``train.steps``.
+    """
+
+    def __init__(self, parts: Parts, env: Env) -> None:
+        self.parts, self.env = parts, env
+        self.cfg = parts.cfg
+        self.model = parts.model.to(env.device)
+        self.keys = parts.keys
+        self.out = Path(self.cfg.train.out)
+        t = self.cfg.train
+        # one objective per batch leaves the other heads unused on that step
+        self._ddp: nn.Module = (DistributedDataParallel(self.model, find_unused_parameters=True)
+                                if env.world_size > 1 else self.model)
+        self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay, t.betas)
+        self.scheduler = warmup_linear(self.optimizer, t.warmup_steps, t.steps)
+        self.scaler = torch.amp.GradScaler(
+            enabled=t.precision == "fp16" and env.device.type == "cuda")
+        self.step = 0
+        self.finished = False
+        # sampler position of the last batch consumed: the loader's workers read ahead,
+        # so the sampler's own position is not what a checkpoint must record
+        self.consumed = self.keys.state_dict()
+
+    @property
+    def rank(self) -> int:
+        return self.env.rank
+
+    @property
+    def device(self) -> torch.device:
+        return self.env.device
+
+    def scoring(self) -> AbstractContextManager[None]:
+        """The model in scoring mode (see :func:`scoring`)."""
+        return scoring(self.model, self.env.device, self.cfg.train.precision)
+
+    # ------------------------------------------------------------------ the run
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
+        """Train to ``train.steps`` optimizer steps; returns the final held-out metrics.
+
+        Args:
+            resume: continue from the newest checkpoint of ``train.out``.
+            overwrite: replace the run already in ``train.out``; without it (or
+                ``resume``) a non-empty ``train.out`` is refused.
+        """
+        self._claim(resume, overwrite)
+        if resume and not self.resume():
+            raise VlpError(f"{self.out / 'checkpoints'}: no checkpoint to resume from")
+        final = self._final_metrics() if self.finished else None
+        if final is not None:
+            return final  # a finished run resumed: nothing changes
+        log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
+                         enabled=self.rank == 0)
+        if self.rank == 0:
+            write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
+        try:
+            self._loop(log)
+            metrics = self.evaluate()
+            if self.rank == 0:
+                log.log(self.step, metrics)
+                self.save()
+                self.plot()
+        finally:
+            log.close()
+        return metrics
+
+    def _loop(self, log: MetricsLog) -> None:
+        t = self.cfg.train
+        bar = tqdm(total=t.steps, initial=self.step, desc=self.parts.stage, dynamic_ncols=True,
+                   disable=not t.progress or self.rank != 0)
+        window = _Window()
+        micro = 0
+        self.model.train()
+        while self.step < t.steps:
+            for key, batch in self._loader():
+                micro += 1
+                last = micro % t.grad_accum == 0
+                self._micro_step(key, batch, window, sync=last)
+                if not last:
+                    continue
+                self._optimizer_step(key)
+                bar.update(1)
+                self._after_step(log, window, bar)
+                if self.step >= t.steps:
+                    break
+        bar.close()
+
+    def _loader(self) -> DataLoader[tuple[BatchKey, Batch]]:
+        # a private generator keeps the loader from drawing on the global RNG, which
+        # must advance identically in an uninterrupted and a resumed run (dropout)
+        return DataLoader(self.parts.batches, batch_sampler=self.keys,  # type: ignore[arg-type]
+                          collate_fn=unwrap, num_workers=self.cfg.data.num_workers,
+                          generator=torch.Generator().manual_seed(0))
+
+    def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
+        batch = batch.to(self.env.device)
+        if self.parts.prepare is not None:
+            with self.scoring():
+                batch = self.parts.prepare(self.model, key, batch)
+        with maybe_no_sync(self._ddp, not sync), \
+                autocast(self.env.device, self.cfg.train.precision):
+            out: LossOutput = self._ddp(batch, key.objectives)
+            loss = out.loss / self.cfg.train.grad_accum
+        check_finite_loss(self.step + 1, out, batch)
+        self.scaler.scale(loss).backward()
+        window.add(out, batch.size)
+
+    def _optimizer_step(self, key: BatchKey) -> None:
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.consumed = {"epoch": key.epoch, "position": key.position,
+                         "seed": self.cfg.train.seed}
+
+    def _after_step(self, log: MetricsLog, window: _Window, bar: tqdm) -> None:
+        t = self.cfg.train
+        if self.step % t.log_every == 0 or self.step == t.steps:
+            row = window.flush()
+            row["lr"] = float(self.scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{row['loss']:.3f}", sps=f"{row['samples_per_s']:.0f}")
+            if self.rank == 0:
+                log.log(self.step, row)
+        if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+            metrics = self.evaluate()
+            if self.rank == 0:
+                log.log(self.step, metrics)
+        if t.save_every and self.step % t.save_every == 0 and self.step < t.steps:
+            self.save()
+
+    def evaluate(self) -> dict[str, float]:
+        """The held-out metrics now (the global RNG is left as it was)."""
+        rng_state = torch.get_rng_state()
+        with self.scoring():
+            metrics = self.parts.evaluate(self.model, self.step)
+        torch.set_rng_state(rng_state)
+        return metrics
+
+    def plot(self) -> Path:
+        """The run's PNG of its curves."""
+        return self.parts.plot(read_metrics(self.out / "metrics.jsonl"),
+                               self.out / self.parts.plot_name)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.consumed,
+            "torch_rng": torch.get_rng_state(),
+            "finished": self.step >= self.cfg.train.steps,
+        }
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only); never one of non-finite weights."""
+        if self.rank != 0:
+            return None
+        self._check_finite_weights()
+        return save_checkpoint(self.out / "checkpoints", self.step, self.model, self.state(),
+                               dump_config(self.cfg), self.cfg.train.keep_checkpoints)
+
+    def _check_finite_weights(self) -> None:
+        """Stop before a checkpoint of NaN or inf weights is written."""
+        for name, param in self.model.named_parameters():
+            if not bool(torch.isfinite(param.detach()).all()):
+                last = list_checkpoints(self.out / "checkpoints")
+                where = f"the last good checkpoint is {last[-1]}" if last else \
+                    "no checkpoint was written"
+                raise VlpError(f"step {self.step}: weight '{name}' is not finite (NaN or inf) "
+                               f"after the optimizer step; nothing was saved ({where}); "
+                               "lower train.lr or check the data")
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint under ``train.out``; False if there is none.
+
+        The checkpoint's model must be the configured one (a changed model section is
+        refused, naming the field). Optimisation settings given now (learning rate,
+        schedule, betas, weight decay, …) are applied from the resumed step on, and each
+        change is printed.
+        """
+        found = list_checkpoints(self.out / "checkpoints")
+        if not found:
+            return False
+        check_checkpoint(found[-1])
+        problems = verify_checkpoint(found[-1]) if self.cfg.train.verify_checkpoint else []
+        if problems:
+            raise VlpError(f"{problems[0]}; resume from an earlier checkpoint "
+                           "(train.verify_checkpoint)")
+        changes = config_changes(read_yaml(found[-1] / "config.yaml"), to_dict(self.cfg),
+                                 found[-1] / "config.yaml")
+        load_weights(self.model, found[-1])
+        self._load_state(load_state(found[-1]))
+        self._apply_optimisation_settings()
+        if self.rank == 0 and changes:
+            if self.finished:
+                print(f"resume: the run finished at step {self.step}; nothing to apply "
+                      f"({', '.join(changes)} changed; raise train.steps to train on)")
+            for key, (was, now) in changes.items() if not self.finished else ():
+                print(f"resume: {key} {was!r} -> {now!r} (applied from step {self.step})")
+        return True
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.finished = bool(state.get("finished", False)) and self.step >= self.cfg.train.steps
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.keys.load_state_dict(state["sampler"])
+        self.consumed = dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.step > self.cfg.train.steps:
+            raise VlpError(f"train.steps: {self.cfg.train.steps} is below step {self.step}, "
+                           f"which the run in {self.out} has reached")
+
+    def _apply_optimisation_settings(self) -> None:
+        """Learning rate, betas and weight decay of the config, over those the optimizer
+        state carried (equal values when nothing changed: the resume stays exact)."""
+        t = self.cfg.train
+        groups = self.optimizer.param_groups
+        self.scheduler.base_lrs = [t.lr] * len(groups)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for i, group in enumerate(groups):
+            group["initial_lr"] = t.lr
+            group["lr"] = t.lr * factor
+            group["betas"] = (t.betas[0], t.betas[1])
+            if i == 0:  # the decayed group (make_optimizer); the other never decays
+                group["weight_decay"] = t.weight_decay
+        self.scheduler._last_lr = [g["lr"] for g in groups]
+
+    def _claim(self, resume: bool, overwrite: bool) -> None:
+        """Rank 0 claims ``train.out``; the other ranks wait for it and stop with it."""
+        error = None
+        if self.rank == 0:
+            try:
+                claim_run_dir(self.out, resume, overwrite, self.parts.inputs)
+            except VlpError as err:
+                error = str(err)
+        if self.env.world_size > 1:
+            box = [error]
+            torch.distributed.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error is not None:
+            raise VlpError(error)
+
+    def _final_metrics(self) -> dict[str, float] | None:
+        """The held-out metrics a finished run logged at its last step (None if it was
+        stopped before logging them: then they are computed again)."""
+        rows = [r for r in read_metrics(self.out / "metrics.jsonl")
+                if r.get("step") == self.step and any(k.startswith("eval/") for k in r)]
+        if not rows:
+            return None
+        if self.rank == 0 and not (self.out / self.parts.plot_name).is_file():
+            self.plot()  # stopped between the last checkpoint and the plot
+        return {k: float(v) for k, v in rows[-1].items() if k.startswith("eval/")}
+
+
+class _Window:
+    """Running sums of losses, accuracy counts and samples between two log lines."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.correct: dict[str, float] = {}
+        self.total: dict[str, float] = {}
+        self.samples = 0
+        self.start = time.perf_counter()
+
+    def add(self, out: LossOutput, batch_size: int) -> None:
+        self.samples += batch_size
+        for name, value in {"loss": out.loss, **out.losses}.items():
+            key = name if name == "loss" else f"loss/{name}"
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+            self.counts[key] = self.counts.get(key, 0) + 1
+        for name, correct in out.correct.items():
+            self.correct[name] = self.correct.get(name, 0.0) + float(correct)
+            self.total[name] = self.total.get(name, 0.0) + float(out.count[name])
+
+    def flush(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        row.update({f"{k}_acc": self.correct[k] / max(self.total[k], 1.0) for k in self.correct})
+        row["samples_per_s"] = self.samples / elapsed
+        self.reset()
+        return row
+
+
+def mean_losses(outputs: Iterator[tuple[LossOutput, int]]) -> dict[str, float]:
+    """Mean losses and accuracies over ``(output, batch size)`` pairs, as logged."""
+    window = _Window()
+    for out, size in outputs:
+        window.add(out, size)
+    row = window.flush()
+    return {k: v for k, v in row.items() if k not in ("samples_per_s", "loss")}
+
+
+def check_finite_loss(step: int, out: LossOutput, batch: Batch) -> None:
+    """A training loss must be finite: else one line naming the step, the objective and
+    the batch's images."""
+    value = float(out.loss.detach())
+    if math.isfinite(value):
+        return
+    bad = [n for n, v in out.losses.items() if not math.isfinite(float(v.detach()))]
+    raise VlpError(f"step {step}: loss is {value} (objective {', '.join(bad) or '?'}, "
+                   f"{describe_images(batch)}); lower train.lr, check the features, or resume "
+                   "from the last checkpoint")
+
+
+def check_finite_eval(step: int, out: LossOutput, batch: Batch) -> None:
+    """Held-out losses must be finite: NaN metrics are an error naming the images."""
+    values = {"loss": out.loss, **out.losses}
+    bad = [n for n, v in values.items() if not math.isfinite(float(v.detach()))]
+    if bad:
+        raise VlpError(f"step {step}: held-out {bad[-1]} is not finite "
+                       f"({describe_images(batch)}); check their features; nothing was saved")
+
+
+__all__ = ["Evaluation", "Parts", "RunData", "Trainer", "check_finite_eval",
+           "check_finite_loss", "mean_losses", "scoring"]
