@@ -40,7 +40,8 @@ def _features_world(args: argparse.Namespace) -> int:
 
 
 def _features_import(args: argparse.Namespace) -> int:
-    from vlp.data.features import import_butd_tsv, import_npz_dir
+    from vlp.data.formats.butd_tsv import import_butd_tsv
+    from vlp.data.formats.npz import import_npz_dir
 
     read = import_butd_tsv if args.format == "tsv" else import_npz_dir
     out = read(Path(args.src), Path(args.out), num_classes=args.num_classes,
