@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _world_make(args: argparse.Namespace) -> int:
-    from vlp.data.world import make_world
+    from vlp.world.make import make_world
 
     out = make_world(Path(args.out), args.images, seed=args.seed, size=args.size,
                      workers=args.workers, overwrite=args.overwrite)
@@ -30,7 +30,7 @@ def _world_make(args: argparse.Namespace) -> int:
 
 
 def _features_world(args: argparse.Namespace) -> int:
-    from vlp.data.detector import build_world_features
+    from vlp.world.detector import build_world_features
 
     out = build_world_features(Path(args.world), Path(args.out) if args.out else None,
                                feature_dim=args.dim, epochs=args.epochs, seed=args.seed,
