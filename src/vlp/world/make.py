@@ -67,7 +67,7 @@ def _make_range(job: tuple[Path, int, int, int, int]) -> list[MadeImage]:
         render_scene(scene, seed, image_id).save(images / file_name(image_id), format="PNG")
         captions = make_captions(scene, image_rng(seed, image_id, "text"))
         made.append(MadeImage(image_id, scene, captions,
-                          image_tasks(seed, image_id, scene, captions)))
+                              image_tasks(seed, image_id, scene, captions)))
     return made
 
 
@@ -95,7 +95,7 @@ def _write_files(root: Path, made: list[MadeImage], seed: int, size: int) -> Non
     write_coco(root / "annotations", made, seed, size)
     scenes = {str(m.image_id): m.scene.to_json() for m in made}
     write_json(root / "scenes.json", {"version": GENERATOR_VERSION, "size": size,
-                                       "scenes": scenes})
+                                      "scenes": scenes})
     images = [TaskImage(m.image_id, m.scene, m.tasks, split, first)
               for m, split, first in zip(made, split_of(len(made)), first_ann_ids(made),
                                          strict=True)]

@@ -227,7 +227,7 @@ def read_npz_dir(root: str | Path, num_classes: int = VG_OBJECT_CLASSES,
     """
     root = Path(root)
     audit = SourceAudit(" (the id is the file name's trailing digits; rename one file "
-                         "or pass parse_id=)")
+                        "or pass parse_id=)")
     fields = SourceFields(None, "x", "bbox", "cls_prob")
     for path in _npz_files(root):
         try:

@@ -69,7 +69,7 @@ def one_line(err: BaseException) -> str:
 
 
 def region_problem(features: np.ndarray, boxes: np.ndarray, cls_probs: np.ndarray,
-                    fields: SourceFields) -> tuple[str, str] | None:
+                   fields: SourceFields) -> tuple[str, str] | None:
     """(field, message) if one image's arrays cannot be stored, else None."""
     n = features.shape[0] if features.ndim == 2 else 0
     if n == 0 or features.shape[1] == 0:

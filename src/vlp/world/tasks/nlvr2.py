@@ -193,6 +193,6 @@ def write_nlvr2(ann: Path, images: Sequence[TaskImage], seed: int) -> list[str]:
     for split in SPLITS:
         name = f"nlvr2_{DEV[split]}.json"
         write_jsonl(ann / name, _nlvr2_entries([im for im in images if im.split == split],
-                                                seed, split))
+                                               seed, split))
         written.append(name)
     return written

@@ -35,7 +35,7 @@ def refcoco_split(im: TaskImage) -> str:
 
 
 def ref_expressions(seed: int, image_id: int,
-                     scene: Scene) -> list[tuple[int, list[tuple[str, list[str]]]]]:
+                    scene: Scene) -> list[tuple[int, list[tuple[str, list[str]]]]]:
     """``(object index, 1–3 (expression, tokens))`` for each object that can be picked out."""
     rng = image_rng(seed, image_id, "refcoco")
     refs = []

@@ -169,7 +169,7 @@ def make_hypothesis(scene: Scene, rng: random.Random, label: str,
 
 
 def ve_entries(seed: int, image_id: int, scene: Scene,
-                captions: Sequence[str]) -> list[dict[str, Any]]:
+               captions: Sequence[str]) -> list[dict[str, Any]]:
     """The SNLI-VE records of one image (from its ``snli_ve`` stream)."""
     rng = image_rng(seed, image_id, "snli_ve")
     name = file_name(image_id)
@@ -194,6 +194,6 @@ def write_snli_ve(ann: Path, images: Sequence[TaskImage]) -> list[str]:
     for split in SPLITS:
         name = f"snli_ve_{DEV[split]}.jsonl"
         write_jsonl(ann / name, [e for im in images if im.split == split
-                                  for e in im.tasks.snli_ve])
+                                 for e in im.tasks.snli_ve])
         written.append(name)
     return written

@@ -268,7 +268,7 @@ def annotate(question: Question, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def vqa_entries(seed: int, image_id: int,
-                 scene: Scene) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+                scene: Scene) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The ``(question, annotation)`` records of one image (from its ``vqa`` stream)."""
     rng = image_rng(seed, image_id, "vqa")
     entries = []
@@ -294,9 +294,9 @@ def write_vqa(ann: Path, images: Sequence[TaskImage], seed: int) -> list[str]:
         head = {"info": coco_info(seed), "task_type": "Open-Ended", "data_type": "world",
                 "license": licence, "data_subtype": split}
         write_json(ann / f"vqa_{split}_questions.json",
-                    {**head, "questions": [q for q, _ in entries]})
+                   {**head, "questions": [q for q, _ in entries]})
         write_json(ann / f"vqa_{split}_annotations.json",
-                    {"info": coco_info(seed), "license": licence, "data_type": "world",
-                     "data_subtype": split, "annotations": [a for _, a in entries]})
+                   {"info": coco_info(seed), "license": licence, "data_type": "world",
+                    "data_subtype": split, "annotations": [a for _, a in entries]})
         written += [f"vqa_{split}_questions.json", f"vqa_{split}_annotations.json"]
     return written
