@@ -257,7 +257,7 @@ def _read_object(path: Path, entry: Any, where: str) -> WorldObject:
 
 
 def load_scenes(world_dir: str | Path) -> dict[int, Scene]:
-    """Read the scenes of a world made by :func:`make_world`.
+    """Read the scenes of a world made by :func:`~vlp.world.make.make_world`.
 
     Args:
         world_dir: the world directory (holding ``scenes.json``).

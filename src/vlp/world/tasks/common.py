@@ -32,6 +32,7 @@ class ImageTasks:
 @dataclass(frozen=True)
 class MadeImage:
     """One generated image: its scene, its captions and its task content."""
+
     image_id: int
     scene: Scene
     captions: tuple[str, ...]
@@ -45,7 +46,7 @@ class TaskImage:
     Attributes:
         image_id: the image's id.
         scene: its scene.
-        tasks: its task content (:func:`image_tasks`).
+        tasks: its task content (:func:`~vlp.world.make.image_tasks`).
         split: its Karpathy split (train / val / test).
         first_ann_id: the ``instances.json`` id of ``scene.objects[0]``; the others follow.
     """
