@@ -22,11 +22,11 @@ import torch
 from _common import RESULTS, format_table, ratio, write_results
 from vlp.config import load_config
 from vlp.data.batch import Batch
-from vlp.data.world import COLOURS, SHAPES
 from vlp.train.checkpoint import list_checkpoints, load_weights
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import HeldOutLosses, pretraining_parts
 from vlp.train.trainer import scoring
+from vlp.world.vocab import COLOURS, SHAPES
 
 
 def other_image(batch: Batch) -> Batch:

@@ -12,8 +12,8 @@ import torch
 
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
+from vlp.data.locations import location_features
 from vlp.data.tokenizer import Tokenizer
-from vlp.layers.embeddings import location_features
 from vlp.models import ModelConfig
 
 VOCAB = 50

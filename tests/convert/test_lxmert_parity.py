@@ -11,7 +11,7 @@ from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
 from conftest import save_reference
 from vlp.data.batch import Batch
-from vlp.layers.embeddings import location_features
+from vlp.data.locations import location_features
 from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.two_stream import TwoStreamModel
 from vlp.models.weights import load_partial

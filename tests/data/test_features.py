@@ -16,14 +16,12 @@ from vlp.data.features import (
     RegionStore,
     RegionStoreWriter,
     build_store,
-    distribution_from_argmax,
-    import_butd_tsv,
-    import_npz_dir,
     parse_image_id,
-    read_butd_tsv,
-    read_npz_dir,
     verify_store,
 )
+from vlp.data.formats.butd_tsv import import_butd_tsv, read_butd_tsv
+from vlp.data.formats.npz import import_npz_dir, read_npz_dir
+from vlp.data.formats.region_source import distribution_from_argmax
 from vlp.errors import DataWarning, VlpError, strict_mode
 
 DIM, CLASSES = 16, 5

@@ -22,17 +22,14 @@ import numpy as np
 import pytest
 from fuzz_harness import refuse
 
-from vlp.data.features import (
-    ARRAY_FILES,
+from vlp.data.features import ARRAY_FILES, RegionStore, RegionStoreWriter, verify_store
+from vlp.data.formats.butd_tsv import (
     BUTD_CLS_FIELDS,
     BUTD_FIELDS,
     LXMERT_FIELDS,
-    RegionStore,
-    RegionStoreWriter,
     import_butd_tsv,
-    import_npz_dir,
-    verify_store,
 )
+from vlp.data.formats.npz import import_npz_dir
 from vlp.errors import VlpError
 
 DIM, CLASSES = 6, 4

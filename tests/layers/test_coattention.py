@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from vlp.data.locations import location_features
 from vlp.layers.coattention import CoAttentionBlock, CrossAttentionLayer
-from vlp.layers.embeddings import RegionEmbedding, location_features
+from vlp.layers.embeddings import RegionEmbedding
 from vlp.layers.transformer import Pooler, TransformerLayer
 
 

@@ -17,11 +17,11 @@ from vlp.data.features import RegionStoreWriter
 from vlp.data.readers import read_karpathy
 from vlp.data.task_readers import read_snli_ve, read_vqa
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.world import make_world
 from vlp.errors import VlpError
 from vlp.train.cli import main
 from vlp.train.config import FinetuneConfig
 from vlp.train.finetune import build_finetuning
+from vlp.world.make import make_world
 
 TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",

@@ -20,7 +20,6 @@ from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
 from vlp.data.task_readers import read_nlvr2, read_refcoco, read_vcr, vcr_text
 from vlp.data.tokenizer import SPECIAL_TOKENS, Tokenizer
-from vlp.data.world import make_world
 from vlp.errors import VlpError
 from vlp.eval.boxes import box_iou, xywh_to_xyxy
 from vlp.models.outputs import VLOutput
@@ -37,6 +36,7 @@ from vlp.tasks.vcr import (
 from vlp.train.cli import main
 from vlp.train.config import FinetuneConfig
 from vlp.train.finetune import build_finetuning
+from vlp.world.make import make_world
 
 TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",

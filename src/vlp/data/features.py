@@ -16,12 +16,9 @@ distributions rebuilt from argmax class + confidence). ``C`` may be 0 when the s
 no class information at all (the original 6-column BUTD TSV); such a store serves MRFR but
 not MRC / MRC-KL.
 
-Readers turn the formats users already have into :class:`Regions`: the bottom-up-attention
-TSV (:func:`read_butd_tsv`) and per-image ``.npz`` files (:func:`read_npz_dir`, which never
-lets numpy unpickle: ``info`` goes through :mod:`vlp.safe_pickle`);
-:func:`build_store` writes any iterable of :class:`Regions`. A bad source is one
-:class:`~vlp.errors.VlpError` line naming the file (and line or key); boxes outside their
-image are one data warning per source.
+Importers of the formats users already have live in :mod:`vlp.data.formats` (the
+bottom-up-attention TSV in :mod:`~vlp.data.formats.butd_tsv`, per-image ``.npz`` files in
+:mod:`~vlp.data.formats.npz`); :func:`build_store` writes any iterable of :class:`Regions`.
 
 Writing refuses an existing non-empty store directory unless ``overwrite=True``, and an
 output that is, holds or lies inside the source (:func:`claim_store`). Opening checks what
@@ -32,31 +29,24 @@ shapes, the index); :func:`verify_store` also compares every file's sha256 with
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import csv
 import io
 import itertools
 import json
 import math
 import operator
 import re
-import sys
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import numpy as np
 from tqdm import tqdm
 
-from vlp.errors import VlpError, data_warning, input_error
+from vlp.errors import VlpError, input_error
 from vlp.fileio import atomic_path, claim_output, sha256_file
-from vlp.safe_pickle import safe_load
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ("features.npy", "boxes.npy", "cls_probs.npy", "index.npy")
@@ -64,7 +54,6 @@ INDEX_DTYPE = np.dtype([("image_id", "<i8"), ("offset", "<i8"), ("count", "<i8")
                         ("width", "<i8"), ("height", "<i8")])
 DTYPES = ("float16", "float32")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-VG_OBJECT_CLASSES = 1600  # the Visual Genome Faster R-CNN of bottom-up attention
 INT64_MAX = int(np.iinfo(np.int64).max)
 
 
@@ -254,7 +243,7 @@ class RegionStoreWriter:
             raise VlpError(f"{self.out_dir}: image {image_id}: duplicate image id "
                            "(already added to this store)")
         for name, value in (("width", width), ("height", height)):
-            if not _positive_int(value):
+            if not is_positive_int(value):
                 raise VlpError(f"{self.out_dir}: image {image_id}: field '{name}': "
                                f"expected a positive integer, got {value!r}")
         return image_id
@@ -305,7 +294,7 @@ class RegionStoreWriter:
         (self._tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def _positive_int(value: object) -> bool:
+def is_positive_int(value: object) -> bool:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
@@ -569,7 +558,7 @@ def _check_meta_fields(path: Path, meta: dict[str, Any]) -> None:
                           f"{meta['num_classes']} strings")
 
 
-def _read_npy_header(f: IO[bytes]) -> tuple[np.dtype, tuple[int, ...], bool]:
+def read_npy_header(f: IO[bytes]) -> tuple[np.dtype, tuple[int, ...], bool]:
     """dtype, shape and Fortran order from an ``.npy`` header; ``f`` is left at the data.
 
     Raises:
@@ -585,7 +574,7 @@ def _read_npy_header(f: IO[bytes]) -> tuple[np.dtype, tuple[int, ...], bool]:
     return dtype, tuple(shape), bool(fortran)
 
 
-def _size_problem(dtype: np.dtype, shape: tuple[int, ...], header: int, size: int) -> str:
+def npy_size_problem(dtype: np.dtype, shape: tuple[int, ...], header: int, size: int) -> str:
     """'' if a header of ``header`` bytes and its array fill exactly ``size`` bytes."""
     rows = shape[0] if shape else 1
     row_bytes = math.prod(shape[1:]) * dtype.itemsize
@@ -603,7 +592,7 @@ def _load_array(path: Path) -> np.ndarray:
         raise input_error(path, None, f"{what}; the region store is incomplete")
     try:
         with path.open("rb") as f:
-            dtype, shape, _ = _read_npy_header(f)
+            dtype, shape, _ = read_npy_header(f)
             header = f.tell()
         size = path.stat().st_size
     except (OSError, ValueError, EOFError) as err:
@@ -611,7 +600,7 @@ def _load_array(path: Path) -> np.ndarray:
     if dtype.hasobject:
         raise input_error(path, None, "holds pickled Python objects; a region store holds "
                           "numbers only (rebuild the store)")
-    problem = _size_problem(dtype, shape, header, size)
+    problem = npy_size_problem(dtype, shape, header, size)
     if problem:
         raise input_error(path, None, f"{problem}; rebuild the store")
     try:
@@ -688,7 +677,7 @@ def _check_arrays(root: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray
                           f"(offset, count) rows tile the {n} regions exactly")
 
 
-# --------------------------------------------------------------------------- sources
+# --------------------------------------------------------------------------- ids
 
 
 def parse_image_id(name: str) -> int:
@@ -708,529 +697,6 @@ def parse_image_id(name: str) -> int:
         raise ValueError(f"cannot derive an integer image id from {name!r} "
                          "(expected trailing digits)")
     return int(match.group(1))
-
-
-def distribution_from_argmax(objects_id: np.ndarray, objects_conf: np.ndarray,
-                             num_classes: int) -> np.ndarray:
-    """A class distribution from a detector's argmax class and its confidence.
-
-    The argmax class gets its confidence; the remaining mass is spread uniformly over
-    the other classes, so every row sums to 1 and the argmax is kept. This is the
-    closest distribution to what MRC-KL expects when only (class, confidence) was saved.
-
-    Args:
-        objects_id: (n,) class ids in ``[0, num_classes)``.
-        objects_conf: (n,) confidences, clipped to [0, 1].
-        num_classes: C.
-
-    Returns:
-        (n, C) float32.
-
-    Raises:
-        ValueError: a class id out of range.
-    """
-    ids = np.asarray(objects_id, dtype=np.int64).reshape(-1)
-    conf = np.clip(np.asarray(objects_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
-    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-        raise ValueError(f"class id {int(ids.max() if ids.max() >= 0 else ids.min())} "
-                         f"out of range for num_classes={num_classes}")
-    if num_classes == 1:
-        return np.ones((len(ids), 1), dtype=np.float32)
-    probs = np.repeat(((1.0 - conf) / (num_classes - 1))[:, None], num_classes, axis=1)
-    probs[np.arange(len(ids)), ids] = conf
-    return probs.astype(np.float32)
-
-
-# BUTD TSV column layouts, chosen by column count when no fieldnames are given.
-BUTD_FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
-BUTD_CLS_FIELDS = (*BUTD_FIELDS, "cls_prob")
-LXMERT_FIELDS = ("img_id", "img_h", "img_w", "objects_id", "objects_conf", "attrs_id",
-                 "attrs_conf", "num_boxes", "boxes", "features")
-_LAYOUTS = {6: BUTD_FIELDS, 7: BUTD_CLS_FIELDS, 10: LXMERT_FIELDS}
-_ALIASES = {"img_id": "image_id", "img_h": "image_h", "img_w": "image_w"}
-
-
-class _RowError(Exception):
-    """A problem with one field of one TSV row (turned into a VlpError with the line)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class _Fields(NamedTuple):
-    """A source's names for the image id and the three region fields (for messages)."""
-
-    image_id: str | None
-    features: str
-    boxes: str
-    classes: str
-
-
-BOX_SLACK = 1.0  # pixels: detectors clip boxes to [0, w - 1] or [0, w]
-_MAX_EXAMPLES = 3
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200] or type(err).__name__
-
-
-def _region_problem(features: np.ndarray, boxes: np.ndarray, cls_probs: np.ndarray,
-                    fields: _Fields) -> tuple[str, str] | None:
-    """(field, message) if one image's arrays cannot be stored, else None."""
-    n = features.shape[0] if features.ndim == 2 else 0
-    if n == 0 or features.shape[1] == 0:
-        return fields.features, (f"expected shape (n, D) with n ≥ 1 regions and D ≥ 1, got "
-                                 f"{features.shape}")
-    for name, arr, cols in ((fields.boxes, boxes, "4"), (fields.classes, cls_probs, "C")):
-        if arr.ndim != 2 or arr.shape[0] != n or (cols == "4" and arr.shape[1] != 4):
-            return name, f"expected shape ({n}, {cols}) (one row per region), got {arr.shape}"
-    for name, arr in ((fields.features, features), (fields.boxes, boxes),
-                      (fields.classes, cls_probs)):
-        finite = np.isfinite(arr)
-        if not finite.all():
-            return name, f"non-finite value (NaN or inf) in region {np.argwhere(~finite)[0, 0]}"
-    if cls_probs.size and cls_probs.min() < 0:
-        return fields.classes, f"expected probabilities ≥ 0, got {cls_probs.min():g}"
-    return None
-
-
-class _SourceAudit:
-    """What a reader checks across one source's images: unique ids, one D and one C, and
-    boxes inside their image (legal but suspicious: counted, and reported once by
-    :meth:`finish` as a data warning with the first examples)."""
-
-    def __init__(self, id_hint: str = "") -> None:
-        self._id_hint = id_hint
-        self._ids: dict[int, str] = {}
-        self._dims: tuple[int, int, str] | None = None
-        self._boxes = self._outside = self._inverted = 0
-        self._examples: list[str] = []
-
-    def check(self, r: Regions, origin: str, fields: _Fields) -> tuple[str | None, str] | None:
-        """(field, message) if ``r``, read from ``origin``, disagrees with earlier images."""
-        if not -INT64_MAX <= r.image_id <= INT64_MAX:
-            return fields.image_id, f"image id {r.image_id} is outside the int64 range"
-        before = self._ids.setdefault(r.image_id, origin)
-        if before != origin:
-            return fields.image_id, (f"image id {r.image_id} is also the id of {before}; "
-                                     f"ids must be unique{self._id_hint}")
-        dim, n_cls = r.features.shape[1], r.cls_probs.shape[1]
-        if self._dims is None:
-            self._dims = (dim, n_cls, origin)
-        elif dim != self._dims[0]:
-            return fields.features, (f"expected {self._dims[0]} features per region (as in "
-                                     f"{self._dims[2]}), got {dim}")
-        elif n_cls != self._dims[1]:
-            return fields.classes, (f"expected {self._dims[1]} class scores per region (as "
-                                    f"in {self._dims[2]}), got {n_cls}")
-        self._count_boxes(r)
-        return None
-
-    def _count_boxes(self, r: Regions) -> None:
-        b = r.boxes
-        inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
-        outside = ((b[:, :2] < -BOX_SLACK).any(axis=1) | (b[:, 2] > r.width + BOX_SLACK)
-                   | (b[:, 3] > r.height + BOX_SLACK))
-        self._boxes += len(b)
-        self._inverted += int(inverted.sum())
-        self._outside += int(outside.sum())
-        for k in np.flatnonzero(inverted | outside)[:_MAX_EXAMPLES - len(self._examples)]:
-            x1, y1, x2, y2 = b[k].tolist()
-            self._examples.append(f"image {r.image_id} region {k}: ({x1:g}, {y1:g}, {x2:g}, "
-                                  f"{y2:g}) in {r.width}×{r.height}")
-
-    def finish(self, path: Path, field: str) -> None:
-        """One data warning for the whole source if any box was outside or inverted."""
-        if self._outside or self._inverted:
-            data_warning(path, field, f"{self._outside} of {self._boxes} boxes lie outside "
-                         f"their image and {self._inverted} are inverted (x2 < x1 or "
-                         f"y2 < y1); first: {'; '.join(self._examples)}")
-
-
-def _decode(row: dict[str, str], field: str, n: int, dtype: str, cols: int | None) -> np.ndarray:
-    """A base64 raw buffer → (n, cols) array; cols None: inferred from the length."""
-    text = row[field].strip()
-    if text.startswith(("b'", 'b"')):  # Python 3 ports that wrote str(bytes)
-        text = text[2:-1]
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise _RowError(field, f"invalid base64 ({err})") from None
-    size = np.dtype(dtype).itemsize
-    if cols is None:
-        if len(raw) == 0 or len(raw) % (n * size):
-            raise _RowError(field, f"expected num_boxes×D {dtype} (a multiple of "
-                            f"{n}×{size} = {n * size} bytes), got {len(raw)} bytes")
-        cols = len(raw) // (n * size)
-    elif len(raw) != n * cols * size:
-        shape = f"num_boxes×{cols}" if cols > 1 else "num_boxes"
-        raise _RowError(field, f"expected {shape} {dtype} = {n * cols * size} bytes, "
-                        f"got {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype).reshape(n, cols)
-
-
-def _int_field(row: dict[str, str], field: str) -> int:
-    text = row[field].strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise _RowError(field, f"expected a number, got {text[:40]!r}") from None
-    if not _positive_int(value):
-        raise _RowError(field, f"expected a positive integer, got {text[:40]!r}")
-    return int(text) if text.isdigit() else int(value)
-
-
-def _tsv_classes(row: dict[str, str], n: int, num_classes: int) -> tuple[np.ndarray, str]:
-    if "cls_prob" in row:
-        return _decode(row, "cls_prob", n, "float32", None), "cls_prob"
-    if "objects_id" in row and "objects_conf" in row:
-        ids = _decode(row, "objects_id", n, "int64", 1)
-        conf = _decode(row, "objects_conf", n, "float32", 1)
-        try:
-            return distribution_from_argmax(ids, conf, num_classes), "objects_conf"
-        except ValueError as err:
-            raise _RowError("objects_id", str(err)) from None
-    return np.zeros((n, 0), dtype=np.float32), "cls_prob"
-
-
-def _tsv_regions(row: dict[str, str], num_classes: int,
-                 parse_id: Callable[[str], int]) -> tuple[Regions, _Fields]:
-    try:
-        image_id = parse_id(row["image_id"])
-    except ValueError as err:
-        raise _RowError("image_id", str(err)) from None
-    n = _int_field(row, "num_boxes")
-    boxes = _decode(row, "boxes", n, "float32", 4).astype(np.float32)
-    features = _decode(row, "features", n, "float32", None).astype(np.float32)
-    cls_probs, cls_field = _tsv_classes(row, n, num_classes)
-    fields = _Fields("image_id", "features", "boxes", cls_field)
-    problem = _region_problem(features, boxes, cls_probs, fields)
-    if problem:
-        raise _RowError(*problem)
-    return Regions(image_id, _int_field(row, "image_w"), _int_field(row, "image_h"),
-                   features, boxes, cls_probs.astype(np.float32)), fields
-
-
-def _tsv_layout(path: Path, first: list[str], fieldnames: Sequence[str] | None) -> list[str]:
-    if fieldnames is None:
-        if len(first) not in _LAYOUTS:
-            raise input_error(path, None, f"line 1: expected 6 (BUTD), 7 (BUTD with cls_prob) "
-                              f"or 10 (LXMERT) tab-separated columns, got {len(first)}; "
-                              "pass fieldnames= for other layouts")
-        fieldnames = _LAYOUTS[len(first)]
-    names = [_ALIASES.get(name, name) for name in fieldnames]
-    required = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features")
-    missing = [name for name in required if name not in names]
-    if missing:
-        raise input_error(path, missing[0], f"not among the fieldnames {list(fieldnames)}")
-    return names
-
-
-def read_butd_tsv(path: str | Path, fieldnames: Sequence[str] | None = None,
-                  num_classes: int = VG_OBJECT_CLASSES,
-                  parse_id: Callable[[str], int] = parse_image_id) -> Iterator[Regions]:
-    """Regions from a bottom-up-attention TSV (BUTD, ViLBERT, LXMERT, VisualBERT).
-
-    Rows are tab-separated, without a header. With ``fieldnames=None`` the layout is
-    chosen by column count: 6 → BUTD ``generate_tsv.py`` (image_id, image_w, image_h,
-    num_boxes, boxes, features), 7 → the same plus ``cls_prob``, 10 → LXMERT (img_id,
-    img_h, img_w, objects_id, objects_conf, attrs_id, attrs_conf, num_boxes, boxes,
-    features). ``img_*`` and ``image_*`` names are interchangeable. Array fields are
-    base64 raw buffers: boxes float32 (n×4), features float32 (n×D), cls_prob float32
-    (n×C), objects_id int64 (n), objects_conf float32 (n).
-
-    Class distributions: ``cls_prob`` when present (C from the data, e.g. 1601 with
-    background); otherwise built from objects_id/objects_conf with
-    :func:`distribution_from_argmax` over ``num_classes``; otherwise C = 0.
-
-    Every row must have the same D and C, a unique image id and finite values. Boxes
-    outside their image or inverted (x2 < x1) are legal but suspicious: after the last
-    row they are reported once with :func:`vlp.errors.data_warning` (an error in strict
-    mode), with their count and the first examples.
-
-    Args:
-        path: the TSV file.
-        fieldnames: column names, if not one of the three layouts above.
-        num_classes: C for distributions rebuilt from objects_id/objects_conf.
-        parse_id: string image id → int (default :func:`parse_image_id`, trailing digits).
-
-    Raises:
-        VlpError: naming the file, line and field (not UTF-8, bad base64, wrong byte
-            count, a repeated id, ...).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise input_error(path, None, "is a directory; expected a TSV file")
-    # Feature fields are megabytes long; csv's default limit is 128 KiB. Raising the
-    # process-wide limit is harmless. (sys.maxsize overflows a C long on Windows.)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            yield from _read_tsv_rows(path, csv.reader(f, delimiter="\t"), fieldnames,
-                                      num_classes, parse_id)
-    except OSError as err:
-        raise input_error(path, None, f"cannot read ({err.strerror})") from None
-
-
-def _read_tsv_rows(path: Path, reader: Iterator[list[str]], fieldnames: Sequence[str] | None,
-                   num_classes: int, parse_id: Callable[[str], int]) -> Iterator[Regions]:
-    names: list[str] | None = None
-    audit = _SourceAudit()
-    line = 0
-    try:
-        for line, values in enumerate(reader, start=1):
-            if not values:
-                continue
-            names = names or _tsv_layout(path, values, fieldnames)
-            if len(values) != len(names):
-                raise _RowError(names[0], f"expected {len(names)} tab-separated columns, "
-                                f"got {len(values)}")
-            regions, fields = _tsv_regions(dict(zip(names, values, strict=True)), num_classes,
-                                           parse_id)
-            problem = audit.check(regions, f"line {line}", fields)
-            if problem:
-                raise _RowError(problem[0] or "image_id", problem[1])
-            yield regions
-    except _RowError as err:
-        raise input_error(path, err.field, f"line {line}: {err}") from None
-    except csv.Error as err:
-        raise input_error(path, None, f"line {line + 1}: malformed TSV ({err})") from None
-    except UnicodeDecodeError:
-        bad_line, byte = _first_non_utf8_line(path)
-        raise input_error(path, None, f"line {bad_line}: not UTF-8 text (byte 0x{byte:02x}); "
-                          "expected a tab-separated text file") from None
-    if names is None:
-        raise input_error(path, None, "empty file; expected one row per image")
-    audit.finish(path, "boxes")
-
-
-def _first_non_utf8_line(path: Path) -> tuple[int, int]:
-    """(line number, first bad byte) of the first line that is not UTF-8 (read again in
-    binary: the text decoder fails on a whole chunk, not on a line)."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                return number, raw[err.start]
-    return 0, 0
-
-
-_NPZ_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
-                    RuntimeError, NotImplementedError, ValueError)
-_NUMERIC_KINDS = "iuf"
-
-
-def _npz_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo,
-                pickled: bool = False) -> Any:
-    """One array of an ``.npz``, parsed without numpy's pickle support.
-
-    An object (pickled) array is refused, or with ``pickled`` loaded by
-    :func:`vlp.safe_pickle.safe_load` (plain data and numpy arrays only, nothing run).
-    """
-    key = member.filename[:-4]
-    with zf.open(member) as f:
-        try:
-            dtype, shape, fortran = _read_npy_header(f)
-        except (ValueError, EOFError) as err:
-            raise input_error(path, key, f"not a readable .npy array ({_one_line(err)})") from None
-        if dtype.hasobject:
-            if pickled:
-                return safe_load(f, f"{path}: field '{key}'")
-            raise input_error(path, key, "holds pickled Python objects, which are not loaded; "
-                              "expected a numeric array")
-        problem = _size_problem(dtype, shape, f.tell(), member.file_size)
-        if problem or dtype.itemsize == 0:
-            raise input_error(path, key, f"the array data is {problem or 'of zero-size items'}")
-        raw = f.read()
-    if not raw:
-        return np.zeros(shape, dtype)
-    return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], bool]:
-    """The arrays of an ``.npz`` file but ``info``, and whether it has an ``info``."""
-    if path.is_dir():
-        raise input_error(path, None, "is a directory; expected an .npz file")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.infolist() if m.filename.endswith(".npy")]
-            arrays = {m.filename[:-4]: _npz_member(path, zf, m) for m in members
-                      if m.filename != "info.npy"}
-    except _NPZ_READ_ERRORS as err:
-        raise input_error(path, None, f"not a readable .npz (zip) file "
-                          f"({_one_line(err)})") from None
-    return arrays, any(m.filename == "info.npy" for m in members)
-
-
-def _npz_info(path: Path) -> dict[Any, Any]:
-    """py-bottom-up-attention's ``info`` dict, stored as a pickled object array: loaded
-    with :func:`vlp.safe_pickle.safe_load`, which refuses anything but plain data and
-    numpy arrays before any of it runs."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            info = _npz_member(path, zf, zf.getinfo("info.npy"), pickled=True)
-    except _NPZ_READ_ERRORS as err:
-        raise input_error(path, "info", f"unreadable ({_one_line(err)})") from None
-    if isinstance(info, np.ndarray) and info.dtype == object and info.size == 1:
-        info = info.reshape(-1)[0]
-    if not isinstance(info, dict):
-        got = (f"an array of shape {info.shape}" if isinstance(info, np.ndarray)
-               else type(info).__name__)
-        raise input_error(path, "info", f"expected a pickled dict, got {got}")
-    return info
-
-
-def _numeric(path: Path, field: str, value: Any) -> np.ndarray:
-    """``value`` as a numeric (integer or float) array, or one line naming the field."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as err:
-        raise input_error(path, field, f"expected a numeric array ({_one_line(err)})") from None
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise input_error(path, field, f"expected a numeric array, got dtype {arr.dtype}")
-    return arr
-
-
-def _npz_scalar(path: Path, data: Mapping[str, Any], keys: Sequence[str]) -> int:
-    for key in keys:
-        if key in data:
-            arr = _numeric(path, key, data[key])
-            value = arr.reshape(-1)[0].item() if arr.size == 1 else None
-            if value is None or not _positive_int(value):
-                shown = value if value is not None else f"an array of shape {arr.shape}"
-                raise input_error(path, key, f"expected a positive integer, got {shown}")
-            return int(value)
-    raise input_error(path, keys[0], f"missing (expected one of {list(keys)})")
-
-
-def _npz_classes(path: Path, data: Mapping[str, Any], n: int,
-                 num_classes: int) -> tuple[np.ndarray, str]:
-    if "cls_prob" in data:
-        return _numeric(path, "cls_prob", data["cls_prob"]).astype(np.float32), "cls_prob"
-    if "objects_id" in data and "objects_conf" in data:
-        ids = _numeric(path, "objects_id", data["objects_id"]).reshape(-1)
-        conf = _numeric(path, "objects_conf", data["objects_conf"]).reshape(-1)
-        for name, arr in (("objects_id", ids), ("objects_conf", conf)):
-            if arr.size != n:
-                raise input_error(path, name, f"expected {n} values (one per region), "
-                                  f"got {arr.size}")
-        if ids.dtype.kind == "f" and not (np.isfinite(ids) & (ids == np.round(ids))).all():
-            raise input_error(path, "objects_id", "expected integer class ids")
-        try:
-            return distribution_from_argmax(ids, conf, num_classes), "objects_conf"
-        except ValueError as err:
-            raise input_error(path, "objects_id", str(err)) from None
-    return np.zeros((n, 0), dtype=np.float32), "cls_prob"
-
-
-def _npz_features(path: Path, x: np.ndarray, n: int) -> np.ndarray:
-    """(n, D) from ``x`` saved as (n, D) or, by py-bottom-up-attention, as (D, n)."""
-    if x.ndim != 2 or n not in x.shape:
-        raise input_error(path, "x", f"expected shape (num_bbox, D) or (D, num_bbox) with "
-                          f"num_bbox={n}, got {tuple(x.shape)}")
-    # A square (n, n) array is taken as (n, D): regions first is the common layout.
-    return x if x.shape[0] == n else x.T
-
-
-def _required(path: Path, data: Mapping[str, Any], key: str) -> Any:
-    if key not in data:
-        raise input_error(path, key, f"missing (the file has {sorted(data)})")
-    return data[key]
-
-
-def _npz_arrays(path: Path, arrays: dict[str, np.ndarray], has_info: bool,
-                load_info: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray, _Fields]:
-    """The file's data (with ``info`` merged in), features, boxes and field names."""
-    if "x" in arrays:  # py-bottom-up-attention / VisualBERT convention
-        data = {**_npz_info(path), **arrays} if has_info and load_info else arrays
-        boxes = _numeric(path, "bbox", _required(path, data, "bbox"))
-        n = _npz_scalar(path, data, ("num_bbox",)) if "num_bbox" in data else \
-            (boxes.shape[0] if boxes.ndim else 0)
-        features = _npz_features(path, _numeric(path, "x", data["x"]), n)
-        return data, features, boxes, _Fields(None, "x", "bbox", "cls_prob")
-    if "features" in arrays:
-        features = _numeric(path, "features", arrays["features"])
-        boxes = _numeric(path, "boxes", _required(path, arrays, "boxes"))
-        return arrays, features, boxes, _Fields(None, "features", "boxes", "cls_prob")
-    raise input_error(path, "features", f"missing (expected 'x' or 'features'; "
-                      f"the file has {sorted(arrays)})")
-
-
-def _npz_regions(path: Path, num_classes: int, load_info: bool,
-                 parse_id: Callable[[str], int]) -> tuple[Regions, _Fields]:
-    try:
-        image_id = parse_id(path.stem)
-    except ValueError as err:
-        raise input_error(path, None, str(err)) from None
-    arrays, has_info = _read_npz(path)
-    data, features, boxes, fields = _npz_arrays(path, arrays, has_info, load_info)
-    n = features.shape[0] if features.ndim == 2 else 0
-    width = _npz_scalar(path, data, ("image_w", "width"))
-    height = _npz_scalar(path, data, ("image_h", "height"))
-    cls_probs, cls_field = _npz_classes(path, data, n, num_classes)
-    fields = fields._replace(classes=cls_field)
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused below
-        features, boxes = features.astype(np.float32), boxes.astype(np.float32)
-    problem = _region_problem(features, boxes, cls_probs, fields)
-    if problem:
-        raise input_error(path, *problem)
-    return Regions(image_id, width, height, features, boxes, cls_probs), fields
-
-
-def read_npz_dir(root: str | Path, num_classes: int = VG_OBJECT_CLASSES,
-                 load_info: bool = True,
-                 parse_id: Callable[[str], int] = parse_image_id) -> Iterator[Regions]:
-    """Regions from a directory of per-image ``.npz`` files, in file name order.
-
-    Two key conventions are read:
-
-    * py-bottom-up-attention / VisualBERT: ``x`` (features, (n, D) or (D, n), told apart
-      by ``num_bbox``), ``bbox`` (n, 4), ``num_bbox``, ``image_h``, ``image_w`` and an
-      optional ``info`` dict with ``objects_id``, ``objects_conf``, ``cls_prob``.
-    * simple: ``features`` (n, D), ``boxes`` (n, 4), optional ``cls_prob`` (n, C),
-      ``width``, ``height``.
-
-    Files are read with :mod:`zipfile` and numpy's header parser, never with numpy's
-    pickle support. ``info`` is a pickled object: it is loaded by
-    :func:`vlp.safe_pickle.safe_load`, which rebuilds plain data and numpy arrays only and
-    refuses any other class or function before anything runs; ``load_info=False`` skips
-    it. Any other pickled entry is refused. Class distributions come from ``cls_prob``,
-    else objects_id/objects_conf (:func:`distribution_from_argmax` over ``num_classes``),
-    else C = 0. The image id is the file stem's trailing digits (:func:`parse_image_id`);
-    two files with the same id are an error naming both. Boxes outside their image or
-    inverted are reported once for the directory (:func:`vlp.errors.data_warning`).
-
-    Raises:
-        VlpError: naming the file and key.
-    """
-    root = Path(root)
-    audit = _SourceAudit(" (the id is the file name's trailing digits; rename one file "
-                         "or pass parse_id=)")
-    fields = _Fields(None, "x", "bbox", "cls_prob")
-    for path in _npz_files(root):
-        try:
-            regions, fields = _npz_regions(path, num_classes, load_info, parse_id)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise input_error(path, None, f"not a readable .npz file ({_one_line(err)})") \
-                from None
-        problem = audit.check(regions, str(path), fields)
-        if problem:
-            raise input_error(path, *problem)
-        yield regions
-    audit.finish(root, fields.boxes)
-
-
-def _npz_files(root: Path) -> list[Path]:
-    if root.is_file():
-        raise input_error(root, None, "is a file; expected a directory of .npz files")
-    if not root.is_dir():
-        raise input_error(root, None, "no such directory")
-    files = sorted(root.glob("*.npz"))
-    if not files:
-        raise input_error(root, None, "no .npz files in this directory")
-    return files
 
 
 # --------------------------------------------------------------------------- building
@@ -1280,44 +746,3 @@ def _dims(out_dir: str | Path, first: Regions) -> tuple[int, int]:
                        f"cls_probs, got shapes {np.shape(first.features)} and "
                        f"{np.shape(first.cls_probs)}")
     return int(first.features.shape[1]), int(first.cls_probs.shape[1])
-
-
-def import_butd_tsv(src: str | Path, out_dir: str | Path, *,
-                    num_classes: int = VG_OBJECT_CLASSES,
-                    fieldnames: Sequence[str] | None = None, dtype: str = "float16",
-                    class_names: Sequence[str] | None = None, progress: bool = True,
-                    overwrite: bool = False) -> Path:
-    """Build a store from a bottom-up-attention TSV (see :func:`read_butd_tsv`).
-
-    ``out_dir`` is checked before anything is read: it may not be, hold or lie inside
-    ``src``, and an existing non-empty ``out_dir`` needs ``overwrite=True``.
-
-    Returns:
-        ``out_dir``.
-    """
-    claim_store(out_dir, overwrite=overwrite, inputs=[src])
-    regions = read_butd_tsv(src, fieldnames=fieldnames, num_classes=num_classes)
-    return build_store(regions, out_dir, dtype=dtype, class_names=class_names,
-                       source=f"bottom-up-attention TSV {Path(src).name}", progress=progress,
-                       overwrite=overwrite)
-
-
-def import_npz_dir(src: str | Path, out_dir: str | Path, *,
-                   num_classes: int = VG_OBJECT_CLASSES, load_info: bool = True,
-                   dtype: str = "float16", class_names: Sequence[str] | None = None,
-                   progress: bool = True, overwrite: bool = False) -> Path:
-    """Build a store from a directory of per-image ``.npz`` files (see :func:`read_npz_dir`).
-
-    ``out_dir`` is checked before anything is read: it may not be, hold or lie inside
-    ``src`` (so ``import_npz_dir(d, d)`` never deletes ``d``), and an existing non-empty
-    ``out_dir`` needs ``overwrite=True``.
-
-    Returns:
-        ``out_dir``.
-    """
-    claim_store(out_dir, overwrite=overwrite, inputs=[src])
-    total = len(_npz_files(Path(src)))
-    regions = read_npz_dir(src, num_classes=num_classes, load_info=load_info)
-    return build_store(regions, out_dir, dtype=dtype, class_names=class_names,
-                       source=f"per-image npz directory {Path(src).name}",
-                       progress=progress, total=total, overwrite=overwrite)

@@ -18,10 +18,10 @@ import torch
 from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.data.batching import ResumableBatchSampler
 from vlp.data.features import Regions, RegionStore
+from vlp.data.locations import location_features
 from vlp.data.masking import choose_positions, mask_tokens, split_modalities
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
-from vlp.layers.embeddings import location_features
 
 
 @dataclass(frozen=True)

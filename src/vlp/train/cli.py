@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _world_make(args: argparse.Namespace) -> int:
-    from vlp.data.world import make_world
+    from vlp.world.make import make_world
 
     out = make_world(Path(args.out), args.images, seed=args.seed, size=args.size,
                      workers=args.workers, overwrite=args.overwrite)
@@ -30,7 +30,7 @@ def _world_make(args: argparse.Namespace) -> int:
 
 
 def _features_world(args: argparse.Namespace) -> int:
-    from vlp.data.detector import build_world_features
+    from vlp.world.detector import build_world_features
 
     out = build_world_features(Path(args.world), Path(args.out) if args.out else None,
                                feature_dim=args.dim, epochs=args.epochs, seed=args.seed,
@@ -40,7 +40,8 @@ def _features_world(args: argparse.Namespace) -> int:
 
 
 def _features_import(args: argparse.Namespace) -> int:
-    from vlp.data.features import import_butd_tsv, import_npz_dir
+    from vlp.data.formats.butd_tsv import import_butd_tsv
+    from vlp.data.formats.npz import import_npz_dir
 
     read = import_butd_tsv if args.format == "tsv" else import_npz_dir
     out = read(Path(args.src), Path(args.out), num_classes=args.num_classes,

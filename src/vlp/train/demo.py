@@ -95,8 +95,9 @@ def prepare_world(root: Path, images: int) -> Path:
     The directory is named after the generator version, so a demo directory from an older
     vlp is never mixed with a newer world.
     """
-    from vlp.data.detector import build_world_features
-    from vlp.data.world import GENERATOR_VERSION, make_world
+    from vlp.world.detector import build_world_features
+    from vlp.world.make import make_world
+    from vlp.world.vocab import GENERATOR_VERSION
 
     world = root / f"world_v{GENERATOR_VERSION}"
     if not (world / "world.json").is_file():

@@ -18,20 +18,12 @@ from typing import Any
 import pytest
 
 from vlp.data.readers import read_coco_captions, read_coco_instances, read_karpathy
-from vlp.data.world import (
-    COLOURS,
-    NUMBER_WORDS,
-    PLURALS,
-    SHAPES,
-    SIZES,
-    Scene,
-    WorldObject,
-    category_id,
-    file_name,
-    load_scenes,
-    make_world,
-)
-from vlp.data.world_tasks import UNDEPICTED, UNDEPICTED_BETWEEN, normalize_answer
+from vlp.world.files import file_name
+from vlp.world.make import make_world
+from vlp.world.scene import Scene, WorldObject, load_scenes
+from vlp.world.tasks.snli_ve import UNDEPICTED, UNDEPICTED_BETWEEN
+from vlp.world.tasks.vqa import normalize_answer
+from vlp.world.vocab import COLOURS, NUMBER_WORDS, PLURALS, SHAPES, SIZES, category_id
 
 N_IMAGES = 40
 SEED = 5
@@ -290,7 +282,7 @@ def _ve_fact(scene: Scene, h: str) -> bool:
 
 
 def _ve_label(scene: Scene, hypothesis: str) -> str:
-    """The label a hypothesis has against the scene (see the rules in world_tasks)."""
+    """The label a hypothesis has against the scene (see the rules in vlp.world.tasks.snli_ve)."""
     assert hypothesis[0].isupper() and hypothesis.endswith(".")
     h = hypothesis[0].lower() + hypothesis[1:-1]
     if m := re.fullmatch(rf"({_AN}) (?:{_UNDEPICTED})", h):

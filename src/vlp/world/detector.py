@@ -512,6 +512,7 @@ def build_world_features(world_dir: Path, out_dir: Path | None = None, feature_d
     shown = "n/a" if acc is None else f"{acc:.3f}"
     print(f"region classifier: held-out ({split}) object accuracy {shown} "
           f"on {scores['eval_objects']} annotated boxes")
+    # the recorded name is the classifier's first module path, kept for byte-identical stores
     info = {"detector": "vlp.data.detector.RegionClassifier", "epochs": epochs, "seed": seed,
             "eval_split": split, **scores, "attribute_names": world.colour_names}
     build_store(detect(world, model, seed, batch_size, progress), out_dir, dtype="float32",

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlp.data.detector import (
+from vlp.data.features import RegionStore
+from vlp.errors import VlpError
+from vlp.world.detector import (
     BACKGROUND,
     background_boxes,
     box_iou,
@@ -21,15 +23,13 @@ from vlp.data.detector import (
     load_world_objects,
     spurious_boxes,
 )
-from vlp.data.features import RegionStore
-from vlp.errors import VlpError
 
 FEAT = 32
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlp.data.world import make_world
+    from vlp.world.make import make_world
 
     return make_world(tmp_path_factory.mktemp("w") / "world", 60, seed=0, size=64)
 
@@ -131,7 +131,7 @@ def test_crop_regions_reads_the_box() -> None:
 
 
 def write_hand_world(root: Path, split_of_last: str | None = "test") -> Path:
-    """Three images in the world's published formats, without vlp.data.world."""
+    """Three images in the world's published formats, without vlp.world's generator."""
     (root / "images").mkdir(parents=True)
     (root / "annotations").mkdir()
     images, anns, karpathy = [], [], []
@@ -170,7 +170,7 @@ def test_image_of_another_size_than_annotated_is_one_line(world: Path, tmp_path:
 
     from PIL import Image
 
-    from vlp.data.detector import load_world_objects
+    from vlp.world.detector import load_world_objects
 
     copy = tmp_path / "world"
     shutil.copytree(world, copy, ignore=shutil.ignore_patterns("features"))

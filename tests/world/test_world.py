@@ -14,24 +14,14 @@ import pytest
 from PIL import Image
 
 from vlp.data.readers import read_coco_captions, read_coco_instances, read_karpathy
-from vlp.data.world import (
-    CAPTIONS_PER_IMAGE,
-    COLOURS,
-    NUMBER_WORDS,
-    PLURALS,
-    SHAPES,
-    SIZES,
-    Scene,
-    WorldObject,
-    category_id,
-    file_name,
-    generate_scene,
-    load_scenes,
-    make_captions,
-    make_world,
-    render_scene,
-)
 from vlp.errors import VlpError
+from vlp.world.captions import CAPTIONS_PER_IMAGE, make_captions
+from vlp.world.files import file_name
+from vlp.world.generate import generate_scene
+from vlp.world.make import make_world
+from vlp.world.render import render_scene
+from vlp.world.scene import Scene, WorldObject, load_scenes
+from vlp.world.vocab import COLOURS, NUMBER_WORDS, PLURALS, SHAPES, SIZES, category_id
 
 N_IMAGES = 30
 
