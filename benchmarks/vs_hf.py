@@ -1,7 +1,7 @@
 """A pre-training step of vlp against Hugging Face transformers: same weights, batches, precision.
 
 Two model families, each a random Hugging Face model saved with ``save_pretrained`` and
-imported into vlp with ``vlp.models.convert.load_imported``, so both libraries hold the
+imported into vlp with ``vlp.convert.load_imported``, so both libraries hold the
 same weights:
 
 - VisualBERT: ``VisualBertForPreTraining`` (MLM + sentence-image matching) against vlp's
@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _common import KARPATHY_TEST, RESULTS, format_table, load_captions, ratio, write_results
 from padding import epoch_batches, match_budget
+from vlp.convert import load_imported, resolve_source
 from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.data.batching import fixed_size_batches, token_budget_batches
 from vlp.data.features import Regions
@@ -51,7 +52,6 @@ from vlp.data.pretrain import BatchPlan, Example, ImagePool, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.models import build_model
-from vlp.models.convert import load_imported, resolve_source
 from vlp.models.weights import load_partial
 from vlp.objectives import LossModel, build_objectives
 from vlp.train.config import DataConfig

@@ -33,7 +33,7 @@ def layer_of(module: str) -> str:
     """The layer a ``vlp.*`` module belongs to."""
     if module in FOUNDATION:
         return "foundation"
-    if module.startswith("vlp.models.convert"):
+    if module.startswith("vlp.convert"):
         return "convert"
     layer = module.split(".")[1]
     assert layer in ALLOWED, f"{module}: a package docs/architecture.md does not place"

@@ -8,8 +8,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from vlp.convert import Imported
 from vlp.models import build_model
-from vlp.models.convert import Imported
 
 M = TypeVar("M", bound=nn.Module)
 

@@ -10,10 +10,10 @@ import torch
 from transformers import BertConfig, BertForPreTraining, BertModel
 
 from conftest import save_reference
+from vlp.convert import convert_hf, import_checkpoint, load_imported, resolve_source
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models import build_model
-from vlp.models.convert import convert_hf, import_checkpoint, load_imported, resolve_source
 from vlp.models.single_stream import SingleStreamModel
 
 TOL = 1e-4

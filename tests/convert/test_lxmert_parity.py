@@ -10,9 +10,9 @@ from parity import load_vlp, region_inputs, text_inputs
 from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
 from conftest import save_reference
+from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.data.batch import Batch
 from vlp.data.locations import location_features
-from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.two_stream import TwoStreamModel
 from vlp.models.weights import load_partial
 from vlp.objectives import build_objectives

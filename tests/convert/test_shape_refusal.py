@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vlp.convert import convert_hf
 from vlp.errors import VlpError
-from vlp.models.convert import convert_hf
 
 SIZES = dict(vocab_size=30, hidden_size=8, num_attention_heads=2, intermediate_size=16,
              max_position_embeddings=16)

@@ -12,11 +12,11 @@ from parity import load_vlp, region_inputs, text_inputs
 from transformers import VisualBertConfig, VisualBertForPreTraining, VisualBertModel
 
 from conftest import save_reference
+from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.tokenizer import SPECIAL_TOKENS
 from vlp.errors import VlpError
-from vlp.models.convert import Imported, convert_hf, import_checkpoint, load_imported
 from vlp.models.single_stream import SingleStreamModel
 from vlp.models.weights import load_partial
 from vlp.objectives import build_objectives

@@ -21,8 +21,8 @@ from fuzz_harness import refuse
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vlp.convert import import_checkpoint, load_imported
 from vlp.errors import VlpError
-from vlp.models.convert import import_checkpoint, load_imported
 from vlp.models.weights import load_partial
 
 MARKER = "PWNED_MARKER"

@@ -13,11 +13,11 @@ from transformers import BertConfig, BertModel
 
 from conftest import make_dataset, overfit_losses, random_batch, save_reference
 from vlp.config import load_config
+from vlp.convert import read_hf
+from vlp.convert.bert import bert_text_state
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models import ModelConfig, build_model
-from vlp.models.convert import read_hf
-from vlp.models.convert.bert import bert_text_state
 from vlp.models.two_stream import TwoStreamModel
 from vlp.objectives import LossModel, build_objectives
 from vlp.train.config import PretrainConfig

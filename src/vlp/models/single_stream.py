@@ -66,7 +66,7 @@ class SingleStreamModel(VLEncoder):
         region embedding starts fresh.
 
         Args:
-            state: weights under single-stream names (:func:`vlp.models.convert.bert.
+            state: weights under single-stream names (:func:`vlp.convert.bert.
                 bert_text_state`).
             source: where they came from, for error messages.
 

@@ -70,7 +70,7 @@ class TwoStreamModel(VLEncoder):
         counting the plain layers first and then the one in each exchange block.
 
         Args:
-            state: weights under single-stream names (:func:`vlp.models.convert.bert.
+            state: weights under single-stream names (:func:`vlp.convert.bert.
                 bert_text_state`): ``text_embed.*``, ``encoder.layers.{i}.*``,
                 ``pooler.dense.*``.
             source: where they came from, for error messages.

@@ -14,13 +14,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from vlp.convert import Imported, load_imported, with_text_config
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.models import build_model
 from vlp.models.config import ModelConfig
-from vlp.models.convert import Imported, load_imported, with_text_config
 from vlp.models.encoder import VLEncoder
 from vlp.models.weights import load_partial
 from vlp.objectives.base import Objective

@@ -146,7 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from vlp.models.convert import import_checkpoint, load_imported
+    from vlp.convert import import_checkpoint, load_imported
 
     out = import_checkpoint(args.src, args.out, overwrite=args.overwrite)
     imported = load_imported(out)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from vlp.errors import input_error
-from vlp.models.config import ModelConfig
-from vlp.models.convert.common import (
+from vlp.convert.common import (
     HFCheckpoint,
     bert_embeddings,
     bert_layer,
@@ -14,6 +12,8 @@ from vlp.models.convert.common import (
     copy,
     model_config,
 )
+from vlp.errors import input_error
+from vlp.models.config import ModelConfig
 
 # keys every BERT checkpoint may carry that vlp has no use for
 IGNORED = ("position_ids", "cls.seq_relationship.weight", "cls.seq_relationship.bias",

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from vlp.convert.bert import bert_config, bert_mlm_head, bert_text_state
+from vlp.convert.common import HFCheckpoint, copy, expect, replace_config
 from vlp.errors import input_error
 from vlp.models.config import ModelConfig
-from vlp.models.convert.bert import bert_config, bert_mlm_head, bert_text_state
-from vlp.models.convert.common import HFCheckpoint, copy, expect, replace_config
 
 if TYPE_CHECKING:
-    from vlp.models.convert import Imported
+    from vlp.convert import Imported
 
 # keys a VisualBERT checkpoint may carry that vlp has no use for: buffers, and the MLM
 # decoder, which is tied to the word embeddings (its bias is ``cls.predictions.bias``)
@@ -81,7 +81,7 @@ def visual_bert_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
 
 def convert_visual_bert(ck: HFCheckpoint) -> Imported:
     """A VisualBERT checkpoint → a whole single-stream model, with its pre-training heads."""
-    from vlp.models.convert import Imported  # the package imports this module first
+    from vlp.convert import Imported  # the package imports this module first
 
     cfg = visual_bert_config(ck)
     expect(ck, cfg)

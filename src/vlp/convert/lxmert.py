@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from vlp.errors import input_error
-from vlp.models.config import ModelConfig
-from vlp.models.convert.common import (
+from vlp.convert.common import (
     HFCheckpoint,
     bert_embeddings,
     bert_layer,
@@ -27,9 +25,11 @@ from vlp.models.convert.common import (
     model_config,
     transformer_layer,
 )
+from vlp.errors import input_error
+from vlp.models.config import ModelConfig
 
 if TYPE_CHECKING:
-    from vlp.models.convert import Imported
+    from vlp.convert import Imported
 
 # keys an LXMERT checkpoint may carry that vlp has no use for: buffers, and the MLM
 # decoder, which is tied to the word embeddings (its bias is ``cls.predictions.bias``)
@@ -153,7 +153,7 @@ def lxmert_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
 
 def convert_lxmert(ck: HFCheckpoint) -> Imported:
     """An LXMERT checkpoint → a whole two-stream model, with its pre-training heads."""
-    from vlp.models.convert import Imported  # the package imports this module first
+    from vlp.convert import Imported  # the package imports this module first
 
     cfg = lxmert_config(ck)
     expect(ck, cfg)

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from vlp.models.config import ModelConfig
-from vlp.models.convert.bert import bert_config
-from vlp.models.convert.common import (
+from vlp.convert.bert import bert_config
+from vlp.convert.common import (
     HFCheckpoint,
     bert_embeddings,
     copy,
@@ -27,9 +26,10 @@ from vlp.models.convert.common import (
     replace_config,
     transformer_layer,
 )
+from vlp.models.config import ModelConfig
 
 if TYPE_CHECKING:
-    from vlp.models.convert import Imported
+    from vlp.convert import Imported
 
 # buffers, and the MLM decoder weight, which is tied to the word embeddings
 IGNORED = ("position_ids", "token_type_ids", "mlm_score.decoder.weight")
@@ -88,7 +88,7 @@ def vilt_heads(ck: HFCheckpoint) -> dict[str, dict[str, Tensor]]:
 
 def convert_vilt(ck: HFCheckpoint) -> Imported:
     """A ViLT checkpoint → a whole single-stream patch model, with its MLM head."""
-    from vlp.models.convert import Imported  # the package imports this module first
+    from vlp.convert import Imported  # the package imports this module first
 
     cfg = vilt_config(ck)
     expect(ck, cfg)

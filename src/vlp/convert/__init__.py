@@ -20,20 +20,20 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vlp.config import from_dict, read_yaml, to_dict
-from vlp.errors import VlpError, input_error
-from vlp.fileio import atomic_path, claim_output
-from vlp.models.config import ModelConfig
-from vlp.models.convert.bert import IGNORED, bert_config, bert_mlm_head, bert_text_state
-from vlp.models.convert.common import (
+from vlp.convert.bert import IGNORED, bert_config, bert_mlm_head, bert_text_state
+from vlp.convert.common import (
     HFCheckpoint,
     expect,
     expected_shapes,
     read_hf,
     read_safetensors,
 )
-from vlp.models.convert.lxmert import convert_lxmert
-from vlp.models.convert.vilt import convert_vilt
-from vlp.models.convert.visualbert import convert_visual_bert
+from vlp.convert.lxmert import convert_lxmert
+from vlp.convert.vilt import convert_vilt
+from vlp.convert.visualbert import convert_visual_bert
+from vlp.errors import VlpError, input_error
+from vlp.fileio import atomic_path, claim_output
+from vlp.models.config import ModelConfig
 
 
 @dataclass
