@@ -27,7 +27,7 @@ from vlp.train.build import Start, batch_sampler, build_encoder, load_init, run_
 from vlp.train.config import FinetuneConfig
 from vlp.train.logging import plot_curves
 from vlp.train.runtime import Env
-from vlp.train.trainer import Parts, RunData, Trainer, scoring
+from vlp.train.trainer import Parts, Plot, Prepare, RunData, Trainer, scoring
 
 
 class TaskBatches(torch.utils.data.Dataset[tuple[BatchKey, Batch]]):
@@ -157,7 +157,7 @@ def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
     return parts, begin.env, task
 
 
-def _with_model(task: Task) -> Any:
+def _with_model(task: Task) -> Prepare:
     """The training batch rebuilt by the task with the head's scores (retrieval's hard
     negatives), from the seed's own stream (apart from the collator's: resume is exact)."""
     def prepare(model: LossModel, key: BatchKey, batch: Batch) -> Batch:
@@ -167,7 +167,7 @@ def _with_model(task: Task) -> Any:
     return prepare
 
 
-def _plotter(name: str) -> Any:
+def _plotter(name: str) -> Plot:
     def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         """PNG of the training loss and the evaluation metrics over steps."""
         keys = sorted({k for r in rows for k in r if k.startswith(("loss/", "eval/"))

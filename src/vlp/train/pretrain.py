@@ -29,7 +29,7 @@ from vlp.data.pretrain import (
 from vlp.data.readers import read_karpathy
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError, is_strict, strict_mode
-from vlp.objectives import LossModel, build_objectives
+from vlp.objectives import LossModel, LossOutput, build_objectives
 from vlp.objectives.base import Objective
 from vlp.train.build import batch_sampler, build_encoder, load_init, run_inputs, start
 from vlp.train.config import DataConfig, PretrainConfig
@@ -86,7 +86,7 @@ class HeldOutLosses:
             yield key, batch.to(self.device)
 
     def __call__(self, model: LossModel, step: int) -> dict[str, float]:
-        def outputs() -> Iterator[Any]:
+        def outputs() -> Iterator[tuple[LossOutput, int]]:
             for key, batch in self.batches_on_device():
                 out = model(batch, key.objectives)
                 check_finite_eval(step, out, batch)

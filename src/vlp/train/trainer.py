@@ -35,7 +35,9 @@ from tqdm import tqdm
 
 from vlp.config import dump_config, read_yaml, to_dict
 from vlp.data.batch import Batch, describe_images
+from vlp.data.features import RegionStore
 from vlp.data.pretrain import BatchKey, PretrainKeySampler, unwrap
+from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.objectives.loss_model import LossModel, LossOutput
@@ -59,6 +61,7 @@ from vlp.train.runtime import (
 )
 
 Prepare = Callable[[LossModel, BatchKey, Batch], Batch]
+Plot = Callable[[list[dict[str, Any]], Path], Path]
 
 
 class Evaluation(Protocol):
@@ -73,14 +76,14 @@ class RunData:
     """What a run reads, for those who inspect it (the demo, tests).
 
     Attributes:
-        tokenizer: text → token ids (a :class:`~vlp.data.tokenizer.Tokenizer`).
+        tokenizer: text → token ids.
         store: the region store.
         train: the training rows (pairs, or a task's training split).
         held_out: the rows evaluated.
     """
 
-    tokenizer: Any
-    store: Any
+    tokenizer: Tokenizer
+    store: RegionStore
     train: Sized
     held_out: Sized
 
@@ -112,7 +115,7 @@ class Parts:
     data: RunData
     stage: str
     plot_name: str
-    plot: Callable[[list[dict[str, Any]], Path], Path]
+    plot: Plot
     inputs: list[str] = field(default_factory=list)
     prepare: Prepare | None = None
 
