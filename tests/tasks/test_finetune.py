@@ -61,7 +61,7 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str) -> None
     trainer = Finetuner(config(world, tmp_path / task, task, "train.steps=1"))
     data = trainer.train_data
     batch = data.collate([data[i] for i in range(12)], seed=1)
-    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
+    losses = overfit_losses(trainer.module, batch, [trainer.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 
@@ -117,10 +117,10 @@ def test_zero_shot_retrieval_from_a_pretraining_run(world: Path, tmp_path: Path)
 
 
 def test_dual_encoder_retrieval_ranks_by_itc_embeddings(world: Path, tmp_path: Path) -> None:
-    """task.rank=itc fine-tunes the contrastive head and ranks every text against every
+    """task.options.rank=itc fine-tunes the contrastive head and ranks every text against every
     image from embeddings computed once each (a text's top image is its own at R@1 once
     the head over-fits a pool this small)."""
-    cfg = config(world, tmp_path / "itc", "retrieval", "task.rank=itc", "train.steps=30",
+    cfg = config(world, tmp_path / "itc", "retrieval", "task.options.rank=itc", "train.steps=30",
                  "task.eval_limit=4", "data.train_splits=[val]", "task.train_limit=4")
     trainer = Finetuner(cfg)
     assert trainer.head_name == "itc" and trainer.train_data.neg_prob == 0.0  # type: ignore[attr-defined]
@@ -142,8 +142,8 @@ def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
                                                              tmp_path: Path) -> None:
     """UNITER's hard negatives: each swapped row gets, of the candidate images that are
     not its own, the one the scorer rates highest; the other rows stay true pairs."""
-    trainer = Finetuner(config(world, tmp_path / "hn", "retrieval", "task.hard_negatives=50",
-                               "train.steps=1"))
+    trainer = Finetuner(config(world, tmp_path / "hn", "retrieval",
+                               "task.options.hard_negatives=50", "train.steps=1"))
     data = trainer.train_data
     rows = [data[5 * j + t] for j in range(10) for t in range(2)]  # 10 images, 2 captions each
     batch = data.collate(rows, seed=1)
@@ -173,7 +173,7 @@ def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
 
 
 def test_retrieval_fine_tunes_with_hard_negatives(world: Path, tmp_path: Path) -> None:
-    cfg = config(world, tmp_path / "hn_run", "retrieval", "task.hard_negatives=4",
+    cfg = config(world, tmp_path / "hn_run", "retrieval", "task.options.hard_negatives=4",
                  "train.steps=4", "task.eval_limit=5")
     trainer = Finetuner(cfg)
     trainer.run()

@@ -104,7 +104,7 @@ def _parts(world: Path) -> tuple[Tokenizer, RegionStore]:
 
 # ------------------------------------------------------------------------- heads over-fit
 @pytest.mark.parametrize(("task", "extra"), [("nlvr2", ()), ("refcoco", ()), ("vcr", ()),
-                                             ("vcr", ("task.vcr_mode=qa2r",))])
+                                             ("vcr", ("task.options.mode=qa2r",))])
 def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
                                  extra: tuple[str, ...]) -> None:
     torch.manual_seed(0)
@@ -122,7 +122,7 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
         picked = np.linspace(0, len(data) - 1, 12).astype(int).tolist()
     batch = data.collate([data[i] for i in picked], seed=1)
     assert batch.size == (24 if isinstance(data, NLVR2Data | VCRData) else 12)
-    losses = overfit_losses(trainer.module, batch, [trainer.spec.head_name], 80, lr=5e-3)
+    losses = overfit_losses(trainer.module, batch, [trainer.head_name], 80, lr=5e-3)
     assert losses[-1] < 0.3 * losses[0], (task, losses[0], losses[-1])
 
 
@@ -199,7 +199,7 @@ def test_join_segments_cuts_the_longest_segment_first() -> None:
 
 def test_vcr_rejects_an_unknown_mode(world: Path) -> None:
     tokenizer, store = _parts(world)
-    with pytest.raises(VlpError, match="task.vcr_mode"):
+    with pytest.raises(VlpError, match="task.options.mode"):
         VCRData({"jsonl": world / "annotations" / "vcr_train.jsonl"}, "train", tokenizer,
                 store, mode="a2q")
 
@@ -299,7 +299,7 @@ def test_refcoco_commands_write_boxes(world: Path, tmp_path: Path,
 def test_vcr_commands_and_q2ar_from_both_files(world: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     q2a, metrics = _finetune_and_score(world, tmp_path / "a", "vcr", capsys)
-    qa2r, _ = _finetune_and_score(world, tmp_path / "r", "vcr", capsys, "task.vcr_mode=qa2r")
+    qa2r, _ = _finetune_and_score(world, tmp_path / "r", "vcr", capsys, "task.options.mode=qa2r")
     doc = json.loads(q2a.read_text())
     records = read_vcr(world / "annotations" / "vcr_val.jsonl")
     assert doc["mode"] == "q2a" and set(metrics) == {"vcr_q2a"}

@@ -246,7 +246,7 @@ def zero_shot_stage(world: Path, pretrained: Path, out: Path, model: str) -> dic
                "ranked by the pre-trained ITC embeddings (no fine-tuning)")
     cfg = finetune_config(world, out, "retrieval", pretrained, 0, 0, model)
     cfg = dataclasses.replace(
-        cfg, task=dataclasses.replace(cfg.task, rank="itc", eval_limit=100),
+        cfg, task=dataclasses.replace(cfg.task, options={"rank": "itc"}, eval_limit=100),
         data=dataclasses.replace(cfg.data, eval_split="test"),
         train=dataclasses.replace(cfg.train, tensorboard=False))
     metrics = Finetuner(cfg).write_results()

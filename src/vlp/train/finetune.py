@@ -22,7 +22,7 @@ from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.models import ModelConfig
 from vlp.objectives.base import Objective
-from vlp.tasks import TASKS, TaskSpec
+from vlp.tasks import get_task
 from vlp.tasks.base import TaskData
 from vlp.train.config import FinetuneConfig
 from vlp.train.logging import plot_curves, read_metrics
@@ -47,26 +47,6 @@ class TaskBatches(torch.utils.data.Dataset):
         return self.__getitems__(key)
 
 
-def task_files(cfg: FinetuneConfig, spec: TaskSpec, split: str) -> dict[str, Path]:
-    """Each file role of ``split``: from ``task.files`` or the world directory."""
-    data_cls = spec.data
-    file_split = data_cls.split_names.get(split, split)
-    files: dict[str, Path] = {}
-    for role in data_cls.roles:
-        template = cfg.task.files.get(role)
-        if template is None:
-            if not cfg.data.world:
-                raise VlpError(f"task.files.{role}: not set, and no data.world to take it "
-                               f"from (task {spec.name} needs {', '.join(data_cls.roles)})")
-            template = str(Path(cfg.data.world) / data_cls.world_files[role])
-        files[role] = Path(template.format(split=file_split))
-    unknown = sorted(set(cfg.task.files) - set(data_cls.roles))
-    if unknown:
-        raise VlpError(f"task.files.{unknown[0]}: unknown file role for task {spec.name} "
-                       f"(expected {', '.join(data_cls.roles)})")
-    return files
-
-
 class Finetuner(Pretrainer):
     """Fine-tunes the encoder plus a task head; ``train.init`` names the pre-trained run
     (or checkpoint, or imported model) to start from — empty trains from scratch."""
@@ -76,11 +56,9 @@ class Finetuner(Pretrainer):
     plot_name = "curves.png"
 
     def __init__(self, cfg: FinetuneConfig) -> None:
-        if cfg.task.name not in TASKS:
-            raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
-                           f"(known: {', '.join(sorted(TASKS))})")
-        self.spec = TASKS[cfg.task.name]
-        self.head_name, self.build_head = self.spec.head_for(cfg.task.rank)
+        self.spec = get_task(cfg.task.name)
+        head = self.spec.head(self.spec.parse_options(cfg.task.options))
+        self.head_name, self.build_head = head.name, head.build
         self._predicted: tuple[int, Any] | None = None  # (step, eval predictions)
         super().__init__(cfg)  # type: ignore[arg-type]
 
@@ -98,15 +76,12 @@ class Finetuner(Pretrainer):
         # the batch samplers read lengths from here
         self.train_pairs = self.train_data  # type: ignore[assignment]
 
-    def load_split(self, split: str, limit: int, answers: list[str] | None = None) -> TaskData:
+    def load_split(self, split: str, limit: int) -> TaskData:
         """One split of the task, sharing the training split's label space."""
         cfg = self.cfg
-        extra = self.spec.options(cfg.task)
-        if hasattr(self, "train_data"):
-            extra.update(self.spec.shared(self.train_data))
-        return self.spec.data(task_files(cfg, self.spec, split), split, self.tokenizer,
-                              self.store, cfg.data.max_text_len, cfg.data.max_regions,
-                              cfg.model.loc_dim, limit, **extra)
+        return self.spec.load_split(cfg.task, cfg.data.world, split, self.tokenizer,
+                                    self.store, cfg.data.max_text_len, cfg.data.max_regions,
+                                    cfg.model.loc_dim, limit, getattr(self, "train_data", None))
 
     def _build_objectives(self, mcfg: ModelConfig, model: torch.nn.Module
                           ) -> dict[str, Objective]:
@@ -166,7 +141,7 @@ class Finetuner(Pretrainer):
         embed = getattr(head, "embed", None)
         rank_by = getattr(data, "embedding_predictions", None)
         if encode is None or embed is None or rank_by is None:
-            raise VlpError(f"task.rank: {self.cfg.task.rank} needs a model that encodes text "
+            raise VlpError(f"task.options.rank: {self.head_name} needs a model that encodes text "
                            f"and image apart and a task that ranks by embeddings")
         texts: list[Tensor] = []
         images: dict[int, Tensor] = {}
@@ -234,4 +209,4 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False
     return trainer.write_results()
 
 
-__all__ = ["Finetuner", "TaskBatches", "finetune", "task_files"]
+__all__ = ["Finetuner", "TaskBatches", "finetune"]
