@@ -14,8 +14,9 @@ from conftest import overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
-from vlp.data.readers import read_karpathy
-from vlp.data.task_readers import read_snli_ve, read_vqa
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vqa import read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.world import make_world
 from vlp.errors import VlpError

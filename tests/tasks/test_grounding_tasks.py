@@ -18,7 +18,9 @@ from conftest import nan_regions, overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
-from vlp.data.task_readers import read_nlvr2, read_refcoco, read_vcr, vcr_text
+from vlp.data.formats.nlvr2 import read_nlvr2
+from vlp.data.formats.refcoco import read_refcoco
+from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from vlp.data.world import make_world
 from vlp.errors import VlpError

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from vlp.config import check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.readers import read_karpathy
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.eval.classify import accuracy
 from vlp.models.config import ModelConfig
 from vlp.objectives.base import Objective

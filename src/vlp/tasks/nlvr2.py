@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.readers import read_text
-from vlp.data.task_readers import read_nlvr2
 from vlp.errors import input_error
 from vlp.eval.classify import nlvr2_metrics
 from vlp.fileio import write_text_atomic

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.data.formats.refcoco import read_refcoco
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.task_readers import read_refcoco
 from vlp.errors import input_error
 from vlp.eval.boxes import box_iou, grounding_accuracy, xywh_to_xyxy, xyxy_to_xywh
 from vlp.fileio import write_text_atomic

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from vlp.config import check, check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.readers import check_kind, json_field, load_json, read_karpathy
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.readers import check_kind, json_field, load_json
 from vlp.errors import input_error
 from vlp.eval.ranking import recall_at_k
 from vlp.fileio import write_text_atomic

@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor, nn
 
 from vlp.config import check
+from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.task_readers import read_vcr, vcr_text
 from vlp.data.task_records import VCRRecord
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy, vcr_accuracy

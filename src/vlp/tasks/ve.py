@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.data.features import parse_image_id
-from vlp.data.readers import json_field
-from vlp.data.task_readers import read_json_lines, read_snli_ve
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.readers import json_field, read_json_lines
 from vlp.data.task_records import VE_LABELS
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy

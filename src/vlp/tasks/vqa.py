@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vlp.config import check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.task_readers import read_vqa, read_vqa_results, write_vqa_results
+from vlp.data.formats.vqa import read_vqa, read_vqa_results, write_vqa_results
 from vlp.errors import VlpError, input_error
 from vlp.eval.vqa import answer_targets, build_answer_vocab, evaluate_vqa
 from vlp.models.config import ModelConfig

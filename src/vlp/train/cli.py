@@ -53,7 +53,7 @@ def _features_import(args: argparse.Namespace) -> int:
 
 
 def _tokenizer_train(args: argparse.Namespace) -> int:
-    from vlp.data.readers import read_caption_texts
+    from vlp.data.formats.captions import read_caption_texts
     from vlp.data.tokenizer import Tokenizer
     from vlp.fileio import claim_output
 

@@ -14,8 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from vlp.data.readers import read_karpathy
-from vlp.data.task_readers import read_snli_ve, read_vqa
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vqa import read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints

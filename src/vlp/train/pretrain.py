@@ -21,6 +21,7 @@ from vlp.config import dump_config, read_yaml, to_dict
 from vlp.data.batch import Batch
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.pretrain import (
     BatchKey,
     BatchPlan,
@@ -31,7 +32,6 @@ from vlp.data.pretrain import (
     PretrainKeySampler,
     unwrap,
 )
-from vlp.data.readers import read_karpathy
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.fileio import remove_stale_temporaries, write_text_atomic

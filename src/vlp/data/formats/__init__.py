@@ -1,0 +1,1 @@
+"""Readers and writers of published file formats, one module per source format."""
