@@ -77,7 +77,7 @@ def world_corpus(args: argparse.Namespace) -> Corpus | None:
     except ImportError:
         print("note: vlp.data.features is not available; skipping the world corpus")
         return None
-    from vlp.data.readers import read_karpathy
+    from vlp.data.formats.karpathy import read_karpathy
     from vlp.data.tokenizer import Tokenizer
 
     world: Path = args.world

@@ -163,6 +163,22 @@ class _Source:
         """The one-line error about ``key``."""
         return VlpError(f"{self.of(key)}: field '{key}': {message}")
 
+    def unknown(self, key: str, names: Iterable[str]) -> VlpError:
+        """The one-line error about the unknown key ``key`` (``names``: the known ones)."""
+        return VlpError(f"{self.of(key)}: unknown key '{key}' (known keys here: "
+                        f"{', '.join(sorted(names))})")
+
+
+class _Section(_Source):
+    """Values of one section checked apart (a task's options): errors are
+    :class:`FieldError`, which the enclosing :func:`from_dict` gives its source."""
+
+    def error(self, key: str, message: str) -> VlpError:
+        return FieldError(key, message)
+
+    def unknown(self, key: str, names: Iterable[str]) -> VlpError:
+        return FieldError(key, f"unknown key (known keys here: {', '.join(sorted(names))})")
+
 
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
@@ -232,8 +248,7 @@ def _from_dict(cls: type[T], data: dict[str, Any], prefix: str, source: _Source)
     for key in data:
         if key not in names:
             full = f"{prefix}.{key}" if prefix else key
-            raise VlpError(f"{source.of(full)}: unknown key '{full}' (known keys here: "
-                           f"{', '.join(sorted(names))})")
+            raise source.unknown(full, names)
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
@@ -265,6 +280,20 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config",
     if not isinstance(data, dict):
         raise VlpError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     return _from_dict(cls, data, "", _Source(source, frozenset(overridden)))
+
+
+def from_section(cls: type[T], data: dict[str, Any], section: str) -> T:
+    """Build the dataclass ``cls`` of the config section ``section`` (e.g. ``task.options``,
+    checked inside the ``__post_init__`` of the config that holds it) from ``data``,
+    checking keys, types and ranges as :func:`from_dict` does.
+
+    Raises:
+        FieldError: naming ``section.<key>``; the enclosing :func:`from_dict` adds the
+            file (or "overrides") it came from.
+    """
+    if not isinstance(data, dict):
+        raise FieldError(section, f"expected a mapping, got {data!r}")
+    return _from_dict(cls, data, section, _Section(section))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -351,6 +380,7 @@ __all__ = [
     "check_value",
     "dump_config",
     "from_dict",
+    "from_section",
     "limits",
     "load_config",
     "ranged",

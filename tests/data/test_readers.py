@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from vlp.data.readers import (
-    read_caption_texts,
-    read_coco_captions,
-    read_coco_instances,
-    read_image_caption_list,
-    read_karpathy,
-)
+from vlp.data.formats.caption_list import read_image_caption_list
+from vlp.data.formats.captions import read_caption_texts
+from vlp.data.formats.coco import read_coco_captions, read_coco_instances
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.records import CaptionRecord, ImageInfo, InstanceRecord, restval_as_train
 from vlp.errors import VlpError
 
@@ -219,7 +216,7 @@ def test_instances_errors(tmp_path: Path, change: Any, expected: str) -> None:
 
 
 def test_plain_text_captions_are_read_as_lines(tmp_path: Path) -> None:
-    from vlp.data.readers import read_caption_texts
+    from vlp.data.formats.captions import read_caption_texts
 
     path = tmp_path / "captions.txt"
     path.write_text("a red circle\n\n  [a] blue square\n")
@@ -229,7 +226,7 @@ def test_plain_text_captions_are_read_as_lines(tmp_path: Path) -> None:
 def test_karpathy_duplicate_id_and_blank_captions(tmp_path: Path) -> None:
     import warnings
 
-    from vlp.data.readers import read_karpathy
+    from vlp.data.formats.karpathy import read_karpathy
     from vlp.errors import DataWarning, strict_mode
 
     def image(i: int, *raw: str) -> dict[str, object]:
@@ -254,7 +251,7 @@ def test_karpathy_duplicate_id_and_blank_captions(tmp_path: Path) -> None:
 
 
 def test_instance_boxes_inverted_error_outside_warns(tmp_path: Path) -> None:
-    from vlp.data.readers import read_coco_instances
+    from vlp.data.formats.coco import read_coco_instances
     from vlp.errors import DataWarning
 
     doc = {"images": [{"id": 1, "file_name": "1.jpg", "width": 10, "height": 10}],

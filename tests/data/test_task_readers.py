@@ -17,19 +17,11 @@ from typing import Any
 
 import pytest
 
-from vlp.data.task_readers import (
-    load_refs_pickle,
-    nlvr2_image_names,
-    read_nlvr2,
-    read_refcoco,
-    read_snli_ve,
-    read_vcr,
-    read_vcr_metadata,
-    read_vqa,
-    read_vqa_results,
-    vcr_text,
-    write_vqa_results,
-)
+from vlp.data.formats.nlvr2 import nlvr2_image_names, read_nlvr2
+from vlp.data.formats.refcoco import load_refs_pickle, read_refcoco
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vcr import read_vcr, read_vcr_metadata, vcr_text
+from vlp.data.formats.vqa import read_vqa, read_vqa_results, write_vqa_results
 from vlp.data.task_records import (
     NLVR2Record,
     RefRecord,

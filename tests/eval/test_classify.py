@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlp.data.task_readers import read_nlvr2
+from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.errors import VlpError
 from vlp.eval.classify import accuracy, nlvr2_consistency, nlvr2_metrics, vcr_accuracy
 

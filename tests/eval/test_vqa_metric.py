@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vlp.data.task_readers import read_vqa
+from vlp.data.formats.vqa import read_vqa
 from vlp.data.task_records import VQAQuestion
 from vlp.errors import VlpError
 from vlp.eval.vqa import (

@@ -24,22 +24,15 @@ import pytest
 from fuzz_harness import refuse
 
 from vlp.data.features import RegionStoreWriter
-from vlp.data.readers import (
-    read_caption_texts,
-    read_coco_captions,
-    read_coco_instances,
-    read_image_caption_list,
-    read_karpathy,
-)
-from vlp.data.task_readers import (
-    read_nlvr2,
-    read_refcoco,
-    read_snli_ve,
-    read_vcr,
-    read_vcr_metadata,
-    read_vqa,
-    read_vqa_results,
-)
+from vlp.data.formats.caption_list import read_image_caption_list
+from vlp.data.formats.captions import read_caption_texts
+from vlp.data.formats.coco import read_coco_captions, read_coco_instances
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.nlvr2 import read_nlvr2
+from vlp.data.formats.refcoco import read_refcoco
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vcr import read_vcr, read_vcr_metadata
+from vlp.data.formats.vqa import read_vqa, read_vqa_results
 from vlp.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from vlp.errors import DataWarning, VlpError
 from vlp.tasks.nlvr2 import NLVR2Data

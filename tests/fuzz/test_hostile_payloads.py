@@ -116,7 +116,7 @@ def test_region_store_object_array(dataset: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_refcoco_refs_pickle(tmp_path: Path, protocol: int) -> None:
-    from vlp.data.task_readers import load_refs_pickle
+    from vlp.data.formats.refcoco import load_refs_pickle
 
     marker = tmp_path / "ran"
     refs = tmp_path / "refs(unc).p"

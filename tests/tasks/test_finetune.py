@@ -14,8 +14,9 @@ from conftest import overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
-from vlp.data.readers import read_karpathy
-from vlp.data.task_readers import read_snli_ve, read_vqa
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vqa import read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.train.cli import main
@@ -117,10 +118,10 @@ def test_zero_shot_retrieval_from_a_pretraining_run(world: Path, tmp_path: Path)
 
 
 def test_dual_encoder_retrieval_ranks_by_itc_embeddings(world: Path, tmp_path: Path) -> None:
-    """task.rank=itc fine-tunes the contrastive head and ranks every text against every
+    """task.options.rank=itc fine-tunes the contrastive head and ranks every text against every
     image from embeddings computed once each (a text's top image is its own at R@1 once
     the head over-fits a pool this small)."""
-    cfg = config(world, tmp_path / "itc", "retrieval", "task.rank=itc", "train.steps=30",
+    cfg = config(world, tmp_path / "itc", "retrieval", "task.options.rank=itc", "train.steps=30",
                  "task.eval_limit=4", "data.train_splits=[val]", "task.train_limit=4")
     run = build_finetuning(cfg)
     assert run.task.head_name == "itc" and run.task.train.neg_prob == 0.0  # type: ignore[attr-defined]
@@ -142,8 +143,8 @@ def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
                                                              tmp_path: Path) -> None:
     """UNITER's hard negatives: each swapped row gets, of the candidate images that are
     not its own, the one the scorer rates highest; the other rows stay true pairs."""
-    run = build_finetuning(config(world, tmp_path / "hn", "retrieval", "task.hard_negatives=50",
-                               "train.steps=1"))
+    run = build_finetuning(config(world, tmp_path / "hn", "retrieval",
+                               "task.options.hard_negatives=50", "train.steps=1"))
     data = run.task.train
     rows = [data[5 * j + t] for j in range(10) for t in range(2)]  # 10 images, 2 captions each
     batch = data.collate(rows, seed=1)
@@ -173,7 +174,7 @@ def test_hard_negatives_take_the_highest_scored_foreign_image(world: Path,
 
 
 def test_retrieval_fine_tunes_with_hard_negatives(world: Path, tmp_path: Path) -> None:
-    cfg = config(world, tmp_path / "hn_run", "retrieval", "task.hard_negatives=4",
+    cfg = config(world, tmp_path / "hn_run", "retrieval", "task.options.hard_negatives=4",
                  "train.steps=4", "task.eval_limit=5")
     run = build_finetuning(cfg)
     run.trainer.run()

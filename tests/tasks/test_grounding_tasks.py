@@ -18,7 +18,9 @@ from conftest import nan_regions, overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
-from vlp.data.task_readers import read_nlvr2, read_refcoco, read_vcr, vcr_text
+from vlp.data.formats.nlvr2 import read_nlvr2
+from vlp.data.formats.refcoco import read_refcoco
+from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from vlp.errors import VlpError
 from vlp.eval.boxes import box_iou, xywh_to_xyxy
@@ -104,7 +106,7 @@ def _parts(world: Path) -> tuple[Tokenizer, RegionStore]:
 
 # ------------------------------------------------------------------------- heads over-fit
 @pytest.mark.parametrize(("task", "extra"), [("nlvr2", ()), ("refcoco", ()), ("vcr", ()),
-                                             ("vcr", ("task.vcr_mode=qa2r",))])
+                                             ("vcr", ("task.options.mode=qa2r",))])
 def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
                                  extra: tuple[str, ...]) -> None:
     torch.manual_seed(0)
@@ -199,7 +201,7 @@ def test_join_segments_cuts_the_longest_segment_first() -> None:
 
 def test_vcr_rejects_an_unknown_mode(world: Path) -> None:
     tokenizer, store = _parts(world)
-    with pytest.raises(VlpError, match="task.vcr_mode"):
+    with pytest.raises(VlpError, match="task.options.mode"):
         VCRData({"jsonl": world / "annotations" / "vcr_train.jsonl"}, "train", tokenizer,
                 store, mode="a2q")
 
@@ -299,7 +301,7 @@ def test_refcoco_commands_write_boxes(world: Path, tmp_path: Path,
 def test_vcr_commands_and_q2ar_from_both_files(world: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     q2a, metrics = _finetune_and_score(world, tmp_path / "a", "vcr", capsys)
-    qa2r, _ = _finetune_and_score(world, tmp_path / "r", "vcr", capsys, "task.vcr_mode=qa2r")
+    qa2r, _ = _finetune_and_score(world, tmp_path / "r", "vcr", capsys, "task.options.mode=qa2r")
     doc = json.loads(q2a.read_text())
     records = read_vcr(world / "annotations" / "vcr_val.jsonl")
     assert doc["mode"] == "q2a" and set(metrics) == {"vcr_q2a"}

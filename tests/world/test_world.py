@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vlp.data.readers import read_coco_captions, read_coco_instances, read_karpathy
+from vlp.data.formats.coco import read_coco_captions, read_coco_instances
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.errors import VlpError
 from vlp.world.captions import CAPTIONS_PER_IMAGE, make_captions
 from vlp.world.files import file_name

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from vlp.data.readers import read_coco_captions, read_coco_instances, read_karpathy
+from vlp.data.formats.coco import read_coco_captions, read_coco_instances
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.world.files import file_name
 from vlp.world.make import make_world
 from vlp.world.scene import Scene, WorldObject, load_scenes
@@ -504,16 +505,19 @@ def test_world_json_lists_the_task_files(world: Path) -> None:
 
 def test_task_readers_read_the_world(world: Path) -> None:
     """The readers of the published formats take the world's files unchanged."""
-    tr = pytest.importorskip("vlp.data.task_readers")
+    from vlp.data.formats import nlvr2, refcoco, snli_ve
+    from vlp.data.formats import vcr as vcr_format
+    from vlp.data.formats import vqa as vqa_format
+
     ann = world / "annotations"
-    vqa = [q for s in SPLITS for q in tr.read_vqa(ann / f"vqa_{s}_questions.json",
+    vqa = [q for s in SPLITS for q in vqa_format.read_vqa(ann / f"vqa_{s}_questions.json",
                                                  ann / f"vqa_{s}_annotations.json")]
     assert len(vqa) == len(_vqa(world))
-    assert sum(len(tr.read_snli_ve(ann / f"snli_ve_{DEV[s]}.jsonl")) for s in SPLITS) > 0
-    assert sum(len(tr.read_nlvr2(ann / f"nlvr2_{DEV[s]}.json")) for s in SPLITS) > 0
-    assert tr.read_refcoco(ann / "refs(world).p", ann / "instances.json")
-    vcr = [r for s in SPLITS for r in tr.read_vcr(ann / f"vcr_{s}.jsonl")]
-    assert vcr and all(tr.read_vcr_metadata(world / "vcr_metadata" / r.metadata).names
+    assert sum(len(snli_ve.read_snli_ve(ann / f"snli_ve_{DEV[s]}.jsonl")) for s in SPLITS) > 0
+    assert sum(len(nlvr2.read_nlvr2(ann / f"nlvr2_{DEV[s]}.json")) for s in SPLITS) > 0
+    assert refcoco.read_refcoco(ann / "refs(world).p", ann / "instances.json")
+    vcr = [r for s in SPLITS for r in vcr_format.read_vcr(ann / f"vcr_{s}.jsonl")]
+    assert vcr and all(vcr_format.read_vcr_metadata(world / "vcr_metadata" / r.metadata).names
                        == r.objects for r in vcr)
 
 

@@ -1,27 +1,19 @@
-"""One reader per published annotation format; the built-in world is read by the same ones.
+"""Checked reading of the files every published format is made of: text, JSON, JSON lines.
 
-Every reader checks the fields it uses and reports a bad file as one
-:class:`~vlp.errors.VlpError` line naming the file, the field and what was expected, e.g.
-``captions.json: field 'annotations[3].caption': missing (expected a string)``.
+The format readers (:mod:`vlp.data.formats`) build on these. Every helper reports a bad file
+as one :class:`~vlp.errors.VlpError` line naming the file, the field and what was expected,
+e.g. ``captions.json: field 'annotations[3].caption': missing (expected a string)``.
+JSON-lines fields are named ``line N.key`` with N counted from 1.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from vlp.data.records import (
-    KARPATHY_SPLITS,
-    CaptionRecord,
-    ImageCaptions,
-    ImageInfo,
-    InstanceRecord,
-    Instances,
-    KarpathyImage,
-)
-from vlp.errors import VlpError, data_warning, input_error
+from vlp.data.features import parse_image_id
+from vlp.errors import data_warning, input_error
 
 # kind name used in messages → check; bool is excluded from numbers because JSON
 # true/false would otherwise pass as 1/0
@@ -89,7 +81,8 @@ def load_json(path: str | Path) -> Any:
     return parse_json(path, read_text(path, "a JSON file"))
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """A parsed JSON value's kind in words, for messages (``a list``, ``null``)."""
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
              int: "an integer", float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
@@ -106,7 +99,7 @@ def check_kind(path: str | Path, value: Any, where: str, kind: str) -> Any:
     """
     expected, types = _KINDS[kind]
     if isinstance(value, bool) or not isinstance(value, types):
-        raise input_error(path, where, f"expected {expected}, found {_type_name(value)}")
+        raise input_error(path, where, f"expected {expected}, found {type_name(value)}")
     return value
 
 
@@ -139,28 +132,72 @@ def json_entries(path: str | Path, obj: dict[str, Any], key: str) -> list[tuple[
             for i, item in enumerate(items)]
 
 
-def _top_object(path: Path, doc: Any, what: str) -> dict[str, Any]:
+def top_object(path: Path, doc: Any, what: str) -> dict[str, Any]:
+    """``doc`` if it is a JSON object, else one line naming the file and ``what`` it should
+    hold (e.g. ``a VQA questions file``)."""
     if not isinstance(doc, dict):
         raise input_error(path, None, f"expected {what} (a JSON object at the top level), "
-                                      f"found {_type_name(doc)}")
+                                      f"found {type_name(doc)}")
     return doc
 
 
-def _image_files(path: Path, doc: dict[str, Any]) -> dict[int, str]:
-    files: dict[int, str] = {}
-    for where, entry in json_entries(path, doc, "images"):
-        image_id = json_field(path, entry, "id", where, "integer")
-        if image_id in files:
-            raise input_error(path, f"{where}.id", f"duplicate image id {image_id}: one "
-                              "image's captions would be paired with the other's regions")
-        files[image_id] = json_field(path, entry, "file_name", where, "string")
-    return files
+def read_json_lines(path: str | Path, what: str = "JSON lines") -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON-lines file, each with its field path ``line N``.
+
+    Args:
+        path: the file.
+        what: what the file should hold, for messages.
+
+    Raises:
+        VlpError: the file is missing, a directory, not UTF-8, holds no object, or a line
+            is not a JSON object (the last one, typically, when the file was cut short).
+    """
+    path = Path(path)
+    text = read_text(path, what)
+    # split on "\n" only: JSON strings may hold U+2028, which str.splitlines would cut at
+    lines = text.split("\n")
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"line {n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            torn = " (the file looks cut short)" if n == last and n > 1 else ""
+            raise input_error(path, where, f"invalid JSON at column {e.colno}: {e.msg}"
+                                           f"{torn}") from None
+        except RecursionError:
+            raise input_error(path, where, "invalid JSON: nested too deeply") from None
+        rows.append((where, check_kind(path, obj, where, "object")))
+    if not rows:
+        raise input_error(path, None, f"empty file (expected {what}, one object per line)")
+    return rows
 
 
-def _known_id(path: Path, ids: dict[int, Any], value: int, where: str, listed: str) -> int:
-    if value not in ids:
-        raise input_error(path, where, f"{value} is not an id listed in '{listed}'")
-    return value
+def check_unique(path: Path, seen: dict[Any, str], key: Any, where: str, field: str) -> None:
+    """Refuse a second record with ``key`` (predictions are matched to records by it)."""
+    if key in seen:
+        raise input_error(path, f"{where}.{field}", f"duplicate {field} {key!r} (also "
+                                                    f"{seen[key]})")
+    seen[key] = where
+
+
+def image_name_field(path: Path, row: dict[str, Any], key: str, where: str) -> str:
+    """An image file name whose stem ends in the image id (``2248275918.jpg``).
+
+    Raises:
+        VlpError: the field is missing, not a string, or its stem has no trailing digits
+            (the region store is keyed by them).
+    """
+    name = json_field(path, row, key, where, "string")
+    try:
+        parse_image_id(Path(name).stem)
+    except ValueError:
+        raise input_error(path, f"{where}.{key}", f"expected an image file name ending in "
+                          f"its numeric id, e.g. '2248275918.jpg', found {name!r}") from None
+    return str(name)
 
 
 EXAMPLES = 3  # examples a data warning lists
@@ -189,286 +226,3 @@ def check_captions(path: Path, captions: list[tuple[str, str]]) -> None:
     if blank:
         data_warning(path, blank[0], f"{len(blank)} of {len(captions)} captions are empty or "
                                      f"whitespace (e.g. {examples(blank)})")
-
-
-def _coco_captions(path: Path, doc: Any) -> list[CaptionRecord]:
-    doc = _top_object(path, doc, "COCO captions")
-    files = _image_files(path, doc)
-    records = []
-    for where, entry in json_entries(path, doc, "annotations"):
-        image_id = json_field(path, entry, "image_id", where, "integer")
-        _known_id(path, files, image_id, f"{where}.image_id", "images")
-        records.append(CaptionRecord(
-            image_id=image_id, caption=json_field(path, entry, "caption", where, "string"),
-            caption_id=json_field(path, entry, "id", where, "integer"),
-            file_name=files[image_id]))
-    check_captions(path, [(f"annotations[{i}].caption", r.caption)
-                          for i, r in enumerate(records)])
-    return records
-
-
-def read_coco_captions(path: str | Path) -> list[CaptionRecord]:
-    """Read a COCO captions file (``captions_train2014.json`` and the world's ``captions.json``).
-
-    Args:
-        path: a JSON file with ``images`` ``[{id, file_name, ...}]`` and ``annotations``
-            ``[{id, image_id, caption}]``.
-
-    Returns:
-        One record per annotation, in file order.
-
-    Raises:
-        VlpError: the file is missing, not JSON, or a field is missing or of the wrong type.
-    """
-    path = Path(path)
-    return _coco_captions(path, load_json(path))
-
-
-def _instance_images(path: Path, doc: dict[str, Any]) -> dict[int, ImageInfo]:
-    images: dict[int, ImageInfo] = {}
-    for where, entry in json_entries(path, doc, "images"):
-        image_id = json_field(path, entry, "id", where, "integer")
-        if image_id in images:
-            raise input_error(path, f"{where}.id", f"duplicate image id {image_id}")
-        size = [json_field(path, entry, key, where, "integer") for key in ("width", "height")]
-        for key, value in zip(("width", "height"), size, strict=True):
-            if value <= 0:
-                raise input_error(path, f"{where}.{key}", f"expected a positive number of "
-                                                          f"pixels, found {value}")
-        images[image_id] = ImageInfo(
-            image_id, json_field(path, entry, "file_name", where, "string"), *size)
-    return images
-
-
-def _bbox(path: Path, entry: dict[str, Any], where: str) -> tuple[float, float, float, float]:
-    box = json_field(path, entry, "bbox", where, "list")
-    if len(box) != 4:
-        raise input_error(path, f"{where}.bbox", f"expected 4 numbers [x, y, width, height], "
-                                                 f"found {len(box)} values")
-    x, y, w, h = (float(check_kind(path, v, f"{where}.bbox[{i}]", "number"))
-                  for i, v in enumerate(box))
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise input_error(path, f"{where}.bbox", f"expected finite numbers, found {box}")
-    if w < 0 or h < 0:
-        raise input_error(path, f"{where}.bbox", f"negative width or height in {box} "
-                                                 "(expected [x, y, width, height], COCO's "
-                                                 "layout, not corners [x1, y1, x2, y2])")
-    return x, y, w, h
-
-
-BOX_SLACK = 1.0  # pixels a box may pass the image's border by (rounding in published boxes)
-
-
-def _check_boxes(path: Path, images: dict[int, ImageInfo],
-                 boxes: list[tuple[str, InstanceRecord]]) -> None:
-    """Warn once about zero-area boxes and once about boxes outside their image."""
-    empty = [where for where, r in boxes if r.bbox[2] == 0 or r.bbox[3] == 0]
-    outside = []
-    for where, r in boxes:
-        x, y, w, h = r.bbox
-        im = images[r.image_id]
-        if x < -BOX_SLACK or y < -BOX_SLACK or x + w > im.width + BOX_SLACK \
-                or y + h > im.height + BOX_SLACK:
-            outside.append(where)
-    if empty:
-        data_warning(path, f"{empty[0]}.bbox", f"{len(empty)} of {len(boxes)} boxes have zero "
-                                               f"width or height (e.g. {examples(empty)})")
-    if outside:
-        data_warning(path, f"{outside[0]}.bbox", f"{len(outside)} of {len(boxes)} boxes lie "
-                     f"partly outside their image (e.g. {examples(outside)})")
-
-
-def _instance(path: Path, entry: dict[str, Any], where: str, images: dict[int, ImageInfo],
-              categories: dict[int, str]) -> InstanceRecord:
-    image_id = json_field(path, entry, "image_id", where, "integer")
-    _known_id(path, images, image_id, f"{where}.image_id", "images")
-    category_id = json_field(path, entry, "category_id", where, "integer")
-    _known_id(path, categories, category_id, f"{where}.category_id", "categories")
-    area = json_field(path, entry, "area", where, "number") if "area" in entry else 0.0
-    crowd = json_field(path, entry, "iscrowd", where, "integer") if "iscrowd" in entry else 0
-    return InstanceRecord(image_id, category_id, _bbox(path, entry, where),
-                          json_field(path, entry, "id", where, "integer"), float(area),
-                          bool(crowd))
-
-
-def read_coco_instances(path: str | Path) -> Instances:
-    """Read a COCO instances file (``instances_val2014.json`` and the world's ``instances.json``).
-
-    Args:
-        path: a JSON file with ``images`` ``[{id, file_name, width, height}]``, ``annotations``
-            ``[{id, image_id, category_id, bbox: [x, y, w, h], area?, iscrowd?}]`` and
-            ``categories`` ``[{id, name, ...}]``.
-
-    Raises:
-        VlpError: the file is missing, not JSON, a field is missing or of the wrong type, an
-            annotation names an image or category that is not listed, an image or
-            annotation id is duplicated, or a box is inverted (negative width or height)
-            or not finite.
-
-    Boxes of zero width or height, and boxes reaching more than :data:`BOX_SLACK` pixels
-    past their image's border, are legal but suspicious: one data warning per file and
-    kind (an error in strict mode).
-    """
-    path = Path(path)
-    doc = _top_object(path, load_json(path), "COCO instances")
-    images = _instance_images(path, doc)
-    categories: dict[int, str] = {}
-    for where, entry in json_entries(path, doc, "categories"):
-        category_id = json_field(path, entry, "id", where, "integer")
-        if category_id in categories:
-            raise input_error(path, f"{where}.id", f"duplicate category id {category_id}")
-        categories[category_id] = json_field(path, entry, "name", where, "string")
-    annotations: dict[int, list[InstanceRecord]] = {image_id: [] for image_id in images}
-    boxes: list[tuple[str, InstanceRecord]] = []
-    seen: set[int] = set()
-    for where, entry in json_entries(path, doc, "annotations"):
-        record = _instance(path, entry, where, images, categories)
-        if record.annotation_id in seen:
-            raise input_error(path, f"{where}.id", f"duplicate annotation id "
-                                                   f"{record.annotation_id}")
-        seen.add(record.annotation_id)
-        annotations[record.image_id].append(record)
-        boxes.append((where, record))
-    _check_boxes(path, images, boxes)
-    return Instances(images=images, annotations=annotations, categories=categories)
-
-
-def _karpathy_id(path: Path, entry: dict[str, Any], where: str) -> int:
-    # COCO Karpathy files carry both; cocoid is the id the images and features use,
-    # while imgid is only the position in the file (Flickr30k has imgid alone)
-    for key in ("cocoid", "imgid"):
-        if key in entry:
-            return int(json_field(path, entry, key, where, "integer"))
-    raise input_error(path, f"{where}.cocoid", "missing, and no 'imgid' either "
-                                               "(expected an integer)")
-
-
-def _karpathy_image(path: Path, entry: dict[str, Any], where: str) -> KarpathyImage:
-    split = json_field(path, entry, "split", where, "string")
-    if split not in KARPATHY_SPLITS:
-        raise input_error(path, f"{where}.split", f"expected one of {', '.join(KARPATHY_SPLITS)}, "
-                                                  f"found {split!r}")
-    sentences = json_field(path, entry, "sentences", where, "list")
-    captions = []
-    for i, sentence in enumerate(sentences):
-        name = f"{where}.sentences[{i}]"
-        captions.append(json_field(path, check_kind(path, sentence, name, "object"), "raw",
-                                   name, "string"))
-    file_path = json_field(path, entry, "filepath", where, "string") if "filepath" in entry else ""
-    return KarpathyImage(image_id=_karpathy_id(path, entry, where),
-                         file_name=json_field(path, entry, "filename", where, "string"),
-                         file_path=file_path, split=split, captions=tuple(captions))
-
-
-def _karpathy(path: Path, doc: Any) -> list[KarpathyImage]:
-    doc = _top_object(path, doc, "a Karpathy split file")
-    images: list[KarpathyImage] = []
-    seen: dict[int, str] = {}
-    captions: list[tuple[str, str]] = []
-    for where, entry in json_entries(path, doc, "images"):
-        image = _karpathy_image(path, entry, where)
-        if image.image_id in seen:
-            key = "cocoid" if "cocoid" in entry else "imgid"
-            raise input_error(path, f"{where}.{key}", f"duplicate image id {image.image_id} "
-                              f"(also {seen[image.image_id]}): one image's captions would be "
-                              "paired with the other's regions")
-        seen[image.image_id] = where
-        images.append(image)
-        captions += [(f"{where}.sentences[{j}].raw", c) for j, c in enumerate(image.captions)]
-    check_captions(path, captions)
-    return images
-
-
-def read_karpathy(path: str | Path) -> list[KarpathyImage]:
-    """Read a Karpathy split file (``dataset_coco.json``, the world's ``dataset_world.json``).
-
-    Splits are kept as published: ``restval`` stays ``restval``; see
-    :func:`vlp.data.records.restval_as_train` to merge it into ``train``.
-
-    Args:
-        path: a JSON file ``{"images": [{"filename", "filepath"?, "split", "cocoid"? | "imgid",
-            "sentences": [{"raw", ...}]}]}``.
-
-    Raises:
-        VlpError: the file is missing, not JSON, or a field is missing or of the wrong type.
-    """
-    path = Path(path)
-    return _karpathy(path, load_json(path))
-
-
-def _caption_list(path: Path, doc: Any) -> list[ImageCaptions]:
-    if not isinstance(doc, list):
-        raise input_error(path, None, "expected a list of {image, caption} objects, "
-                                      f"found {_type_name(doc)}")
-    records = []
-    for i, item in enumerate(doc):
-        where = f"[{i}]"
-        entry = check_kind(path, item, where, "object")
-        captions = entry.get("caption")
-        # the ALBEF / BLIP files hold one caption (train) or a list of them (val, test)
-        texts = [captions] if isinstance(captions, str) else \
-            json_field(path, entry, "caption", where, "list")
-        records.append(ImageCaptions(
-            image=json_field(path, entry, "image", where, "string"),
-            captions=tuple(check_kind(path, t, f"{where}.caption[{j}]", "string")
-                           for j, t in enumerate(texts))))
-    check_captions(path, [(f"[{i}].caption", c) for i, r in enumerate(records)
-                          for c in r.captions])
-    return records
-
-
-def read_image_caption_list(path: str | Path) -> list[ImageCaptions]:
-    """Read the image → captions list format of the ALBEF / BLIP Karpathy files.
-
-    Args:
-        path: a JSON file ``[{"image": "val2014/x.jpg", "caption": ["...", ...] | "..."}]``.
-
-    Raises:
-        VlpError: the file is missing, not JSON, or a field is missing or of the wrong type.
-    """
-    path = Path(path)
-    return _caption_list(path, load_json(path))
-
-
-def read_caption_texts(path: str | Path) -> list[str]:
-    """All caption texts of a COCO captions, Karpathy split, image → captions list or plain
-    text file.
-
-    A file whose first non-space character is ``{`` or ``[`` is JSON, and its format is
-    recognised from the top level: a list is the image → captions format, an object with
-    ``annotations`` is COCO captions, one with ``images`` a Karpathy split file. Any other
-    file is plain text, one caption per line (blank lines skipped).
-
-    Args:
-        path: the caption file.
-
-    Raises:
-        VlpError: the file is missing, not UTF-8, invalid in its recognised format, or
-            holds no caption text.
-    """
-    path = Path(path)
-    text = read_text(path, "a caption file")
-    if text.lstrip()[:1] not in ("{", "["):
-        return _plain_captions(path, text)
-    doc = parse_json(path, text)
-    if isinstance(doc, list):
-        return [c for item in _caption_list(path, doc) for c in item.captions]
-    if isinstance(doc, dict) and "annotations" in doc:
-        return [r.caption for r in _coco_captions(path, doc)]
-    if isinstance(doc, dict) and "images" in doc:
-        return [c for im in _karpathy(path, doc) for c in im.captions]
-    raise VlpError(f"{path}: not a caption file (expected COCO captions with 'annotations', "
-                   "a Karpathy split file with 'images', a list of {image, caption}, or "
-                   "plain text with one caption per line)")
-
-
-def _plain_captions(path: Path, text: str) -> list[str]:
-    if "\x00" in text:
-        raise input_error(path, None, "binary data (NUL bytes); expected captions as JSON or "
-                                      "plain text, one per line")
-    lines = [line.strip() for line in text.split("\n")]
-    captions = [line for line in lines if line]
-    if not captions:
-        raise input_error(path, None, "empty: no caption text (expected one caption per "
-                                      "line, or a JSON caption file)")
-    return captions

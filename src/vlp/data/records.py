@@ -1,4 +1,5 @@
-"""Plain records produced by :mod:`vlp.data.readers`, one shape per published format.
+"""Plain records produced by the readers of :mod:`vlp.data.formats`, one shape per published
+format.
 
 Records hold ids, text and task fields only; no tensors, no file handles. The world and
 real datasets produce the same records, so everything downstream is format-agnostic.
@@ -120,6 +121,6 @@ def restval_as_train(images: list[KarpathyImage]) -> list[KarpathyImage]:
     Readers keep ``restval`` as published; callers opt in to merging it with this helper.
 
     Args:
-        images: records from :func:`vlp.data.readers.read_karpathy`.
+        images: records from :func:`vlp.data.formats.karpathy.read_karpathy`.
     """
     return [replace(im, split="train") if im.split == "restval" else im for im in images]

@@ -1,4 +1,5 @@
-"""Plain records of the downstream-task formats read by :mod:`vlp.data.task_readers`.
+"""Plain records of the downstream-task formats, read by :mod:`vlp.data.formats` (``vqa``,
+``snli_ve``, ``nlvr2``, ``refcoco``, ``vcr``).
 
 Records hold ids, text and labels only; no tensors. Text is kept as published (not
 normalised); identifiers keep the dataset's own spelling.

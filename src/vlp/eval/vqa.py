@@ -39,10 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from vlp.data.readers import check_kind
-from vlp.data.task_records import VQAQuestion
 from vlp.errors import VlpError, input_error
 
 # the table of vqaEval.py as published, odd entries included: keys with capitals can never
@@ -265,6 +263,37 @@ class VQAMetrics:
     num_questions: int
 
 
+class AnnotatedQuestion(Protocol):
+    """What scoring reads of an annotated question (``vlp.data.task_records.VQAQuestion``
+    is one; any object with these attributes will do)."""
+
+    @property
+    def question_id(self) -> int: ...
+    @property
+    def answers(self) -> Sequence[str]: ...
+    @property
+    def answer_type(self) -> str | None: ...
+    @property
+    def question_type(self) -> str | None: ...
+
+
+# kind → (its name in messages, its Python types); bool is no integer (JSON true is not 1)
+_KINDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "integer": ("an integer", int), "string": ("a string", str), "object": ("an object", dict)}
+_FOUND = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+          int: "an integer", float: "a number", type(None): "null"}
+
+
+def _check_kind(value: Any, where: str, kind: str) -> Any:
+    """``value`` if it is of ``kind``, else a one-line error naming ``predictions`` and the
+    field (as the data readers report a bad file)."""
+    expected, types = _KINDS[kind]
+    if isinstance(value, bool) or not isinstance(value, types):
+        found = _FOUND.get(type(value), type(value).__name__)
+        raise input_error("predictions", where, f"expected {expected}, found {found}")
+    return value
+
+
 def _question_id(value: Any, where: str) -> int:
     # numpy and torch integers pass as ids; bools, floats and strings do not
     if not isinstance(value, bool):
@@ -272,7 +301,7 @@ def _question_id(value: Any, where: str) -> int:
             return operator.index(value)
         except TypeError:
             pass
-    return int(check_kind("predictions", value, where, "integer"))  # raises, naming the type
+    return int(_check_kind(value, where, "integer"))  # raises, naming the type
 
 
 def _prediction_map(predictions: Mapping[int, str] | Sequence[Mapping[str, Any]]
@@ -280,17 +309,17 @@ def _prediction_map(predictions: Mapping[int, str] | Sequence[Mapping[str, Any]]
     where = "predictions"
     if isinstance(predictions, Mapping):
         return {_question_id(qid, f"[{qid!r}] (key)"):
-                check_kind(where, answer, f"[{qid!r}]", "string")
+                _check_kind(answer, f"[{qid!r}]", "string")
                 for qid, answer in predictions.items()}
     preds: dict[int, str] = {}
     for i, entry in enumerate(predictions):
-        check_kind(where, entry, f"[{i}]", "object")
+        _check_kind(entry, f"[{i}]", "object")
         for key, kind in (("question_id", "an integer"), ("answer", "a string")):
             if key not in entry:
                 raise input_error(where, f"[{i}].{key}", f"missing (expected {kind})")
         qid = _question_id(entry["question_id"], f"[{i}].question_id")
         # as the official loadRes: a later result for the same question replaces an earlier
-        preds[qid] = check_kind(where, entry["answer"], f"[{i}].answer", "string")
+        preds[qid] = _check_kind(entry["answer"], f"[{i}].answer", "string")
     return preds
 
 
@@ -314,7 +343,7 @@ def _percent(values: list[float], ndigits: int) -> float:
     return round_py2(100 * total / len(values), ndigits)
 
 
-def _annotated(question: VQAQuestion) -> tuple[str, str]:
+def _annotated(question: AnnotatedQuestion) -> tuple[str, str]:
     qid = question.question_id
     if not question.answers:
         raise VlpError(f"annotations: question_id {qid} has no annotator answers "
@@ -325,13 +354,14 @@ def _annotated(question: VQAQuestion) -> tuple[str, str]:
 
 
 def evaluate_vqa(predictions: Mapping[int, str] | Sequence[Mapping[str, Any]],
-                 annotations: Sequence[VQAQuestion], ndigits: int = 2) -> VQAMetrics:
+                 annotations: Sequence[AnnotatedQuestion], ndigits: int = 2) -> VQAMetrics:
     """Score predictions exactly as the official VQA v2 script does.
 
     Args:
         predictions: question id → answer, or the official results list
             ``[{"question_id": int, "answer": str}]``.
-        annotations: annotated questions from :func:`vlp.data.task_readers.read_vqa`, in
+        annotations: annotated questions (:class:`AnnotatedQuestion`), e.g. from
+            :func:`vlp.data.formats.vqa.read_vqa`, in
             annotation-file order (the order only matters for the last bit of the sums).
         ndigits: decimals kept, the script's ``n`` (2 by default).
 

@@ -133,6 +133,12 @@ class TaskData(ABC):
             batch.targets = self.target_tensor(rows, batch)
         return batch
 
+    def shared(self) -> dict[str, object]:
+        """What every other split takes from this, the training split, as keyword
+        arguments (VQA: its answer vocabulary, so the head's outputs mean the same
+        everywhere). Nothing by default."""
+        return {}
+
     def training_rows(self, rows: list[TaskExample], gen: torch.Generator
                       ) -> list[TaskExample]:
         """Rows as a batch holds them (retrieval swaps in negative images here)."""

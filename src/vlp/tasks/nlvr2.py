@@ -7,13 +7,18 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.readers import read_text
-from vlp.data.task_readers import read_nlvr2
 from vlp.errors import input_error
 from vlp.eval.classify import nlvr2_metrics
 from vlp.fileio import write_text_atomic
-from vlp.tasks.base import TaskExample
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
+from vlp.tasks.base import TaskData, TaskExample
 from vlp.tasks.groups import GroupedTaskData
+from vlp.tasks.heads import PairGroupClassifier
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 from vlp.tasks.ve import image_id_of
 
 NLVR2_LABELS: tuple[str, ...] = ("False", "True")
@@ -80,3 +85,13 @@ class NLVR2Data(GroupedTaskData):
             raise input_error(path, None, "empty file (expected 'identifier,True|False' "
                                           "lines, one per example)")
         return out
+
+
+def build_nlvr2_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    """The two pooled pairs concatenated and classified (UNITER's "pair" setting)."""
+    return PairGroupClassifier(cfg.hidden_size)
+
+
+register_task(TaskSpec("nlvr2", NLVR2Data, "NLVR2: a statement about two images, true or "
+                       "false; accuracy and consistency",
+                       head_choice=HeadSpec("nlvr2", build_nlvr2_head)))

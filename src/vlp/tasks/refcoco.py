@@ -12,12 +12,17 @@ import torch
 from torch import Tensor
 
 from vlp.data.batch import Batch
+from vlp.data.formats.refcoco import read_refcoco
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.task_readers import read_refcoco
 from vlp.errors import input_error
 from vlp.eval.boxes import box_iou, grounding_accuracy, xywh_to_xyxy, xyxy_to_xywh
 from vlp.fileio import write_text_atomic
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
 from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.heads import RegionScorer
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
 IOU_THRESHOLD = 0.5
 
@@ -139,3 +144,13 @@ class RefCOCOData(TaskData):
             raise input_error(path, None, "empty list (expected one {ref_id, sent_id, box} "
                                           "per expression)")
         return out
+
+
+def build_refcoco_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    """One logit per visual token."""
+    return RegionScorer(cfg.image_width)
+
+
+register_task(TaskSpec("refcoco", RefCOCOData, "RefCOCO(+/g) referring expressions: the "
+                       "region picked out, accuracy at IoU >= 0.5",
+                       head_choice=HeadSpec("refcoco", build_refcoco_head)))

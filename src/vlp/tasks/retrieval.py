@@ -1,25 +1,59 @@
 """Image-text retrieval: rank every image for each caption and every caption for each image,
-by a cross-encoder's ITM score over all pairs (UNITER; ``task.rank: itm``) or by the
-cosine of dual-encoder ITC embeddings (ALIGN / CLIP; ``task.rank: itc``) — fine-tuned from,
+by a cross-encoder's ITM score over all pairs (UNITER; ``task.options.rank: itm``) or by the
+cosine of dual-encoder ITC embeddings (ALIGN / CLIP; ``task.options.rank: itc``) — fine-tuned from,
 or zero-shot with, the pre-trained head of that name."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vlp.config import check, check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.readers import check_kind, json_field, load_json, read_karpathy
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.readers import check_kind, json_field, load_json
 from vlp.errors import input_error
 from vlp.eval.ranking import recall_at_k
 from vlp.fileio import write_text_atomic
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
+from vlp.objectives.itc import build_itc
+from vlp.objectives.itm import build_itm
 from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
+
+RANKS: tuple[str, ...] = ("itm", "itc")
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """Retrieval's options (``task.options``).
+
+    Attributes:
+        eval_texts_per_image: captions per image kept in the ranking pool.
+        rank: ``itm`` (cross-encoder over every pair) or ``itc`` (dual-encoder embeddings;
+            needs a model that encodes text and image apart).
+        hard_negatives: (``rank: itm``) K > 0 trains on UNITER's hard negatives: of K
+            other images in the batch, the one the model scores highest; 0 draws negative
+            images at random from the split.
+    """
+
+    eval_texts_per_image: int = ranged(5, ge=1)
+    rank: Literal["itm", "itc"] = "itm"
+    hard_negatives: int = ranged(0, ge=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "task.options")
+        check(self.rank in RANKS, "task.options.rank", f"expected one of "
+              f"{', '.join(RANKS)}, got {self.rank!r}")
 
 
 class RetrievalData(TaskData):
@@ -30,7 +64,7 @@ class RetrievalData(TaskData):
     random image of the split, as in ITM pre-training — or, with ``hard_negatives`` = K,
     UNITER's hard negative: of K images of the batch not the text's own, the one the model
     being trained scores highest (:meth:`with_model`). Evaluation scores all
-    ``images × captions`` pairs: ``limit`` images and ``texts_per_image`` captions each
+    ``images × captions`` pairs: ``limit`` images and ``eval_texts_per_image`` captions each
     (COCO's 1K / 5K test protocol at full size).
 
     Predictions are ``{"image_ids": [...], "text_image_ids": [...], "scores": [[...]]}``:
@@ -42,9 +76,9 @@ class RetrievalData(TaskData):
     world_files: ClassVar[dict[str, str]] = {"captions": "annotations/dataset_world.json"}
     labels = ("no match", "match")
 
-    def __init__(self, *args: Any, texts_per_image: int = 5, neg_prob: float = 0.5,
+    def __init__(self, *args: Any, eval_texts_per_image: int = 5, neg_prob: float = 0.5,
                  rank: str = "itm", hard_negatives: int = 0, **kwargs: Any) -> None:
-        self.texts_per_image = texts_per_image
+        self.texts_per_image = eval_texts_per_image
         self.neg_prob = neg_prob
         self.rank = rank
         self.hard_negatives = hard_negatives if rank == "itm" else 0
@@ -198,3 +232,24 @@ def _score_row(path: Path, row: Any, where: str, n: int) -> list[float]:
         raise input_error(path, f"{where}[{bad[0]}]", f"expected a finite number, found "
                                                       f"{out[bad[0]]}")
     return out
+
+
+def _build_itm(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    return build_itm(cfg, model)
+
+
+def _build_itc(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    return build_itc(cfg, model)
+
+
+def retrieval_head(options: object) -> HeadSpec:
+    """The pre-trained head to rank with (``rank``): ITM (UNITER) or ITC (ALIGN / CLIP)."""
+    assert isinstance(options, RetrievalOptions)
+    if options.rank == "itc":
+        return HeadSpec("itc", _build_itc)
+    return HeadSpec("itm", _build_itm)
+
+
+register_task(TaskSpec("retrieval", RetrievalData, "image-text retrieval (Karpathy split): "
+                       "Recall@1/5/10 both ways, by ITM or ITC", RetrievalOptions,
+                       head_choice=retrieval_head))

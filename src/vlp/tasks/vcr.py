@@ -5,23 +5,46 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
+from vlp.config import check
+from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.task_readers import read_vcr, vcr_text
 from vlp.data.task_records import VCRRecord
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy, vcr_accuracy
 from vlp.fileio import write_text_atomic
-from vlp.tasks.base import TaskExample
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
+from vlp.tasks.base import TaskData, TaskExample
 from vlp.tasks.groups import GroupedTaskData, join_segments
+from vlp.tasks.heads import ChoiceScorer
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 from vlp.tasks.ve import image_id_of
 
 VCR_MODES: tuple[str, ...] = ("q2a", "qa2r")
 VCRPredictions = dict[str, dict[str, Any]]  # annot_id → {"scores": [4 floats], "pick": int}
+
+
+@dataclass(frozen=True)
+class VCROptions:
+    """VCR's options (``task.options``).
+
+    Attributes:
+        mode: ``q2a`` (question → answer) or ``qa2r`` (question and right answer →
+            rationale); Q→AR combines the two runs' predictions.
+    """
+
+    mode: Literal["q2a", "qa2r"] = "q2a"
+
+    def __post_init__(self) -> None:
+        check(self.mode in VCR_MODES, "task.options.mode", f"expected one of "
+              f"{', '.join(VCR_MODES)}, got {self.mode!r}")
 
 
 def vcr_label(record: VCRRecord, mode: str) -> int | None:
@@ -68,7 +91,7 @@ class VCRData(GroupedTaskData):
 
     def __init__(self, *args: Any, mode: str = "q2a", **kwargs: Any) -> None:
         if mode not in VCR_MODES:
-            raise VlpError(f"task.vcr_mode: expected one of {', '.join(VCR_MODES)}, "
+            raise VlpError(f"task.options.mode: expected one of {', '.join(VCR_MODES)}, "
                            f"found {mode!r}")
         self.mode = mode
         super().__init__(*args, **kwargs)
@@ -111,7 +134,7 @@ class VCRData(GroupedTaskData):
         self.predictions_source = str(path)
         mode, predictions = read_vcr_predictions(path)
         if mode != self.mode:
-            raise input_error(path, "mode", f"holds {mode} predictions, but task.vcr_mode "
+            raise input_error(path, "mode", f"holds {mode} predictions, but task.options.mode "
                               f"is {self.mode}")
         return predictions
 
@@ -201,3 +224,13 @@ def vcr_joint_accuracy_of_files(annotations: str | Path, q2a_file: str | Path,
             raise input_error(path, "mode", f"expected {expected} predictions, found {mode}")
     return vcr_joint_accuracy(read_vcr(annotations), predictions["q2a"],
                               predictions["qa2r"])
+
+
+def build_vcr_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    """One score per option, a softmax over each record's four."""
+    return ChoiceScorer(cfg.hidden_size)
+
+
+register_task(TaskSpec("vcr", VCRData, "VCR: the right answer (q2a) or rationale (qa2r) "
+                       "of four; Q→AR from both runs", VCROptions,
+                       head_choice=HeadSpec("vcr", build_vcr_head)))

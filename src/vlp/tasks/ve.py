@@ -11,13 +11,18 @@ from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.data.features import parse_image_id
-from vlp.data.readers import json_field
-from vlp.data.task_readers import read_json_lines, read_snli_ve
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.readers import json_field, read_json_lines
 from vlp.data.task_records import VE_LABELS
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy
 from vlp.fileio import write_text_atomic
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
 from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.heads import PairClassifier
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
 
 def image_id_of(name: str) -> int:
@@ -88,3 +93,12 @@ class VEData(TaskData):
             seen[pair_id] = where
             out[pair_id] = label
         return out
+
+
+def build_ve_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    """A 3-way classifier of the pooled pair."""
+    return PairClassifier(cfg.hidden_size, len(data.labels))
+
+
+register_task(TaskSpec("ve", VEData, "SNLI-VE visual entailment: 3-way accuracy",
+                       head_choice=HeadSpec("ve", build_ve_head)))

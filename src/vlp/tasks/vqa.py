@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from vlp.config import check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.task_readers import read_vqa, read_vqa_results, write_vqa_results
+from vlp.data.formats.vqa import read_vqa, read_vqa_results, write_vqa_results
 from vlp.errors import VlpError, input_error
 from vlp.eval.vqa import answer_targets, build_answer_vocab, evaluate_vqa
+from vlp.models.config import ModelConfig
+from vlp.models.encoder import VLEncoder
+from vlp.objectives.base import Objective
 from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.heads import PairClassifier
+from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
+
+
+@dataclass(frozen=True)
+class VQAOptions:
+    """VQA's options (``task.options``).
+
+    Attributes:
+        min_answer_count: annotator answers an answer needs to enter the vocabulary.
+    """
+
+    min_answer_count: int = ranged(1, ge=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "task.options")
 
 
 class VQAData(TaskData):
@@ -49,6 +70,10 @@ class VQAData(TaskData):
         self.labels = self.answers  # the head's outputs
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
         return records
+
+    def shared(self) -> dict[str, object]:
+        """The answer vocabulary, for the other splits."""
+        return {"answers": list(self.labels)}
 
     def annotations_file(self) -> Path | None:
         """The split's annotations file; None when the split has none (a test split)."""
@@ -108,3 +133,12 @@ class VQAData(TaskData):
     def read_predictions(self, path: Path) -> dict[Any, Any]:
         self.predictions_source = str(path)
         return read_vqa_results(path)
+
+
+def build_vqa_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+    """UNITER's VQA head: soft scores over the training split's answers."""
+    return PairClassifier(cfg.hidden_size, len(data.labels), soft=True)
+
+
+register_task(TaskSpec("vqa", VQAData, "VQA v2: answer classification, VQA accuracy",
+                       VQAOptions, head_choice=HeadSpec("vqa", build_vqa_head)))

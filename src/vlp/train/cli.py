@@ -6,7 +6,9 @@ Every command reports a bad input as one line on stderr (``error: …``) and exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 from vlp.errors import DataWarning, VlpError, set_strict
 
 if TYPE_CHECKING:
+    from vlp.tasks import TaskSpec
     from vlp.train.config import FinetuneConfig
 
 Handler = Callable[[argparse.Namespace], int]
@@ -51,7 +54,7 @@ def _features_import(args: argparse.Namespace) -> int:
 
 
 def _tokenizer_train(args: argparse.Namespace) -> int:
-    from vlp.data.readers import read_caption_texts
+    from vlp.data.formats.captions import read_caption_texts
     from vlp.data.tokenizer import Tokenizer
     from vlp.fileio import claim_output
 
@@ -237,8 +240,26 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     pre.set_defaults(handler=_pretrain)
 
 
+def task_list() -> str:
+    """The registered tasks, one ``name: summary`` line each (``vlp.tasks.TASKS``)."""
+    from vlp.tasks import TASKS
+
+    def options(spec: TaskSpec) -> str:
+        names = [f.name for f in dataclasses.fields(spec.options)]
+        return f"\n      task.options: {', '.join(names)}" if names else ""
+
+    return "\n".join(f"  {name}: {spec.summary}{options(spec)}"
+                     for name, spec in sorted(TASKS.items()))
+
+
 def _task_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="vqa, retrieval, ve, nlvr2, refcoco or vcr")
+    from vlp.tasks import TASKS
+
+    # the task list keeps its lines; the description is wrapped here instead
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = textwrap.fill(parser.description or "", 79)
+    parser.epilog = f"tasks (task.name; task.options are each task's own):\n{task_list()}"
+    parser.add_argument("task", help=f"one of {', '.join(sorted(TASKS))} (listed below)")
     parser.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
 

@@ -1,4 +1,5 @@
-"""Config dataclasses of a pre-training run (loaded from YAML by ``vlp.config``)."""
+"""Config dataclasses of a pre-training or fine-tuning run (loaded from YAML by
+``vlp.config``); the ``task`` section is :class:`vlp.tasks.config.TaskConfig`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Literal
 from vlp.config import FieldError, Range, check, check_fields, check_value, limits, ranged
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
+from vlp.tasks.config import TaskConfig  # the task section, re-exported for FinetuneConfig
 
 # what each path of the data section names, for the message when one is empty
 _PATHS = {"captions": "a captions file (Karpathy split JSON)",
@@ -216,48 +218,6 @@ class PretrainConfig(RunConfig):
     """A whole pre-training experiment."""
 
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
-
-
-@dataclass
-class TaskConfig:
-    """Which downstream task, from which files, with how many labels.
-
-    ``files`` maps each of the task's file roles to a path template where ``{split}``
-    stands for the split's name (e.g. ``questions: data/vqa/v2_OpenEnded_mscoco_{split}
-    2014_questions.json``); roles left out come from ``data.world``.
-
-    Attributes:
-        name: ``vqa``, ``retrieval``, ``ve``, ``nlvr2``, ``refcoco`` or ``vcr``.
-        files: role → path template.
-        train_limit: the labelled budget: first N training records (0: all).
-        eval_limit: records evaluated (retrieval: images in the ranking pool; 0: all).
-        min_answer_count: VQA — annotator answers an answer needs to enter the vocabulary.
-        eval_texts_per_image: retrieval — captions per image kept in the ranking pool.
-        rank: retrieval — ``itm`` (cross-encoder over every pair) or ``itc`` (dual-encoder
-            embeddings; needs a model that encodes text and image apart).
-        hard_negatives: retrieval (``rank: itm``) — K > 0 trains on UNITER's hard
-            negatives: of K other images in the batch, the one the model scores highest;
-            0 draws negative images at random from the split.
-        vcr_mode: VCR — ``q2a`` (question → answer) or ``qa2r`` (question and right answer
-            → rationale); Q→AR combines the two runs' predictions.
-    """
-
-    name: str = "vqa"
-    files: dict[str, str] = field(default_factory=dict)
-    train_limit: int = ranged(0, ge=0)
-    eval_limit: int = ranged(1000, ge=0)
-    min_answer_count: int = ranged(1, ge=1)
-    eval_texts_per_image: int = ranged(5, ge=1)
-    rank: Literal["itm", "itc"] = "itm"
-    hard_negatives: int = ranged(0, ge=0)
-    vcr_mode: Literal["q2a", "qa2r"] = "q2a"
-
-    def __post_init__(self) -> None:
-        check_fields(self, "task")
-        check(bool(self.name.strip()), "task.name", "empty; expected a task name, e.g. vqa")
-        for role, template in self.files.items():
-            check(bool(template.strip()), f"task.files.{role}", "empty path; give a path "
-                  "template, or leave the role out to take it from data.world")
 
 
 @dataclass

@@ -14,8 +14,9 @@ import json
 import time
 from pathlib import Path
 
-from vlp.data.readers import read_karpathy
-from vlp.data.task_readers import read_snli_ve, read_vqa
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.snli_ve import read_snli_ve
+from vlp.data.formats.vqa import read_vqa
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints
@@ -248,7 +249,7 @@ def zero_shot_stage(world: Path, pretrained: Path, out: Path, model: str) -> dic
                "ranked by the pre-trained ITC embeddings (no fine-tuning)")
     cfg = finetune_config(world, out, "retrieval", pretrained, 0, 0, model)
     cfg = dataclasses.replace(
-        cfg, task=dataclasses.replace(cfg.task, rank="itc", eval_limit=100),
+        cfg, task=dataclasses.replace(cfg.task, options={"rank": "itc"}, eval_limit=100),
         data=dataclasses.replace(cfg.data, eval_split="test"),
         train=dataclasses.replace(cfg.train, tensorboard=False))
     metrics = evaluate_model(cfg)

@@ -17,10 +17,10 @@ import torch
 
 from vlp.data.batch import Batch
 from vlp.data.pretrain import BatchKey, BatchPlan, PretrainKeySampler
-from vlp.errors import VlpError, is_strict, strict_mode
+from vlp.errors import is_strict, strict_mode
 from vlp.objectives import LossModel
 from vlp.objectives.base import Objective
-from vlp.tasks import TASKS, TaskSpec
+from vlp.tasks import TaskSpec, get_task
 from vlp.tasks.base import TaskData
 from vlp.tasks.predict import has_labels, head_scores, predict, write_results
 from vlp.train.build import Start, batch_sampler, build_encoder, load_init, run_inputs, start
@@ -46,26 +46,6 @@ class TaskBatches(torch.utils.data.Dataset[tuple[BatchKey, Batch]]):
 
     def __getitem__(self, key: BatchKey) -> tuple[BatchKey, Batch]:
         return self.__getitems__(key)
-
-
-def task_files(cfg: FinetuneConfig, spec: TaskSpec, split: str) -> dict[str, Path]:
-    """Each file role of ``split``: from ``task.files`` or the world directory."""
-    data_cls = spec.data
-    file_split = data_cls.split_names.get(split, split)
-    files: dict[str, Path] = {}
-    for role in data_cls.roles:
-        template = cfg.task.files.get(role)
-        if template is None:
-            if not cfg.data.world:
-                raise VlpError(f"task.files.{role}: not set, and no data.world to take it "
-                               f"from (task {spec.name} needs {', '.join(data_cls.roles)})")
-            template = str(Path(cfg.data.world) / data_cls.world_files[role])
-        files[role] = Path(template.format(split=file_split))
-    unknown = sorted(set(cfg.task.files) - set(data_cls.roles))
-    if unknown:
-        raise VlpError(f"task.files.{unknown[0]}: unknown file role for task {spec.name} "
-                       f"(expected {', '.join(data_cls.roles)})")
-    return files
 
 
 @dataclass
@@ -99,13 +79,10 @@ class Task:
 def load_split(cfg: FinetuneConfig, spec: TaskSpec, begin: Start, split: str, limit: int,
                train: TaskData | None = None) -> TaskData:
     """One split of the task, sharing the training split's label space (``train``)."""
-    extra = spec.options(cfg.task)
-    if train is not None:
-        extra.update(spec.shared(train))
     with strict_mode(cfg.data.strict or is_strict()):
-        return spec.data(task_files(cfg, spec, split), split, begin.tokenizer, begin.store,
-                         cfg.data.max_text_len, cfg.data.max_regions, cfg.model.loc_dim,
-                         limit, **extra)
+        return spec.load_split(cfg.task, cfg.data.world, split, begin.tokenizer, begin.store,
+                               cfg.data.max_text_len, cfg.data.max_regions, cfg.model.loc_dim,
+                               limit, train)
 
 
 class TaskEvaluation:
@@ -124,16 +101,9 @@ class TaskEvaluation:
         return {f"eval/{k}": v for k, v in data.score(predictions).items()}
 
 
-def _task_spec(cfg: FinetuneConfig) -> TaskSpec:
-    if cfg.task.name not in TASKS:
-        raise VlpError(f"task.name: unknown task '{cfg.task.name}' "
-                       f"(known: {', '.join(sorted(TASKS))})")
-    return TASKS[cfg.task.name]
-
-
 def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
     """The parts of a fine-tuning run, where it executes, and its task side."""
-    spec = _task_spec(cfg)
+    spec = get_task(cfg.task.name)
     cfg, begin = start(cfg)
     train = load_split(cfg, spec, begin, cfg.data.train_splits[0], cfg.task.train_limit)
     held_out = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit, train)
@@ -141,8 +111,9 @@ def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
         train.require_labels()
         held_out.require_labels()
     cfg, encoder = build_encoder(cfg, begin)
-    head_name, build_head = spec.head_for(cfg.task.rank)
-    heads: dict[str, Objective] = {head_name: build_head(cfg.model, encoder, train)}
+    head = spec.head(spec.parse_options(cfg.task.options))
+    head_name = head.name
+    heads: dict[str, Objective] = {head_name: head.build(cfg.model, encoder, train)}
     load_init(cfg, begin, encoder, heads)
     task = Task(spec, cfg, begin, train, held_out, head_name)
     plans = {head_name: BatchPlan()}
@@ -225,7 +196,7 @@ def evaluate_model(cfg: FinetuneConfig) -> dict[str, float]:
 
 def score_predictions(cfg: FinetuneConfig, path: Path) -> dict[str, float]:
     """The official metrics of a predictions file against ``data.eval_split``."""
-    spec = _task_spec(cfg)
+    spec = get_task(cfg.task.name)
     cfg, begin = start(cfg)
     data = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit,
                       load_split(cfg, spec, begin, cfg.data.train_splits[0],
@@ -248,5 +219,4 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False
 
 
 __all__ = ["Finetuning", "Task", "TaskBatches", "build_finetuning", "evaluate_model",
-           "finetune", "finetuning_parts", "has_labels", "load_split", "score_predictions",
-           "task_files"]
+           "finetune", "finetuning_parts", "has_labels", "load_split", "score_predictions"]

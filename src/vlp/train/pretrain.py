@@ -17,6 +17,7 @@ import torch
 
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.pretrain import (
     BatchKey,
     BatchPlan,
@@ -26,7 +27,6 @@ from vlp.data.pretrain import (
     PretrainCollator,
     PretrainKeySampler,
 )
-from vlp.data.readers import read_karpathy
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.objectives import LossModel, LossOutput, build_objectives

@@ -30,8 +30,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vlp.data.features import Regions, build_store, claim_store
+from vlp.data.formats.coco import read_coco_instances
+from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.images import check_image_size, load_image
-from vlp.data.readers import load_json, read_coco_instances, read_karpathy
+from vlp.data.readers import load_json
 from vlp.data.records import ImageInfo
 from vlp.errors import VlpError, input_error
 
