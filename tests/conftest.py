@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from vlp.models import ModelConfig
 VOCAB = 50
 FEAT = 12
 CLASSES = 5
+
+# Tests run tiny models, which one thread computes as fast as several; on a shared machine
+# torch's threads wait on each other instead (a two-thread forward of a 32-wide model took
+# 60× as long as one thread's under load). VLP_TEST_THREADS=0 keeps torch's default.
+_THREADS = int(os.environ.get("VLP_TEST_THREADS", "1"))
+if _THREADS > 0:
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture

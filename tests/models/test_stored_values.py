@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
-from vlp.layers.embeddings import location_features
 from vlp.models import ModelConfig, build_model, preset_config
 
 STORED = Path(__file__).with_name("stored_values.json")
@@ -71,9 +70,7 @@ def fixed_batch(cfg: ModelConfig) -> Batch:
         pixels = torch.randn(B, 3, cfg.image_size, cfg.image_size, generator=g)
         return Batch(input_ids=ids, text_mask=text_mask, pixel_values=pixels)
     feats = torch.randn(B, R, FEAT, generator=g)
-    xy = torch.rand(B, R, 2, generator=g) * 30
-    boxes = torch.cat([xy, xy + 5 + torch.rand(B, R, 2, generator=g) * 20], dim=-1)
-    loc = location_features(boxes, torch.tensor(64.0), torch.tensor(64.0), cfg.loc_dim)
+    loc = torch.rand(B, R, cfg.loc_dim, generator=g)  # numbers in [0, 1], as locations are
     region_mask = torch.ones(B, R, dtype=torch.bool)
     region_mask[1, -1] = False
     return Batch(input_ids=ids, text_mask=text_mask, region_feats=feats, region_loc=loc,
