@@ -170,6 +170,15 @@ def strings(node: object) -> list[str]:
     return [s for v in values for s in strings(v)]
 
 
+def json_texts(file: Path) -> list[str]:
+    """Every string of a JSON file, or of a JSON-lines file (NLVR2's ``.json`` is one)."""
+    text = file.read_text(encoding="utf-8")
+    try:
+        return strings(json.loads(text))
+    except json.JSONDecodeError:
+        return [s for line in text.splitlines() if line.strip() for s in strings(json.loads(line))]
+
+
 @pytest.fixture(scope="module")
 def task_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-image world with random region features and a vocabulary over every text of
@@ -187,11 +196,8 @@ def task_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
             store.add(image_id, 64, 64, rng.normal(size=(n, 12)).astype(np.float32),
                       boxes.astype(np.float32), rng.dirichlet(np.ones(7), n).astype(np.float32))
-    texts = []
-    for file in sorted((root / "annotations").iterdir()):
-        lines = file.read_text(encoding="utf-8").splitlines() if file.suffix == ".jsonl" \
-            else [file.read_text(encoding="utf-8")]
-        texts += [s for line in lines if line.strip() for s in strings(json.loads(line))]
+    files = sorted(f for f in (root / "annotations").iterdir() if f.suffix in (".json", ".jsonl"))
+    texts = [s for file in files for s in json_texts(file)]
     Tokenizer.train(texts, root / "vocab.txt", vocab_size=200, min_frequency=1)
     return root
 
