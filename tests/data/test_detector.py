@@ -24,6 +24,8 @@ from vlp.data.detector import (
 from vlp.data.features import RegionStore
 from vlp.errors import VlpError
 
+pytestmark = pytest.mark.slow  # trains the pseudo-detector
+
 FEAT = 32
 
 

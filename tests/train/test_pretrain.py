@@ -18,6 +18,8 @@ from vlp.train.cli import main
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import Pretrainer
 
+pytestmark = pytest.mark.slow  # training runs, torchrun
+
 
 def tiny_config(world: Path, out: Path, **train: object) -> PretrainConfig:
     overrides = [
