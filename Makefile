@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean bench
+.PHONY: demo test test-fast lint clean bench
 
 # The venv is (re)built when pyproject.toml changes. torch is pinned to the
 # CPU wheel first so that no dependency can pull a CUDA build. The packaged
@@ -24,6 +24,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# everything but the tests marked slow (training runs, the demo, torchrun): under a minute
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/padding.py

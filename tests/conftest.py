@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,13 @@ VOCAB = 50
 FEAT = 12
 CLASSES = 5
 
+# Tests run tiny models, which one thread computes as fast as several; on a shared machine
+# torch's threads wait on each other instead (a two-thread forward of a 32-wide model took
+# 60× as long as one thread's under load). VLP_TEST_THREADS=0 keeps torch's default.
+_THREADS = int(os.environ.get("VLP_TEST_THREADS", "1"))
+if _THREADS > 0:
+    torch.set_num_threads(_THREADS)
+
 
 @pytest.fixture
 def tiny_cfg() -> ModelConfig:
@@ -29,9 +37,10 @@ def tiny_cfg() -> ModelConfig:
                        num_region_classes=CLASSES, max_positions=32)
 
 
-def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0) -> Batch:
+def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0,
+                 loc_dim: int = 7) -> Batch:
     """A batch with every pre-training field filled: some masked tokens and regions,
-    mixed ITM labels, uneven padding."""
+    mixed ITM labels, uneven padding; ``loc_dim``-d region locations."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, VOCAB, (b, length), generator=g)
     text_mask = torch.ones(b, length, dtype=torch.bool)
@@ -51,7 +60,7 @@ def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0) -
     feats[masked] = 0.0
     xy = torch.rand(b, regions, 2, generator=g) * 30
     boxes = torch.cat([xy, xy + 10 + torch.rand(b, regions, 2, generator=g) * 20], dim=-1)
-    loc = location_features(boxes, torch.tensor(64.0), torch.tensor(64.0))
+    loc = location_features(boxes, torch.tensor(64.0), torch.tensor(64.0), loc_dim)
     cls = torch.softmax(torch.randn(b, regions, CLASSES, generator=g) * 3, dim=-1)
     return Batch(input_ids=ids, text_mask=text_mask, mlm_labels=labels, region_feats=feats,
                  region_loc=loc, region_mask=region_mask, region_masked=masked,

@@ -254,7 +254,9 @@ def _from_dict(cls: type[T], data: dict[str, Any], prefix: str, source: _Source)
         full = f"{prefix}.{key}" if prefix else key
         kwargs[key] = _coerce(value, hints[key], full, source)
     try:
-        obj = cls(**kwargs)
+        # a config may complete the given fields first (model.preset: the preset's values)
+        with_defaults = getattr(cls, "with_defaults", None)
+        obj = cls(**(with_defaults(kwargs) if with_defaults is not None else kwargs))
         check_given = getattr(obj, "check_given", None)
         if check_given is not None:
             check_given({str(k) for k in data})

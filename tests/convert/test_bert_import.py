@@ -78,6 +78,7 @@ def test_import_writes_a_loadable_directory(tiny_bert: Path, tmp_path: Path) -> 
         import_checkpoint(tiny_bert, out)
 
 
+@pytest.mark.slow  # the 87 MB checkpoint
 def test_real_minilm_matches_transformers() -> None:
     src = resolve_source("minilm")
     ref = BertModel.from_pretrained(src).eval()

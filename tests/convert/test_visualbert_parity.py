@@ -186,6 +186,7 @@ def _init_config(world: Path, init: Path, out: Path) -> PretrainConfig:
                           save_every=0))
 
 
+@pytest.mark.slow  # a training run
 def test_pretraining_starts_from_an_imported_model(tiny_pretraining: Path,
                                                    tmp_path: Path) -> None:
     imported = import_checkpoint(tiny_pretraining, tmp_path / "vlp_visualbert")

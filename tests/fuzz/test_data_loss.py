@@ -15,6 +15,8 @@ from fuzz_harness import refuse, tree_digest
 from vlp.train.cli import main
 from vlp.world.make import make_world
 
+pytestmark = pytest.mark.slow  # training runs
+
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
         "model.intermediate_size=64", "data.token_budget=80", "train.warmup_steps=0",
         "train.tensorboard=false", "train.progress=false", "train.steps=1"]

@@ -32,6 +32,8 @@ from vlp.data.formats.butd_tsv import (
 from vlp.data.formats.npz import import_npz_dir
 from vlp.errors import VlpError
 
+pytestmark = pytest.mark.slow  # a large fuzz sweep
+
 DIM, CLASSES = 6, 4
 LAYOUTS = {6: BUTD_FIELDS, 7: BUTD_CLS_FIELDS, 10: LXMERT_FIELDS}
 ALIASES = {"img_id": "image_id", "img_h": "image_h", "img_w": "image_w"}

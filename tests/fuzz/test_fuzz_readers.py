@@ -41,6 +41,8 @@ from vlp.tasks.retrieval import RetrievalData
 from vlp.tasks.vcr import VCRData, read_vcr_predictions
 from vlp.tasks.ve import VEData
 
+pytestmark = pytest.mark.slow  # a large fuzz sweep
+
 TASKS = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 VQA_Q = TASKS / "vqa" / "v2_OpenEnded_mscoco_val2014_questions.json"
 VQA_A = TASKS / "vqa" / "v2_mscoco_val2014_annotations.json"

@@ -128,6 +128,7 @@ def test_region_heads_take_the_image_width(tiny_cfg: ModelConfig) -> None:
     assert objectives["mlm"].head.decoder.weight is model.word_embeddings.weight
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("style", list(STYLES))
 @pytest.mark.parametrize("name", ALL)
 def test_overfits_one_batch(tiny_cfg: ModelConfig, style: str, name: str) -> None:
@@ -194,6 +195,7 @@ def test_layouts_that_cannot_be_built_name_the_field(tiny_cfg: ModelConfig) -> N
             build_model(dataclasses.replace(vilbert(tiny_cfg), **change))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("style", ["vilbert_world", "lxmert"])
 def test_pretrainer_runs_two_stream(style: str, tmp_path: Path) -> None:
     """A few steps of the real trainer from configs/vilbert_world.yaml, shrunk; and an

@@ -11,6 +11,7 @@ from vlp.objectives import LossModel, build_objectives
 from vlp.objectives.itm import itc_hard_negatives
 
 
+@pytest.mark.slow  # 60 training steps each
 @pytest.mark.parametrize("name", ["mlm", "mrfr", "mrc", "mrc_kl", "itm", "itc"])
 def test_overfits_one_batch(tiny_cfg: ModelConfig, name: str) -> None:
     torch.manual_seed(0)

@@ -45,6 +45,7 @@ def test_distance_is_zero_for_the_same_set_and_one_for_orthogonal_sets() -> None
     assert transport_distance(words, mask, other, mask).item() == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow  # training
 def test_training_pulls_matches_together_and_mismatches_apart(tiny_cfg: ModelConfig) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)

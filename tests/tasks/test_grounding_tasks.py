@@ -40,6 +40,8 @@ from vlp.train.config import FinetuneConfig
 from vlp.train.finetune import build_finetuning
 from vlp.world.make import make_world
 
+pytestmark = pytest.mark.slow  # fine-tuning runs
+
 TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
         "model.intermediate_size=64", "model.dropout=0.0", "train.precision=fp32",
         "train.tensorboard=false", "train.progress=false", "train.warmup_steps=1",

@@ -19,6 +19,8 @@ from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import build_pretraining
 from vlp.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # training runs, torchrun
+
 
 def tiny_config(world: Path, out: Path, **train: object) -> PretrainConfig:
     overrides = [

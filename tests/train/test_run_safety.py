@@ -25,6 +25,8 @@ from vlp.train.logging import read_metrics
 from vlp.train.pretrain import HeldOutLosses, build_pretraining
 from vlp.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # training runs, kill -9
+
 
 def tiny_args(world: Path, out: Path, *extra: str) -> list[str]:
     return [f"data.world={world}", "data.token_budget=60", "data.bucket_size=8",

@@ -24,6 +24,8 @@ from vlp.world.detector import (
     spurious_boxes,
 )
 
+pytestmark = pytest.mark.slow  # trains the pseudo-detector
+
 FEAT = 32
 
 

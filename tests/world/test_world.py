@@ -39,6 +39,7 @@ def _hashes(root: Path) -> dict[str, str]:
 
 # --- determinism and layout ----------------------------------------------------------------------
 
+@pytest.mark.slow  # worlds made twice, in processes
 def test_same_seed_same_bytes_any_workers(world: Path, tmp_path: Path) -> None:
     again = make_world(tmp_path / "again", N_IMAGES, seed=3, workers=2)
     assert _hashes(again) == _hashes(world)

@@ -527,6 +527,7 @@ def _task_hashes(root: Path) -> dict[str, str]:
             if p.is_file() and p.relative_to(root).parts[0] != "images"}
 
 
+@pytest.mark.slow  # worlds made twice, in processes
 def test_same_seed_same_task_bytes_any_workers(world: Path, tmp_path: Path) -> None:
     again = make_world(tmp_path / "again", N_IMAGES, seed=SEED, workers=2)
     assert _task_hashes(again) == _task_hashes(world)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
+from vlp.models.presets import PRESETS, preset_config, register_preset
 from vlp.models.single_stream import build_single_stream
 from vlp.models.two_stream import build_two_stream
 
@@ -30,4 +32,16 @@ def build_model(cfg: ModelConfig) -> VLEncoder:
     return MODELS[cfg.arch](cfg)
 
 
-__all__ = ["MODELS", "ModelConfig", "VLEncoder", "VLOutput", "build_model"]
+def create_model(name: str, **overrides: Any) -> VLEncoder:
+    """Build the preset ``name`` (:data:`PRESETS`), its fields replaced by ``overrides``,
+    e.g. ``create_model("uniter_base", num_layers=2)``.
+
+    Raises:
+        VlpError: an unknown preset (one line listing the known ones), or an override
+            that is no field or out of range.
+    """
+    return build_model(preset_config(name, **overrides))
+
+
+__all__ = ["MODELS", "PRESETS", "ModelConfig", "VLEncoder", "VLOutput", "build_model",
+           "create_model", "preset_config", "register_preset"]

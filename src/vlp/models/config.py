@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vlp.config import check, check_fields, ranged
 
@@ -28,6 +29,10 @@ class ModelConfig:
     :class:`vlp.config.FieldError` naming ``model.<field>``.
 
     Attributes:
+        preset: the named preset (:mod:`vlp.models.presets`) these values started from. In
+            YAML its values are the defaults of the fields not given beside it
+            (:meth:`with_defaults`); in code use :func:`vlp.models.presets.preset_config`.
+            "" — none: the defaults below.
         initializer_range: std of the normal initialisation of every weight. BERT's 0.02
             suits wide models and checkpoints; a 256-wide model trained from scratch
             grounds far sooner with 0.05 and ``dropout: 0`` (the world configs'
@@ -68,6 +73,7 @@ class ModelConfig:
             token after its embedder's LayerNorm (ViLT's ``token_type_embeddings``).
     """
 
+    preset: str = ""
     arch: str = "single_stream"
     hidden_size: int = ranged(256, ge=1)
     num_layers: int = ranged(4, ge=1)
@@ -105,6 +111,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_fields(self, "model")
         self._check_arch()
+        self._check_preset()
         check(self.hidden_size % self.num_heads == 0, "model.num_heads",
               f"{self.num_heads} heads do not divide model.hidden_size {self.hidden_size}")
         check(self.vocab_size == 0 or self.pad_id < self.vocab_size, "model.pad_id",
@@ -144,6 +151,29 @@ class ModelConfig:
 
         check(self.arch in MODELS, "model.arch", f"unknown architecture '{self.arch}' "
               f"(known: {', '.join(sorted(MODELS))})")
+
+    def _check_preset(self) -> None:
+        """The preset, when named, is registered (imported here: presets import this file)."""
+        from vlp.models.presets import PRESETS
+
+        check(not self.preset or self.preset in PRESETS, "model.preset", f"unknown preset "
+              f"'{self.preset}' (known: {', '.join(sorted(PRESETS))})")
+
+    @classmethod
+    def with_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """The fields given in a config file, completed by the named preset's values.
+
+        Called by :func:`vlp.config.from_dict` before the config is built: with
+        ``preset: NAME`` the preset's values stand for every field not given.
+
+        Raises:
+            FieldError: ``model.preset`` naming an unknown preset.
+        """
+        if not given.get("preset"):
+            return given
+        from vlp.models.presets import preset_config
+
+        return {**dataclasses.asdict(preset_config(str(given["preset"]))), **given}
 
     @property
     def image_width(self) -> int:
