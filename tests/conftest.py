@@ -101,6 +101,21 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny"))
 
 
+def random_regions(root: Path, n_images: int, feat: int = 12, classes: int = 7) -> Path:
+    """A region store under ``root / "features"`` for images 1..``n_images`` of a 64×64
+    world: 3–7 random boxes each, random features and class distributions (seed 0)."""
+    rng = np.random.default_rng(0)
+    with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
+        for image_id in range(1, n_images + 1):
+            n = int(rng.integers(3, 8))
+            xy = rng.uniform(0, 40, (n, 2))
+            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
+            store.add(image_id, 64, 64, rng.normal(size=(n, feat)).astype(np.float32),
+                      boxes.astype(np.float32),
+                      rng.dirichlet(np.ones(classes), n).astype(np.float32))
+    return root / "features"
+
+
 def nan_regions(collate: Callable[..., Batch]) -> Callable[..., Batch]:
     """``collate`` with every region feature of its batches set to NaN."""
 

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import overfit_losses
+from conftest import overfit_losses, random_regions
 from vlp.config import load_config
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStore, RegionStoreWriter
+from vlp.data.features import RegionStore
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PairDataset, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
@@ -185,14 +185,7 @@ def task_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-image world with random region features and a vocabulary over every text of
     its annotation files."""
     root = make_world(tmp_path_factory.mktemp("tasks") / "world", 40, seed=3)
-    rng = np.random.default_rng(0)
-    with RegionStoreWriter(root / "features", 12, 7, dtype="float32") as store:
-        for image_id in range(1, 41):
-            n = int(rng.integers(3, 8))
-            xy = rng.uniform(0, 40, (n, 2))
-            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
-            store.add(image_id, 64, 64, rng.normal(size=(n, 12)).astype(np.float32),
-                      boxes.astype(np.float32), rng.dirichlet(np.ones(7), n).astype(np.float32))
+    random_regions(root, 40)
     files = sorted(f for f in (root / "annotations").iterdir() if f.suffix in (".json", ".jsonl"))
     texts = [s for file in files for s in json_texts(file)]
     Tokenizer.train(texts, root / "vocab.txt", vocab_size=200, min_frequency=1)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import overfit_losses
+from conftest import overfit_losses, random_regions
 from vlp.config import load_config
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStoreWriter
 from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.formats.snli_ve import read_snli_ve
 from vlp.data.formats.vqa import read_vqa
@@ -37,14 +36,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 50-image world with random region features (the detector is tested elsewhere)
     and a vocabulary over its captions, questions and hypotheses."""
     root = make_world(tmp_path_factory.mktemp("w") / "world", 50, seed=3)
-    rng = np.random.default_rng(0)
-    with RegionStoreWriter(root / "features", 12, 7, dtype="float32") as store:
-        for image_id in range(1, 51):
-            n = int(rng.integers(3, 8))
-            xy = rng.uniform(0, 40, (n, 2))
-            boxes = np.concatenate([xy, xy + rng.uniform(5, 20, (n, 2))], 1)
-            store.add(image_id, 64, 64, rng.normal(size=(n, 12)).astype(np.float32),
-                      boxes.astype(np.float32), rng.dirichlet(np.ones(7), n).astype(np.float32))
+    random_regions(root, 50)
     ann = root / "annotations"
     texts = [c for im in read_karpathy(ann / "dataset_world.json") for c in im.captions]
     texts += [q.question for q in read_vqa(ann / "vqa_train_questions.json")]
