@@ -134,19 +134,20 @@ def _check_init_sizes(cfg: RunConfig, mcfg: ModelConfig, init: ModelConfig) -> N
 
 def load_init(cfg: RunConfig, begin: Start, encoder: VLEncoder,
               objectives: dict[str, Objective]) -> None:
-    """Start from ``train.init_text`` (BERT) or ``train.init`` (a whole model): the
-    encoder's weights, and those of any objective whose name the source has a head for."""
-    sources = [(cfg.train.init_text, begin.text_init), (cfg.train.init, begin.init)]
-    for source, imported in sources:
-        if imported is None:
-            continue
-        if imported is begin.text_init:
-            encoder.load_text_weights(imported.model, source)
-        else:
-            load_partial(encoder, imported.model, source)
-        for name, head in imported.heads.items():
-            if name in objectives:
-                load_partial(objectives[name], head, source)
+    """Start from ``train.init_text`` (BERT's weights on the text side) or ``train.init``
+    (a whole model), and load the heads the source has for objectives of the same name."""
+    if begin.text_init is not None:
+        encoder.load_text_weights(begin.text_init.model, cfg.train.init_text)
+        _load_heads(objectives, begin.text_init, cfg.train.init_text)
+    if begin.init is not None:
+        load_partial(encoder, begin.init.model, cfg.train.init)
+        _load_heads(objectives, begin.init, cfg.train.init)
+
+
+def _load_heads(objectives: dict[str, Objective], source: Imported, name: str) -> None:
+    for head_name, head in source.heads.items():
+        if head_name in objectives:
+            load_partial(objectives[head_name], head, name)
 
 
 def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBatchSampler:
