@@ -11,10 +11,10 @@ runs through the same trainer as pre-training, and any encoder serves any task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -26,6 +26,14 @@ from vlp.data.pretrain import collate_regions, collate_text
 from vlp.data.readers import examples
 from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError, data_warning, input_error
+
+# a row's label: a class id, VQA's soft scores (answer → score), RefCOCO's xyxy box
+TaskTarget = int | dict[str, float] | tuple[float, ...]
+
+RecordT = TypeVar("RecordT")  # one record of a split (question, pair, image, ref …)
+KeyT = TypeVar("KeyT", bound=Hashable)  # what names a record in a predictions file
+PredT = TypeVar("PredT")  # one record's prediction
+ItemT = TypeVar("ItemT")  # what scored_records chooses from (records by default)
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,13 @@ class TaskExample:
     record: int
     image_id: int
     token_ids: list[int]
-    target: Any = None
+    target: TaskTarget | None = None
     group: int = -1
 
 
-class TaskData(ABC):
-    """One split of a task's data.
+class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
+    """One split of a task's data: records of type ``RecordT``, predictions
+    ``KeyT → PredT`` (VQA: ``TaskData[VQAQuestion, int, str]``, question id → answer).
 
     Subclasses set ``name``, ``roles`` (the files a split needs, e.g. ``questions`` and
     ``annotations``) and ``world_files`` (each role's path template inside a ``vlp world``
@@ -80,8 +89,8 @@ class TaskData(ABC):
         self.files, self.split = files, split
         self.tokenizer, self.store = tokenizer, store
         self.max_text_len, self.max_regions, self.loc_dim = max_text_len, max_regions, loc_dim
-        self.all_records: list[Any] = self.read()  # the whole split, for scoring files
-        self.records: list[Any] = self.all_records[:limit] if limit else self.all_records
+        self.all_records: list[RecordT] = self.read()  # the whole split, for scoring files
+        self.records: list[RecordT] = self.all_records[:limit] if limit else self.all_records
         if not self.records:
             raise VlpError(f"{self.name}: no records in split '{split}' "
                            f"({', '.join(str(p) for p in files.values())})")
@@ -93,7 +102,7 @@ class TaskData(ABC):
 
     # ---------------------------------------------------------------- reading
     @abstractmethod
-    def read(self) -> list[Any]:
+    def read(self) -> list[RecordT]:
         """The split's records, from ``self.files``."""
 
     @abstractmethod
@@ -163,12 +172,12 @@ class TaskData(ABC):
 
     # ---------------------------------------------------------------- results
     @abstractmethod
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> dict[KeyT, PredT]:
         """Record key → prediction, from the head's output on each of :meth:`eval_rows`
         (row index → scores)."""
 
     @abstractmethod
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: dict[KeyT, PredT]) -> dict[str, float]:
         """The task's official metrics of ``predictions`` against this split's labels."""
 
     def require_labels(self) -> None:
@@ -178,9 +187,18 @@ class TaskData(ABC):
             raise VlpError(f"{self.name}: split '{self.split}' has no labels to score "
                            f"against ({', '.join(str(p) for p in self.files.values())})")
 
-    def scored_records(self, predictions: dict[Any, Any], key: Callable[[Any], Any],
-                       what: str, pool: Sequence[Any] | None = None,
-                       evaluated: Sequence[Any] | None = None) -> list[Any]:
+    @overload
+    def scored_records(self, predictions: dict[KeyT, PredT], key: Callable[[RecordT], KeyT],
+                       what: str) -> list[RecordT]: ...
+
+    @overload
+    def scored_records(self, predictions: dict[KeyT, PredT], key: Callable[[ItemT], KeyT],
+                       what: str, pool: Sequence[ItemT],
+                       evaluated: Sequence[ItemT] | None = None) -> list[ItemT]: ...
+
+    def scored_records(self, predictions: dict[KeyT, PredT], key: Callable[[ItemT], KeyT],
+                       what: str, pool: Sequence[ItemT] | None = None,
+                       evaluated: Sequence[ItemT] | None = None) -> list[ItemT]:
         """The records of the whole split that ``predictions`` name, in split order.
 
         A predictions file may cover more than the records evaluated in training
@@ -198,8 +216,9 @@ class TaskData(ABC):
         Raises:
             VlpError: a prediction names no record of the split, or none is left to score.
         """
-        pool = self.all_records if pool is None else pool
-        evaluated = self.records if evaluated is None else evaluated
+        # without a pool the items are the records (the first overload)
+        pool = cast(Sequence[ItemT], self.all_records) if pool is None else pool
+        evaluated = cast(Sequence[ItemT], self.records) if evaluated is None else evaluated
         keys = {key(r) for r in pool}
         unknown = [k for k in predictions if k not in keys]
         source = self.predictions_source
@@ -218,9 +237,13 @@ class TaskData(ABC):
         return scored
 
     @abstractmethod
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: dict[KeyT, PredT]) -> None:
         """Write ``predictions`` in the task's official submission format (atomically)."""
 
     @abstractmethod
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> dict[KeyT, PredT]:
         """Read a predictions file in the official format (as :meth:`write_predictions`)."""
+
+
+# any task's data, for code that handles every task alike (prediction, fine-tuning, the registry)
+AnyTaskData = TaskData[Any, Any, Any]

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import KeyT, PredT, RecordT, TaskData, TaskExample
 
 
 def join_segments(segments: list[list[int]], max_len: int) -> list[int]:
@@ -37,7 +37,7 @@ def join_segments(segments: list[list[int]], max_len: int) -> list[int]:
     return [cls, *(t for b in bodies for t in (*b, sep))]
 
 
-class GroupedTaskData(TaskData):
+class GroupedTaskData(TaskData[RecordT, KeyT, PredT]):
     """A task of ``group_size`` rows per record.
 
     Subclasses implement :meth:`build_groups`; ``examples`` holds each group's first row

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
 from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.readers import read_text
+from vlp.data.task_records import NLVR2Record
 from vlp.errors import input_error
 from vlp.eval.classify import nlvr2_metrics
 from vlp.fileio import write_text_atomic
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskExample
 from vlp.tasks.groups import GroupedTaskData
 from vlp.tasks.heads import PairGroupClassifier
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
@@ -24,7 +25,7 @@ from vlp.tasks.ve import image_id_of
 NLVR2_LABELS: tuple[str, ...] = ("False", "True")
 
 
-class NLVR2Data(GroupedTaskData):
+class NLVR2Data(GroupedTaskData[NLVR2Record, str, bool]):
     """One split of NLVR2: each record is two rows, the statement with the left image and
     with the right, classified together (:class:`~vlp.tasks.heads.PairGroupClassifier`).
 
@@ -40,7 +41,7 @@ class NLVR2Data(GroupedTaskData):
     labels = NLVR2_LABELS
     group_size = 2
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[NLVR2Record]:
         return read_nlvr2(self.files["json"])
 
     def build_groups(self) -> list[list[TaskExample]]:
@@ -49,12 +50,12 @@ class NLVR2Data(GroupedTaskData):
                  for image in (r.left_image, r.right_image)]
                 for i, (r, t) in enumerate(zip(self.records, ids, strict=True))]
 
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> dict[str, bool]:
         """Identifier → predicted truth, from each record's (2,) group logits."""
         return {self.records[i].identifier: int(s.argmax()) == NLVR2_LABELS.index("True")
                 for i, s in sorted(scores.items())}
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: dict[str, bool]) -> dict[str, float]:
         """Accuracy and consistency on the examples ``predictions`` name."""
         scored = self.scored_records(predictions, lambda r: r.identifier, "examples")
         metrics = nlvr2_metrics([r.identifier for r in scored],
@@ -62,13 +63,13 @@ class NLVR2Data(GroupedTaskData):
                                 [r.label for r in scored])
         return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: dict[str, bool]) -> None:
         write_text_atomic(path, "".join(f"{k},{bool(v)}\n" for k, v in predictions.items()))
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> dict[str, bool]:
         self.predictions_source = str(path)
         lines = read_text(path, "NLVR2 predictions, 'identifier,True|False' lines").split("\n")
-        out: dict[Any, Any] = {}
+        out: dict[str, bool] = {}
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -87,7 +88,7 @@ class NLVR2Data(GroupedTaskData):
         return out
 
 
-def build_nlvr2_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def build_nlvr2_head(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     """The two pooled pairs concatenated and classified (UNITER's "pair" setting)."""
     return PairGroupClassifier(cfg.hidden_size)
 

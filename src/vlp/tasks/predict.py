@@ -21,11 +21,11 @@ from vlp.fileio import write_text_atomic
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData
+from vlp.tasks.base import AnyTaskData, KeyT, PredT, TaskData
 
 
-def predict(encoder: VLEncoder, head: Objective, data: TaskData, device: torch.device,
-            step: int = 0, batch_size: int = 128) -> dict[Any, Any]:
+def predict(encoder: VLEncoder, head: Objective, data: TaskData[Any, KeyT, PredT],
+            device: torch.device, step: int = 0, batch_size: int = 128) -> dict[KeyT, PredT]:
     """The model's predictions on every evaluation row of ``data``.
 
     A head on the joint pass (``inputs == "joint"``) scores each row of
@@ -65,8 +65,8 @@ def head_scores(head: Objective) -> Callable[[VLOutput, Batch], Tensor]:
     return cast(Callable[[VLOutput, Batch], Tensor], score)
 
 
-def _predict_embeddings(encoder: VLEncoder, head: Objective, data: TaskData,
-                        device: torch.device, batch_size: int) -> dict[Any, Any]:
+def _predict_embeddings(encoder: VLEncoder, head: Objective, data: TaskData[Any, KeyT, PredT],
+                        device: torch.device, batch_size: int) -> dict[KeyT, PredT]:
     """Dual-encoder predictions: each text and each image embedded once, apart."""
     embed = getattr(head, "embed", None)
     rank_by = getattr(data, "embedding_predictions", None)
@@ -85,12 +85,13 @@ def _predict_embeddings(encoder: VLEncoder, head: Objective, data: TaskData,
     return rank_by(torch.cat(texts), images)
 
 
-def has_labels(data: TaskData) -> bool:
+def has_labels(data: AnyTaskData) -> bool:
     """Whether a split carries the labels its metrics need (test splits may not)."""
     return all(e.target is not None for e in data.examples)
 
 
-def write_results(data: TaskData, predictions: dict[Any, Any], out: Path) -> dict[str, float]:
+def write_results(data: TaskData[Any, KeyT, PredT], predictions: dict[KeyT, PredT], out: Path
+                  ) -> dict[str, float]:
     """Write ``predictions`` in the task's official format and their metrics (empty for
     a split without labels) under ``out``: ``predictions_<split><suffix>`` and
     ``metrics_<split>.json``, each atomically. Returns the metrics."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -14,17 +14,20 @@ from torch import Tensor
 from vlp.data.batch import Batch
 from vlp.data.formats.refcoco import read_refcoco
 from vlp.data.readers import check_kind, json_field, load_json
+from vlp.data.task_records import RefRecord
 from vlp.errors import input_error
 from vlp.eval.boxes import box_iou, grounding_accuracy, xywh_to_xyxy, xyxy_to_xywh
 from vlp.fileio import write_text_atomic
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskData, TaskExample
 from vlp.tasks.heads import RegionScorer
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
 IOU_THRESHOLD = 0.5
+
+RefKey = tuple[int, int]  # (ref_id, sent_id): one expression
 
 
 def region_targets(region_boxes: Tensor, region_mask: Tensor, gt_xyxy: Tensor,
@@ -45,7 +48,7 @@ def region_targets(region_boxes: Tensor, region_mask: Tensor, gt_xyxy: Tensor,
     return ((iou >= threshold) & region_mask).float()
 
 
-class RefCOCOData(TaskData):
+class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
     """One split of a RefCOCO-style dataset: a row per (ref, expression).
 
     ``split`` names the refs' own split (``train``, ``val``, ``testA``, ``testB``,
@@ -65,13 +68,13 @@ class RefCOCOData(TaskData):
     world_files: ClassVar[dict[str, str]] = {"refs": "annotations/refs(world).p",
                                              "instances": "annotations/instances.json"}
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[RefRecord]:
         return read_refcoco(self.files["refs"], self.files["instances"], split=self.split)
 
     def build_examples(self) -> list[TaskExample]:
         texts = [s for r in self.records for s in r.sentences]
         ids = iter(self.encode(texts))
-        self.keys: list[tuple[int, int]] = []  # (ref_id, sent_id) of each row
+        self.keys: list[RefKey] = []  # (ref_id, sent_id) of each row
         rows = []
         for i, r in enumerate(self.records):
             gt = tuple(float(v) for v in xywh_to_xyxy(r.box_xywh).tolist())
@@ -86,9 +89,9 @@ class RefCOCOData(TaskData):
         return region_targets(batch.region_boxes, batch.region_mask, gt)
 
     # ---------------------------------------------------------------- results
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> dict[RefKey, list[float]]:
         """(ref_id, sent_id) → the xywh box of the row's top-scoring region."""
-        out: dict[Any, Any] = {}
+        out: dict[RefKey, list[float]] = {}
         for i, s in sorted(scores.items()):
             example = self.examples[i]
             boxes = self.store.get(example.image_id).boxes
@@ -97,13 +100,15 @@ class RefCOCOData(TaskData):
             out[self.keys[i]] = [float(v) for v in box.tolist()]
         return out
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: dict[RefKey, list[float]]) -> dict[str, float]:
         """Accuracy at IoU ≥ 0.5 on the expressions ``predictions`` name, and the store's
         ceiling on the evaluated rows."""
         pool = [((r.ref_id, s), r.box_xywh) for r in self.all_records for s in r.sent_ids]
         evaluated = [(k, None) for k in self.keys]
-        scored = self.scored_records(predictions, lambda item: item[0], "expressions",
-                                     pool=pool, evaluated=evaluated)
+        # items of the pool, each with its box (the evaluated rows carry only their key)
+        scored = cast(list[tuple[RefKey, tuple[float, float, float, float]]],
+                      self.scored_records(predictions, lambda item: item[0], "expressions",
+                                          pool=pool, evaluated=evaluated))
         pred = xywh_to_xyxy([predictions[k] for k, _ in scored])  # (N, 4)
         gt = xywh_to_xyxy([box for _, box in scored])  # (N, 4)
         return {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD),
@@ -118,14 +123,14 @@ class RefCOCOData(TaskData):
             hits += bool((box_iou(torch.tensor([e.target]), boxes) >= IOU_THRESHOLD).any())
         return hits / len(self.examples)
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: dict[RefKey, list[float]]) -> None:
         rows = [{"ref_id": ref_id, "sent_id": sent_id, "box": box}
                 for (ref_id, sent_id), box in predictions.items()]
         write_text_atomic(path, json.dumps(rows))
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> dict[RefKey, list[float]]:
         self.predictions_source = str(path)
-        out: dict[Any, Any] = {}
+        out: dict[RefKey, list[float]] = {}
         for n, item in enumerate(check_kind(path, load_json(path), "", "list")):
             where = f"[{n}]"
             row = check_kind(path, item, where, "object")
@@ -146,7 +151,7 @@ class RefCOCOData(TaskData):
         return out
 
 
-def build_refcoco_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def build_refcoco_head(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     """One logit per visual token."""
     return RegionScorer(cfg.image_width)
 

@@ -27,12 +27,12 @@ from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData
+from vlp.tasks.base import AnyTaskData
 
 if TYPE_CHECKING:
     from vlp.tasks.config import TaskConfig
 
-HeadBuilder = Callable[[ModelConfig, VLEncoder, TaskData], Objective]
+HeadBuilder = Callable[[ModelConfig, VLEncoder, AnyTaskData], Objective]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TaskSpec:
     """
 
     name: str
-    data: type[TaskData]
+    data: type[AnyTaskData]
     summary: str
     options: type = NoOptions
     head_choice: HeadSpec | Callable[[object], HeadSpec] = field(kw_only=True)
@@ -100,7 +100,7 @@ class TaskSpec:
 
     def load_split(self, task: TaskConfig, world: str, split: str, tokenizer: Tokenizer,
                    store: RegionStore, max_text_len: int, max_regions: int, loc_dim: int,
-                   limit: int = 0, train: TaskData | None = None) -> TaskData:
+                   limit: int = 0, train: AnyTaskData | None = None) -> AnyTaskData:
         """One split of the task.
 
         Args:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from vlp.config import check, check_fields, ranged
 from vlp.data.batch import Batch
 from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.readers import check_kind, json_field, load_json
+from vlp.data.records import KarpathyImage
 from vlp.errors import input_error
 from vlp.eval.ranking import recall_at_k
 from vlp.fileio import write_text_atomic
@@ -27,10 +28,15 @@ from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
 from vlp.objectives.itc import build_itc
 from vlp.objectives.itm import build_itm
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskData, TaskExample
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
 RANKS: tuple[str, ...] = ("itm", "itc")
+
+# retrieval's predictions: "image_ids" and "text_image_ids" (each text's own image) → ids,
+# "scores" → the (images, texts) score matrix
+RankingField = list[int] | list[list[float]]
+RankingPredictions = dict[str, RankingField]
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class RetrievalOptions:
               f"{', '.join(RANKS)}, got {self.rank!r}")
 
 
-class RetrievalData(TaskData):
+class RetrievalData(TaskData[KarpathyImage, str, RankingField]):
     """One Karpathy split as a retrieval task.
 
     Records are images (with their captions). Training rows are the true pairs; each batch
@@ -85,7 +91,7 @@ class RetrievalData(TaskData):
         self.uses_model_in_training = self.hard_negatives > 0
         super().__init__(*args, **kwargs)
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[KarpathyImage]:
         images = [im for im in read_karpathy(self.files["captions"])
                   if im.split == self.split or (self.split == "train" and im.split == "restval")]
         return [im for im in images if im.captions]
@@ -147,26 +153,26 @@ class RetrievalData(TaskData):
         batch.itm_labels = labels  # the head is the ITM objective (ITC needs no labels)
         return labels
 
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> RankingPredictions:
         n_img, n_txt = len(self.records), len(self.examples)
         matrix = np.zeros((n_img, n_txt), dtype=np.float32)
         for row, s in scores.items():
             matrix[row // n_txt, row % n_txt] = float(s[1] - s[0])  # match logit margin
         return self.matrix_predictions(matrix)
 
-    def embedding_predictions(self, text: Tensor, image: dict[int, Tensor]) -> dict[Any, Any]:
+    def embedding_predictions(self, text: Tensor, image: dict[int, Tensor]) -> RankingPredictions:
         """Dual-encoder predictions: cosine of each text's embedding (T, E) with each
         image's (image id → (E,)), as ALIGN / CLIP rank."""
         images = torch.stack([image[im.image_id] for im in self.records])  # (I, E)
         return self.matrix_predictions((images @ text.T).numpy())
 
-    def matrix_predictions(self, matrix: np.ndarray) -> dict[Any, Any]:
+    def matrix_predictions(self, matrix: np.ndarray) -> RankingPredictions:
         """Predictions holding the (images, texts) score matrix."""
         return {"image_ids": [im.image_id for im in self.records],
                 "text_image_ids": [self.records[e.record].image_id for e in self.examples],
                 "scores": np.asarray(matrix, dtype=np.float32).tolist()}
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: RankingPredictions) -> dict[str, float]:
         """Recall@K both ways; the predictions must rank this split's pool (the images and
         captions :meth:`eval_rows` scores, ``task.eval_limit`` images)."""
         source = self.predictions_source
@@ -178,15 +184,17 @@ class RetrievalData(TaskData):
                                   f"{'images' if key == 'image_ids' else 'captions'} of split "
                                   f"'{self.split}' expected, {len(predictions[key])} found "
                                   "(same task.eval_limit and texts per image as when written?)")
-        where = {image_id: i for i, image_id in enumerate(predictions["image_ids"])}
-        owner = [where[i] for i in predictions["text_image_ids"]]
+        image_ids = cast(list[int], predictions["image_ids"])  # as ``expected`` (checked)
+        text_image_ids = cast(list[int], predictions["text_image_ids"])
+        where = {image_id: i for i, image_id in enumerate(image_ids)}
+        owner = [where[i] for i in text_image_ids]
         metrics = recall_at_k(np.asarray(predictions["scores"]), np.asarray(owner))
         return {f"retrieval/{k}": v for k, v in metrics.items()}
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: RankingPredictions) -> None:
         write_text_atomic(path, json.dumps(predictions))
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> RankingPredictions:
         """The score matrix file :meth:`write_predictions` writes, checked for shape."""
         self.predictions_source = str(path)
         doc = load_json(path)
@@ -208,7 +216,7 @@ class RetrievalData(TaskData):
         return {**ids, "scores": scores}
 
 
-def _score_matrix(path: Path, rows: list[Any], n: int) -> list[list[float]]:
+def _score_matrix(path: Path, rows: list[object], n: int) -> list[list[float]]:
     """The (images, texts) scores; checked element by element only when not a plain
     numeric matrix, to name the bad one (a COCO 5K matrix has 125M entries)."""
     try:
@@ -221,7 +229,7 @@ def _score_matrix(path: Path, rows: list[Any], n: int) -> list[list[float]]:
     return [_score_row(path, row, f"scores[{i}]", n) for i, row in enumerate(rows)]
 
 
-def _score_row(path: Path, row: Any, where: str, n: int) -> list[float]:
+def _score_row(path: Path, row: object, where: str, n: int) -> list[float]:
     values = check_kind(path, row, where, "list")
     if len(values) != n:
         raise input_error(path, where, f"expected {n} scores (one per caption), found "
@@ -234,11 +242,11 @@ def _score_row(path: Path, row: Any, where: str, n: int) -> list[float]:
     return out
 
 
-def _build_itm(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def _build_itm(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     return build_itm(cfg, model)
 
 
-def _build_itc(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def _build_itc(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     return build_itc(cfg, model)
 
 

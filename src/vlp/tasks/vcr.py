@@ -7,28 +7,37 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 from torch import Tensor
 
 from vlp.config import check
 from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.task_records import VCRRecord
+from vlp.data.task_records import VCRRecord, VCRToken
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy, vcr_accuracy
 from vlp.fileio import write_text_atomic
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskExample
 from vlp.tasks.groups import GroupedTaskData, join_segments
 from vlp.tasks.heads import ChoiceScorer
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 from vlp.tasks.ve import image_id_of
 
 VCR_MODES: tuple[str, ...] = ("q2a", "qa2r")
-VCRPredictions = dict[str, dict[str, Any]]  # annot_id → {"scores": [4 floats], "pick": int}
+
+
+class VCRPrediction(TypedDict):
+    """One question's prediction: the four options' scores and the option picked (0-3)."""
+
+    scores: list[float]
+    pick: int
+
+
+VCRPredictions = dict[str, VCRPrediction]  # annot_id → {"scores": [4 floats], "pick": int}
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ def vcr_label(record: VCRRecord, mode: str) -> int | None:
 def vcr_segments(record: VCRRecord, mode: str) -> list[list[str]]:
     """The texts of each of the four rows: ``[question, answer_i]`` (q2a) or
     ``[question, right answer, rationale_i]`` (qa2r), tags rendered by :func:`vcr_text`."""
-    def text(tokens: Sequence[Any]) -> str:
+    def text(tokens: Sequence[VCRToken]) -> str:
         return vcr_text(tokens, record.objects)
 
     question = text(record.question)
@@ -68,7 +77,7 @@ def vcr_segments(record: VCRRecord, mode: str) -> list[list[str]]:
     return [[question, answer, text(r)] for r in record.rationales]
 
 
-class VCRData(GroupedTaskData):
+class VCRData(GroupedTaskData[VCRRecord, str, VCRPrediction]):
     """One split of VCR in one mode: each record is four rows, the question (with the
     right answer in QA→R) paired with each choice, scored together by
     :class:`~vlp.tasks.heads.ChoiceScorer`. A row's text is ``[CLS] question [SEP] choice
@@ -96,7 +105,7 @@ class VCRData(GroupedTaskData):
         self.mode = mode
         super().__init__(*args, **kwargs)
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[VCRRecord]:
         return read_vcr(self.files["jsonl"])
 
     def build_groups(self) -> list[list[TaskExample]]:
@@ -115,22 +124,22 @@ class VCRData(GroupedTaskData):
         return groups
 
     # ---------------------------------------------------------------- results
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> VCRPredictions:
         """annot_id → the record's four scores and the pick, from its (4,) scores."""
         return {self.records[i].annot_id: {"scores": [float(v) for v in s.tolist()],
                                            "pick": int(s.argmax())}
                 for i, s in sorted(scores.items())}
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: VCRPredictions) -> dict[str, float]:
         """Accuracy in this mode on the questions ``predictions`` name."""
         scored = self.scored_records(predictions, lambda r: r.annot_id, "questions")
         picks, labels = _aligned(scored, predictions, self.mode)
         return {f"vcr_{self.mode}": accuracy(picks, labels)}
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: VCRPredictions) -> None:
         write_vcr_predictions(path, self.mode, predictions)
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> VCRPredictions:
         self.predictions_source = str(path)
         mode, predictions = read_vcr_predictions(path)
         if mode != self.mode:
@@ -226,7 +235,7 @@ def vcr_joint_accuracy_of_files(annotations: str | Path, q2a_file: str | Path,
                               predictions["qa2r"])
 
 
-def build_vcr_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def build_vcr_head(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     """One score per option, a softmax over each record's four."""
     return ChoiceScorer(cfg.hidden_size)
 

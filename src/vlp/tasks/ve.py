@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -13,14 +13,14 @@ from vlp.data.batch import Batch
 from vlp.data.features import parse_image_id
 from vlp.data.formats.snli_ve import read_snli_ve
 from vlp.data.readers import json_field, read_json_lines
-from vlp.data.task_records import VE_LABELS
+from vlp.data.task_records import VE_LABELS, VERecord
 from vlp.errors import VlpError, input_error
 from vlp.eval.classify import accuracy
 from vlp.fileio import write_text_atomic
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskData, TaskExample
 from vlp.tasks.heads import PairClassifier
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
@@ -38,7 +38,7 @@ def image_id_of(name: str) -> int:
                        "e.g. '2248275918.jpg'") from None
 
 
-class VEData(TaskData):
+class VEData(TaskData[VERecord, str, str]):
     """One split of SNLI-VE: 3-way classification of (image, hypothesis).
 
     Predictions are written as JSON lines ``{"pairID": …, "gold_label": …}`` — the
@@ -51,7 +51,7 @@ class VEData(TaskData):
     split_names: ClassVar[dict[str, str]] = {"val": "dev"}
     labels = VE_LABELS
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[VERecord]:
         return read_snli_ve(self.files["jsonl"])
 
     def build_examples(self) -> list[TaskExample]:
@@ -62,24 +62,24 @@ class VEData(TaskData):
     def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
         return torch.tensor([r.target for r in rows])
 
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> dict[str, str]:
         return {self.records[self.examples[i].record].pair_id: VE_LABELS[int(s.argmax())]
                 for i, s in sorted(scores.items())}
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: dict[str, str]) -> dict[str, float]:
         """Accuracy on the pairs ``predictions`` name."""
         scored = self.scored_records(predictions, lambda r: r.pair_id, "pairs")
         return {"ve_acc": accuracy([predictions[r.pair_id] for r in scored],
                                    [r.label for r in scored])}
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: dict[str, str]) -> None:
         lines = [json.dumps({"pairID": k, "gold_label": v}) for k, v in predictions.items()]
         write_text_atomic(path, "".join(line + "\n" for line in lines))
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> dict[str, str]:
         self.predictions_source = str(path)
-        out: dict[Any, Any] = {}
-        seen: dict[Any, str] = {}
+        out: dict[str, str] = {}
+        seen: dict[str, str] = {}
         for where, row in read_json_lines(path, 'SNLI-VE predictions ({"pairID", '
                                                 '"gold_label"} per line)'):
             pair_id = json_field(path, row, "pairID", where, "string")
@@ -95,7 +95,7 @@ class VEData(TaskData):
         return out
 
 
-def build_ve_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def build_ve_head(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     """A 3-way classifier of the pooled pair."""
     return PairClassifier(cfg.hidden_size, len(data.labels))
 

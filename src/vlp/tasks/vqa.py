@@ -12,12 +12,13 @@ from torch import Tensor
 from vlp.config import check_fields, ranged
 from vlp.data.batch import Batch
 from vlp.data.formats.vqa import read_vqa, read_vqa_results, write_vqa_results
+from vlp.data.task_records import VQAQuestion
 from vlp.errors import VlpError, input_error
 from vlp.eval.vqa import answer_targets, build_answer_vocab, evaluate_vqa
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.objectives.base import Objective
-from vlp.tasks.base import TaskData, TaskExample
+from vlp.tasks.base import AnyTaskData, TaskData, TaskExample
 from vlp.tasks.heads import PairClassifier
 from vlp.tasks.registry import HeadSpec, TaskSpec, register_task
 
@@ -36,7 +37,7 @@ class VQAOptions:
         check_fields(self, "task.options")
 
 
-class VQAData(TaskData):
+class VQAData(TaskData[VQAQuestion, int, str]):
     """One split of VQA v2 (questions file, and annotations where the split has them).
 
     The answer vocabulary is built from the training split's annotator answers
@@ -58,7 +59,7 @@ class VQAData(TaskData):
         self.min_answer_count = min_answer_count
         super().__init__(*args, **kwargs)
 
-    def read(self) -> list[Any]:
+    def read(self) -> list[VQAQuestion]:
         annotations = self.annotations_file()
         records = read_vqa(self.files["questions"], annotations)
         if self.answers is None:  # the training split: its answers are the label space
@@ -105,16 +106,17 @@ class VQAData(TaskData):
     def target_tensor(self, rows: list[TaskExample], batch: Batch) -> Tensor:
         targets = torch.zeros(len(rows), len(self.labels))
         for row, example in enumerate(rows):
+            assert isinstance(example.target, dict)  # soft scores, answer → score
             for answer, score in example.target.items():
                 if answer in self.answer_index:  # answers outside the vocabulary: no target
                     targets[row, self.answer_index[answer]] = score
         return targets
 
-    def predictions(self, scores: dict[int, Tensor]) -> dict[Any, Any]:
+    def predictions(self, scores: dict[int, Tensor]) -> dict[int, str]:
         return {self.records[self.examples[i].record].question_id:
                 self.labels[int(s.argmax())] for i, s in sorted(scores.items())}
 
-    def score(self, predictions: dict[Any, Any]) -> dict[str, float]:
+    def score(self, predictions: dict[int, str]) -> dict[str, float]:
         """VQA accuracy of the questions ``predictions`` name (all must be questions of the
         split; a results file may cover more than ``task.eval_limit``), and how many were
         scored (``vqa/scored``)."""
@@ -127,15 +129,15 @@ class VQAData(TaskData):
         out["vqa/scored"] = float(metrics.num_questions)
         return out
 
-    def write_predictions(self, path: Path, predictions: dict[Any, Any]) -> None:
+    def write_predictions(self, path: Path, predictions: dict[int, str]) -> None:
         write_vqa_results(path, predictions)
 
-    def read_predictions(self, path: Path) -> dict[Any, Any]:
+    def read_predictions(self, path: Path) -> dict[int, str]:
         self.predictions_source = str(path)
         return read_vqa_results(path)
 
 
-def build_vqa_head(cfg: ModelConfig, model: VLEncoder, data: TaskData) -> Objective:
+def build_vqa_head(cfg: ModelConfig, model: VLEncoder, data: AnyTaskData) -> Objective:
     """UNITER's VQA head: soft scores over the training split's answers."""
     return PairClassifier(cfg.hidden_size, len(data.labels), soft=True)
 

@@ -21,7 +21,7 @@ from vlp.errors import is_strict, strict_mode
 from vlp.objectives import LossModel
 from vlp.objectives.base import Objective
 from vlp.tasks import TaskSpec, get_task
-from vlp.tasks.base import TaskData
+from vlp.tasks.base import AnyTaskData, KeyT, PredT, TaskData
 from vlp.tasks.predict import has_labels, head_scores, predict, write_results
 from vlp.train.build import Start, batch_sampler, build_encoder, load_init, run_inputs, start
 from vlp.train.config import FinetuneConfig
@@ -33,7 +33,7 @@ from vlp.train.trainer import Parts, Plot, Prepare, RunData, Trainer, scoring
 class TaskBatches(torch.utils.data.Dataset[tuple[BatchKey, Batch]]):
     """Task batches addressed by :class:`BatchKey` (indices and seed)."""
 
-    def __init__(self, data: TaskData) -> None:
+    def __init__(self, data: AnyTaskData) -> None:
         self.data = data
 
     def __len__(self) -> int:
@@ -64,11 +64,11 @@ class Task:
     spec: TaskSpec
     cfg: FinetuneConfig
     begin: Start
-    train: TaskData
-    held_out: TaskData
+    train: AnyTaskData
+    held_out: AnyTaskData
     head_name: str
 
-    def load_split(self, split: str) -> TaskData:
+    def load_split(self, split: str) -> AnyTaskData:
         """Another split of the task, in the training split's label space."""
         if split == self.held_out.split:
             return self.held_out
@@ -77,7 +77,7 @@ class Task:
 
 
 def load_split(cfg: FinetuneConfig, spec: TaskSpec, begin: Start, split: str, limit: int,
-               train: TaskData | None = None) -> TaskData:
+               train: AnyTaskData | None = None) -> AnyTaskData:
     """One split of the task, sharing the training split's label space (``train``)."""
     with strict_mode(cfg.data.strict or is_strict()):
         return spec.load_split(cfg.task, cfg.data.world, split, begin.tokenizer, begin.store,
@@ -155,7 +155,7 @@ class Finetuning:
     task: Task
     evaluation: TaskEvaluation
 
-    def predict(self, data: TaskData) -> dict[Any, Any]:
+    def predict(self, data: TaskData[Any, KeyT, PredT]) -> dict[KeyT, PredT]:
         """The current model's predictions on ``data``."""
         model = self.trainer.model
         with scoring(model, self.trainer.device, self.trainer.cfg.train.precision):
