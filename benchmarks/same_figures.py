@@ -6,8 +6,9 @@
 
 For every run both have finished (its metrics files and plot written), compares the logged
 metrics (all but samples/s), the metrics files (``metrics_<split>.json``) and the newest
-checkpoint's tensors (bit for bit; encoder weights written as ``model.*`` by runs before the encoder was so named count as
-``encoder.*``). Prints one line a run; exits 1 if any differ.
+checkpoint's tensors (bit for bit; encoder weights written as ``model.*`` by runs before
+the encoder was so named count as ``encoder.*``). Prints one line a run; exits 1 if any
+differ.
 """
 
 from __future__ import annotations
