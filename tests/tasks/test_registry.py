@@ -184,3 +184,23 @@ def test_yaml_task_section(tmp_path: Path) -> None:
     with pytest.raises(VlpError, match=rf"{path}: field 'task.options.mode': expected one "
                                        "of 'q2a' | 'qa2r', got 'r2q'"):
         load_config(FinetuneConfig, path)
+
+
+def test_a_run_config_of_an_older_vlp_reads_in_todays_shape() -> None:
+    """Flat task.* options (every task's, as dump_config wrote them) become the named
+    task's task.options; the others are dropped and the config loads."""
+    from vlp.config import from_dict
+    from vlp.tasks.config import upgrade_run_config
+    from vlp.train.config import FinetuneConfig
+
+    flat = {"min_answer_count": 2, "eval_texts_per_image": 5, "rank": "itc",
+            "hard_negatives": 0, "vcr_mode": "qa2r"}
+    for name, options in [("vqa", {"min_answer_count": 2}), ("vcr", {"mode": "qa2r"}),
+                          ("retrieval", {"eval_texts_per_image": 5, "rank": "itc",
+                                         "hard_negatives": 0}), ("ve", {})]:
+        doc = upgrade_run_config({"task": {"name": name, "eval_limit": 7, **flat}})
+        assert doc["task"] == {"name": name, "eval_limit": 7, "options": options}
+        cfg = from_dict(FinetuneConfig, doc, source="old/config.yaml")
+        assert cfg.task.options == options and cfg.task.eval_limit == 7
+    today = {"task": {"name": "vqa", "options": {"min_answer_count": 3}}}
+    assert upgrade_run_config(today) is today

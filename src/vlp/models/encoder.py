@@ -18,6 +18,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.errors import VlpError
 from vlp.models.outputs import UnimodalOutput, VLOutput
 
 
@@ -32,9 +33,10 @@ class VLEncoder(nn.Module):
         out: VLOutput = super().__call__(batch)
         return out
 
-    def encode_unimodal(self, batch: Batch) -> UnimodalOutput:  # pragma: no cover
+    def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
         """Text and image each encoded alone (no cross-modal attention)."""
-        raise NotImplementedError
+        raise VlpError(f"{type(self).__name__} cannot encode text and image apart, which a "
+                       "contrastive objective (itc) or ranking by embeddings needs")
 
     @property
     def word_embeddings(self) -> nn.Embedding:  # pragma: no cover
@@ -42,7 +44,8 @@ class VLEncoder(nn.Module):
         raise NotImplementedError
 
     def load_text_weights(self, state: dict[str, Tensor], source: str = "text weights"
-                          ) -> list[str]:  # pragma: no cover
+                          ) -> list[str]:
         """Start the text side from BERT weights under this encoder's names; returns the
         parameters left as they were."""
-        raise NotImplementedError
+        raise VlpError(f"train.init_text: {type(self).__name__} cannot start its text side "
+                       f"from BERT ({source})")

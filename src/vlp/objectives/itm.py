@@ -94,7 +94,8 @@ def itc_hard_negatives(batch: Batch, text: Tensor, image: Tensor,
     rows = ((labels == 0) & allowed.any(1)).nonzero().flatten()
     index = torch.arange(batch.size)
     if len(rows):
-        sim = (text.float() @ image.float().T).cpu()[rows]  # (N, B)
+        with torch.autocast(text.device.type, enabled=False):  # the draw in fp32
+            sim = (text.float() @ image.float().T).cpu()[rows]  # (N, B)
         weights = sim.masked_fill(~allowed[rows], float("-inf")).softmax(-1)
         index[rows] = torch.multinomial(weights, 1, generator=gen).flatten()
     mined = batch.pair(torch.arange(batch.size), index)

@@ -3,11 +3,11 @@ labels, and the task's own options (each task's options dataclass checks them)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vlp.config import check, check_fields, ranged
-from vlp.tasks.registry import get_task
+from vlp.tasks.registry import TASKS, get_task
 
 
 @dataclass
@@ -43,4 +43,28 @@ class TaskConfig:
         get_task(self.name).parse_options(self.options)
 
 
-__all__ = ["TaskConfig"]
+# fields of the task section before each task had its own options, and their option names
+_FLAT_OPTIONS = {"min_answer_count": "min_answer_count", "eval_texts_per_image":
+                 "eval_texts_per_image", "rank": "rank", "hard_negatives": "hard_negatives",
+                 "vcr_mode": "mode"}
+
+
+def upgrade_run_config(doc: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config with the task section of an older vlp (each task's options as
+    flat ``task.*`` fields, every task's written) in today's shape: the named task's own
+    options under ``task.options``, the other tasks' dropped. Anything else is unchanged."""
+    task = doc.get("task")
+    if not isinstance(task, dict) or not set(task) & set(_FLAT_OPTIONS):
+        return doc
+    options = dict(task.get("options") or {})
+    name = task.get("name")
+    known = {f.name for f in fields(get_task(name).options)} if isinstance(name, str) and \
+        name in TASKS else set()
+    for old, new in _FLAT_OPTIONS.items():
+        if old in task and new in known:
+            options.setdefault(new, task[old])
+    kept = {k: v for k, v in task.items() if k not in _FLAT_OPTIONS}
+    return {**doc, "task": {**kept, "options": options}}
+
+
+__all__ = ["TaskConfig", "upgrade_run_config"]

@@ -185,6 +185,20 @@ def verify_checkpoint(path: Path) -> list[str]:
     return problems
 
 
+def _as_saved(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+    """``model`` under the names a checkpoint uses: runs written before the encoder of a
+    :class:`~vlp.objectives.LossModel` was named ``encoder`` saved it as ``model.*``; a view
+    sharing the same parameters under that name loads them in place."""
+    encoder, objectives = getattr(model, "encoder", None), getattr(model, "objectives", None)
+    legacy = any(n.startswith("model.") for n in shapes) and \
+        not any(n.startswith("encoder.") for n in shapes)
+    if not legacy or not isinstance(encoder, nn.Module) or not isinstance(objectives, nn.Module):
+        return model
+    view = nn.Module()
+    view.model, view.objectives = encoder, objectives
+    return view
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load ``model.safetensors`` from a checkpoint directory (or a file) into ``model``.
 
@@ -196,10 +210,11 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if not file.is_file():
         raise VlpError(f"{file}: checkpoint weights not found")
     _check_safetensors_header(file)
-    own = model.state_dict()
     try:
         with safe_open(str(file), framework="pt") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+        model = _as_saved(model, shapes)
+        own = model.state_dict()
         for name, shape in shapes.items():
             if name in own and tuple(own[name].shape) != shape:
                 raise VlpError(f"{file}: weights do not fit the model (tensor '{name}' is "

@@ -82,12 +82,13 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _task_config(args: argparse.Namespace, extra: list[str],
                  run_config: Path | None = None) -> FinetuneConfig:
     from vlp.config import apply_overrides, from_dict, load_config, read_yaml
+    from vlp.tasks.config import upgrade_run_config
     from vlp.train.config import FinetuneConfig
 
     overrides = [f"task.name={args.task}", *extra, *args.overrides]
     if run_config is None:
         return load_config(FinetuneConfig, args.config, overrides)
-    doc = read_yaml(run_config)
+    doc = upgrade_run_config(read_yaml(run_config))
     if "task" not in doc:  # a pre-training run: evaluate zero-shot on its data
         doc = {"data": doc.get("data", {})}
     return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config))

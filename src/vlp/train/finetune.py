@@ -201,7 +201,8 @@ def score_predictions(cfg: FinetuneConfig, path: Path) -> dict[str, float]:
     data = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit,
                       load_split(cfg, spec, begin, cfg.data.train_splits[0],
                                  cfg.task.train_limit))
-    return data.score(data.read_predictions(path))
+    with strict_mode(cfg.data.strict or is_strict()):
+        return data.score(data.read_predictions(path))
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False

@@ -41,6 +41,7 @@ from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.objectives.loss_model import LossModel, LossOutput
+from vlp.tasks.config import upgrade_run_config
 from vlp.train.checkpoint import (
     check_checkpoint,
     list_checkpoints,
@@ -332,8 +333,8 @@ class Trainer:
         if problems:
             raise VlpError(f"{problems[0]}; resume from an earlier checkpoint "
                            "(train.verify_checkpoint)")
-        changes = config_changes(read_yaml(found[-1] / "config.yaml"), to_dict(self.cfg),
-                                 found[-1] / "config.yaml")
+        saved = upgrade_run_config(read_yaml(found[-1] / "config.yaml"))
+        changes = config_changes(saved, to_dict(self.cfg), found[-1] / "config.yaml")
         load_weights(self.model, found[-1])
         self._load_state(load_state(found[-1]))
         self._apply_optimisation_settings()
