@@ -18,6 +18,18 @@ import pytest
 from vlp.errors import strict_mode
 from vlp.train.cli import main
 
+# a 1-layer, 32-wide model on the tiny dataset: the runs the fuzz tests attack and resume
+TINY_RUN = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+            "model.intermediate_size=64", "data.token_budget=80", "train.warmup_steps=0",
+            "train.tensorboard=false", "train.progress=false"]
+
+
+def tiny_run(world: Path, out: Path, *overrides: str) -> Path:
+    """``vlp pretrain`` of :data:`TINY_RUN` on ``world`` for 2 steps into ``out``."""
+    assert main(["pretrain", f"data.world={world}", *TINY_RUN, "train.steps=2", *overrides,
+                 f"train.out={out}"]) == 0
+    return out
+
 
 def tree_digest(*roots: Path) -> dict[str, str]:
     """Path → sha256 of every file under ``roots`` (directories as a marker), to check

@@ -201,12 +201,16 @@ HF_CASES: dict[str, tuple[Breaker, str]] = {
 }
 
 
+def _broken_copy(source: Path, dest: Path, case: tuple[Breaker, str]) -> tuple[Path, str]:
+    """A copy of ``source`` at ``dest`` broken by ``case`` (breaker, what the error names)."""
+    shutil.copytree(source, dest)
+    breaker, mention = case
+    breaker(dest)
+    return dest, mention
+
+
 def _broken(tiny_bert: Path, tmp_path: Path, kind: str) -> tuple[Path, str]:
-    src = tmp_path / "src" / "bert"
-    shutil.copytree(tiny_bert, src)
-    breaker, mention = HF_CASES[kind]
-    breaker(src)
-    return src, mention
+    return _broken_copy(tiny_bert, tmp_path / "src" / "bert", HF_CASES[kind])
 
 
 @pytest.mark.parametrize("kind", list(HF_CASES))
@@ -292,11 +296,7 @@ IMPORT_CASES: dict[str, tuple[Breaker, str]] = {
 
 
 def _broken_import(imported: Path, tmp_path: Path, kind: str) -> tuple[Path, str]:
-    out = tmp_path / "imp" / "bert"
-    shutil.copytree(imported, out)
-    breaker, mention = IMPORT_CASES[kind]
-    breaker(out)
-    return out, mention
+    return _broken_copy(imported, tmp_path / "imp" / "bert", IMPORT_CASES[kind])
 
 
 @pytest.mark.parametrize("kind", list(IMPORT_CASES))

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fuzz_harness import refuse
+from fuzz_harness import TINY_RUN, refuse, tiny_run
 
 from vlp.errors import VlpError
 from vlp.train.checkpoint import HISTORY
-from vlp.train.cli import main
 
 
 class Payload:
@@ -38,17 +37,11 @@ def hostile_pickle(marker: Path, protocol: int = 2) -> bytes:
     return pickle.dumps({"info": Payload(marker)}, protocol=protocol)
 
 
-TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
-        "model.intermediate_size=64", "data.token_budget=80", "train.warmup_steps=1",
-        "train.tensorboard=false", "train.progress=false"]
 
 
 @pytest.fixture(scope="module")
 def run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["pretrain", f"data.world={dataset}", *TINY, "train.steps=2",
-                 f"train.out={out}"]) == 0
-    return out
+    return tiny_run(dataset, tmp_path_factory.mktemp("run") / "run")
 
 
 def test_yaml_config_with_a_python_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -80,7 +73,7 @@ def test_trainer_state_pickle(run: Path, tmp_path: Path, dataset: Path, protocol
     ckpt = copy / "checkpoints" / "step_00000002"
     torch.save({"step": Payload(marker)}, ckpt / "state.pt", pickle_protocol=protocol)
     (copy / "checkpoints" / HISTORY).unlink()  # so that sizes cannot give it away first
-    refuse(capsys, ["pretrain", "--resume", f"data.world={dataset}", *TINY, "train.steps=3",
+    refuse(capsys, ["pretrain", "--resume", f"data.world={dataset}", *TINY_RUN, "train.steps=3",
                     f"train.out={copy}"],
            absent=[marker], mentions=["state.pt"])
 
@@ -92,7 +85,7 @@ def test_trainer_state_raw_pickle(run: Path, tmp_path: Path, dataset: Path,
     marker = tmp_path / "ran"
     (copy / "checkpoints" / "step_00000002" / "state.pt").write_bytes(hostile_pickle(marker))
     (copy / "checkpoints" / HISTORY).unlink()
-    refuse(capsys, ["pretrain", "--resume", f"data.world={dataset}", *TINY, "train.steps=3",
+    refuse(capsys, ["pretrain", "--resume", f"data.world={dataset}", *TINY_RUN, "train.steps=3",
                     f"train.out={copy}"],
            absent=[marker], mentions=["state.pt"])
 

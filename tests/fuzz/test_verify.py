@@ -7,22 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fuzz_harness import TINY_RUN, tiny_run
 
 from vlp.errors import VlpError
 from vlp.train.checkpoint import check_checkpoint, list_checkpoints
 from vlp.train.cli import main
 
-TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
-        "model.intermediate_size=64", "data.token_budget=80", "train.warmup_steps=0",
-        "train.tensorboard=false", "train.progress=false", "train.steps=2"]
-
 
 @pytest.fixture(scope="module")
 def run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["pretrain", f"data.world={dataset}", *TINY, "train.save_every=1",
-                 f"train.out={out}"]) == 0
-    return out
+    return tiny_run(dataset, tmp_path_factory.mktemp("run") / "run", "train.save_every=1")
 
 
 def flip(path: Path, offset: int = -3) -> None:
@@ -77,7 +71,7 @@ def test_truncated_checkpoint_is_caught_on_open(run: Path, tmp_path: Path, name:
     with pytest.raises(VlpError, match=f"{name}: .* bytes, but .* were written"):
         check_checkpoint(ckpt)
     capsys.readouterr()
-    assert main(["pretrain", "--resume", f"data.world={dataset}", *TINY, "train.steps=3",
+    assert main(["pretrain", "--resume", f"data.world={dataset}", *TINY_RUN, "train.steps=3",
                  f"train.out={copy}"]) == 2
     assert name in capsys.readouterr().err
 
@@ -96,7 +90,7 @@ def test_resume_verifies_the_checkpoint_when_asked(run: Path, tmp_path: Path, da
     shutil.copytree(run, copy)
     ckpt = list_checkpoints(copy / "checkpoints")[-1]
     flip(ckpt / "model.safetensors")  # same size: only the checksum can tell
-    argv = ["pretrain", "--resume", f"data.world={dataset}", *TINY, "train.steps=3",
+    argv = ["pretrain", "--resume", f"data.world={dataset}", *TINY_RUN, "train.steps=3",
             f"train.out={copy}", "train.verify_checkpoint=true"]
     capsys.readouterr()
     assert main(argv) == 2

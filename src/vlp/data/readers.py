@@ -9,11 +9,14 @@ JSON-lines fields are named ``line N.key`` with N counted from 1.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vlp.data.features import parse_image_id
 from vlp.errors import data_warning, input_error
+
+R = TypeVar("R")
 
 # kind name used in messages → check; bool is excluded from numbers because JSON
 # true/false would otherwise pass as 1/0
@@ -182,6 +185,25 @@ def check_unique(path: Path, seen: dict[Any, str], key: Any, where: str, field: 
         raise input_error(path, f"{where}.{field}", f"duplicate {field} {key!r} (also "
                                                     f"{seen[key]})")
     seen[key] = where
+
+
+def read_unique_records(path: str | Path, what: str,
+                        parse: Callable[[Path, dict[str, Any], str], R],
+                        key: Callable[[R], Any], field: str) -> list[R]:
+    """The records of a JSON-lines file, one per line by ``parse(path, row, where)``;
+    a second record with the same ``key`` is refused, naming ``field``.
+
+    Raises:
+        VlpError: as :func:`read_json_lines`, as ``parse``, or a repeated key.
+    """
+    path = Path(path)
+    records = []
+    seen: dict[Any, str] = {}
+    for where, row in read_json_lines(path, what):
+        record = parse(path, row, where)
+        check_unique(path, seen, key(record), where, field)
+        records.append(record)
+    return records
 
 
 def image_name_field(path: Path, row: dict[str, Any], key: str, where: str) -> str:

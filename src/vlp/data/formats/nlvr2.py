@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlp.data.readers import check_unique, image_name_field, json_field, read_json_lines
+from vlp.data.readers import image_name_field, json_field, read_unique_records
 from vlp.data.task_records import NLVR2Record
 from vlp.errors import VlpError, input_error
 
@@ -69,11 +69,5 @@ def read_nlvr2(path: str | Path) -> list[NLVR2Record]:
             the wrong type, a label is not True/False, or an identifier is malformed or
             repeats.
     """
-    path = Path(path)
-    records = []
-    seen: dict[Any, str] = {}
-    for where, row in read_json_lines(path, "NLVR2 JSON lines"):
-        record = _nlvr2_record(path, row, where)
-        check_unique(path, seen, record.identifier, where, "identifier")
-        records.append(record)
-    return records
+    return read_unique_records(path, "NLVR2 JSON lines", _nlvr2_record,
+                               lambda r: r.identifier, "identifier")

@@ -9,11 +9,10 @@ from typing import Any
 
 from vlp.data.readers import (
     check_kind,
-    check_unique,
     image_name_field,
     json_field,
     load_json,
-    read_json_lines,
+    read_unique_records,
     top_object,
 )
 from vlp.data.task_records import VCRMetadata, VCRRecord, VCRToken
@@ -94,14 +93,8 @@ def read_vcr(path: str | Path) -> list[VCRRecord]:
             the wrong type, an object index is out of range, a label is not 0 to 3, or an
             ``annot_id`` repeats.
     """
-    path = Path(path)
-    records = []
-    seen: dict[Any, str] = {}
-    for where, row in read_json_lines(path, "VCR JSON lines"):
-        record = _vcr_record(path, row, where)
-        check_unique(path, seen, record.annot_id, where, "annot_id")
-        records.append(record)
-    return records
+    return read_unique_records(path, "VCR JSON lines", _vcr_record,
+                               lambda r: r.annot_id, "annot_id")
 
 
 def _object_name(index: int, objects: Sequence[str],
