@@ -118,7 +118,9 @@ def test_hard_itm_negatives_train_and_need_itc(dataset: Path, tmp_path: Path) ->
     base = tiny_config(dataset, tmp_path / "hard", steps=4)
     both = dataclasses.replace(base.objectives, weights={"itm": 1.0, "itc": 1.0},
                                itm_hard_negatives=True)
+    assert build_pretraining(base).parts.prepare is None  # no hook: no scoring-mode switch
     trainer = build_pretraining(dataclasses.replace(base, objectives=both))
+    assert trainer.parts.prepare is not None
     metrics = trainer.run()
     assert trainer.step == 4 and "eval/itm_acc" in metrics
     with pytest.raises(VlpError, match="itm_hard_negatives': .*needs both itm and itc"):

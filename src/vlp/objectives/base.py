@@ -61,6 +61,12 @@ class Objective(nn.Module, Generic[OutputT]):
         """Take this objective's settings from the run's objectives config (a
         :class:`~vlp.train.config.ObjectivesConfig`); none by default."""
 
+    @property
+    def prepares(self) -> bool:
+        """Whether :meth:`prepare` does anything (the loop skips the hook, and the switch to
+        scoring mode around it, otherwise): by default, whether a subclass defines it."""
+        return type(self).prepare is not Objective.prepare
+
     def prepare(self, batch: Batch, model: LossModel, seed: int) -> Batch:
         """The training batch this objective will see, rebuilt with ``model`` (which
         scores in eval mode without gradients); ``seed`` seeds any draw. As is by default.

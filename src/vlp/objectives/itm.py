@@ -39,6 +39,10 @@ class ITM(Objective[VLOutput]):
         """``itm_hard_negatives`` of the objectives config."""
         self.hard_negatives = bool(getattr(settings, "itm_hard_negatives", False))
 
+    @property
+    def prepares(self) -> bool:
+        return self.hard_negatives
+
     def prepare(self, batch: Batch, model: LossModel, seed: int) -> Batch:
         """With hard negatives: mismatched rows get images drawn by ITC similarity (the
         draw's own stream, ``seed + 2``)."""

@@ -126,7 +126,8 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     parts = Parts(cfg, LossModel(encoder, objectives, weights), PretrainBatches(train, collator),
                   keys, evaluate, RunData(begin.tokenizer, begin.store, train, held_out),
                   stage="pretrain", plot_name="losses.png", plot=plot_losses,
-                  inputs=run_inputs(cfg), prepare=_prepare)
+                  inputs=run_inputs(cfg),
+                  prepare=_prepare if any(o.prepares for o in objectives.values()) else None)
     return parts, begin.env
 
 
