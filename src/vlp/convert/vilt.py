@@ -42,7 +42,8 @@ def vilt_config(ck: HFCheckpoint) -> ModelConfig:
     return replace_config(
         ck, bert_config(ck), arch="single_stream", pooler="cls", visual="patches",
         image_size=ck.cfg_int("image_size"), patch_size=ck.cfg_int("patch_size"),
-        num_channels=ck.cfg_int("num_channels", 3), norm_first=True, modality_embed=True)
+        num_channels=ck.cfg_int("num_channels", 3), norm_first=True, modality_embed=True,
+        pixel_mean=[0.5] * 3, pixel_std=[0.5] * 3)  # ViltImageProcessor's normalisation
 
 
 def _prefix(ck: HFCheckpoint) -> str:

@@ -28,7 +28,10 @@ class Batch:
         region_cls: (B, R, C) detector class distribution (MRC / MRC-KL targets).
         region_boxes: (B, R, 4) region corners ``x1, y1, x2, y2`` in pixels (grounding).
     Pixels (grid and patch models):
-        pixel_values: (B, 3, H, W).
+        pixel_values: (B, 3, H, W) normalised pixels; images of different sizes are
+            padded at the bottom and right with zeros.
+        pixel_mask: (B, H, W) True on real pixels; None when no image of the batch is
+            padded.
     Pairs:
         itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
         example_ids: (B,) dataset index of each example, for predictions.
@@ -54,6 +57,7 @@ class Batch:
     region_cls: Tensor | None = None
     region_boxes: Tensor | None = None
     pixel_values: Tensor | None = None
+    pixel_mask: Tensor | None = None
     itm_labels: Tensor | None = None
     example_ids: Tensor | None = None
     image_ids: Tensor | None = None
@@ -92,6 +96,7 @@ class Batch:
 
 IMAGE_FIELDS = frozenset({"region_feats", "region_loc", "region_mask", "region_masked",
                           "region_targets", "region_cls", "region_boxes", "pixel_values",
+                          "pixel_mask",
                           "image_ids"})
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vlp.config import check, check_fields, ranged
+from vlp.config import check, check_fields, limits, ranged
 
 
 @dataclass
@@ -61,12 +61,24 @@ class ModelConfig:
             ``(LN(FC(feat)) + LN(FC(loc))) / 2``, no type embedding.
         loc_dim: region location features: 7 (UNITER), 5 (ViLBERT), 4 (LXMERT: the
             normalised corners).
-        visual: what the image arrives as: "regions" (detector features) or "patches"
-            (pixels cut into ``patch_size`` squares, ViLT; single-stream only).
-        image_size: patches — the image size the position embeddings are laid out for
-            (other sizes get them resized).
+        visual: what the image arrives as: "regions" (detector features), "patches"
+            (pixels cut into ``patch_size`` squares, ViLT) or "grid" (pixels through a CNN
+            backbone, a 1×1 conv and a 2×2 max-pool into grid tokens, SOHO); pixel models
+            are single-stream.
+        image_size: pixels — the image side the pipeline resizes to (patches: the size the
+            position embeddings are laid out for; other sizes get them resized).
         patch_size: patches — side of a square patch, in pixels.
-        num_channels: patches — image channels.
+        num_channels: pixels — image channels.
+        pixel_mean: pixels — per-channel mean subtracted from pixels in [0, 1] (ImageNet's
+            by default, as the CNN backbones were trained; ViLT uses 0.5).
+        pixel_std: pixels — per-channel standard deviation pixels are divided by.
+        backbone: grid — the CNN (:mod:`vlp.layers.backbones`): "convnet" (a small plain
+            CNN trained from scratch), "efficientnet_lite0", "resnet" (a Hugging Face
+            ``ResNetModel`` directory in ``backbone_weights``).
+        backbone_weights: grid — where the backbone's pretrained weights are: a path, or
+            "" for the backbone's packaged weights (EfficientNet-lite0) or none.
+        vd_size: grid — entries of the visual dictionary (SOHO: 2048); 0 — none.
+        vd_momentum: grid — moving-average momentum γ of the dictionary's update.
         norm_first: LayerNorm before attention and MLP, and a final LayerNorm over the
             sequence (ViT / ViLT), instead of after them (BERT).
         modality_embed: add a learned modality embedding (row 0 text, row 1 image) to each
@@ -87,10 +99,17 @@ class ModelConfig:
     pooler: Literal["cls", "mean", "product"] = "cls"
     vocab_size: int = ranged(0, ge=0)
     pad_id: int = ranged(0, ge=0)
-    visual: Literal["regions", "patches"] = "regions"
+    visual: Literal["regions", "patches", "grid"] = "regions"
     image_size: int = ranged(384, ge=1)
     patch_size: int = ranged(32, ge=1)
     num_channels: int = ranged(3, ge=1)
+    pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225],
+                                   metadata=limits(gt=0))
+    backbone: str = "convnet"
+    backbone_weights: str = ""
+    vd_size: int = ranged(2048, ge=0)
+    vd_momentum: float = ranged(0.99, ge=0, lt=1)
     norm_first: bool = False
     modality_embed: bool = False
     region_feature_dim: int = ranged(0, ge=0)
@@ -116,8 +135,12 @@ class ModelConfig:
               f"{self.num_heads} heads do not divide model.hidden_size {self.hidden_size}")
         check(self.vocab_size == 0 or self.pad_id < self.vocab_size, "model.pad_id",
               f"{self.pad_id} is not below model.vocab_size {self.vocab_size}")
-        check(self.visual == "regions" or self.patch_size <= self.image_size, "model.patch_size",
+        check(self.visual != "patches" or self.patch_size <= self.image_size, "model.patch_size",
               f"{self.patch_size} is larger than model.image_size {self.image_size}")
+        for name in ("pixel_mean", "pixel_std"):
+            check(len(getattr(self, name)) == self.num_channels, f"model.{name}",
+                  f"{len(getattr(self, name))} values for model.num_channels "
+                  f"{self.num_channels} channels")
         heads = self.image_num_heads or self.num_heads
         if self.image_hidden_size or self.image_num_heads:
             check(self.image_width % heads == 0, "model.image_num_heads",

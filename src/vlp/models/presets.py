@@ -140,7 +140,8 @@ def vilt_base(**overrides: Any) -> ModelConfig:
     return _config("vilt_base", {
         **_BERT_BASE, "max_positions": 40, "arch": "single_stream", "visual": "patches",
         "image_size": 384, "patch_size": 32, "num_channels": 3, "norm_first": True,
-        "modality_embed": True, "pooler": "cls"}, overrides)
+        "modality_embed": True, "pooler": "cls", "pixel_mean": [0.5] * 3,
+        "pixel_std": [0.5] * 3}, overrides)
 
 
 __all__ = ["PRESETS", "preset_config", "register_preset"]
