@@ -32,6 +32,9 @@ class Batch:
             padded at the bottom and right with zeros.
         pixel_mask: (B, H, W) True on real pixels; None when no image of the batch is
             padded.
+        vd_draw: (B,) masked visual modelling on a visual dictionary (SOHO's MVM): a
+            number in [0, 1) picks, among the dictionary entries present in the row's
+            image, the one whose tokens are masked; -1 masks nothing in that row.
     Pairs:
         itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
         example_ids: (B,) dataset index of each example, for predictions.
@@ -58,6 +61,7 @@ class Batch:
     region_boxes: Tensor | None = None
     pixel_values: Tensor | None = None
     pixel_mask: Tensor | None = None
+    vd_draw: Tensor | None = None
     itm_labels: Tensor | None = None
     example_ids: Tensor | None = None
     image_ids: Tensor | None = None
@@ -96,7 +100,7 @@ class Batch:
 
 IMAGE_FIELDS = frozenset({"region_feats", "region_loc", "region_mask", "region_masked",
                           "region_targets", "region_cls", "region_boxes", "pixel_values",
-                          "pixel_mask",
+                          "pixel_mask", "vd_draw",
                           "image_ids"})
 
 
