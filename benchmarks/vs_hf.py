@@ -50,6 +50,7 @@ from vlp.data.batching import fixed_size_batches, token_budget_batches
 from vlp.data.features import Regions
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import RegionSource
 from vlp.errors import VlpError
 from vlp.models import build_model
 from vlp.models.weights import load_partial
@@ -96,9 +97,12 @@ class Corpus:
 class RandomRegions:
     """A stand-in region store: each image's detector-like regions, drawn from its id alone.
 
-    It has the one method the collator's negative pool calls (``get``), so the same image
-    has the same regions whether it comes as a pair's own image or as an ITM negative.
+    It has what a :class:`~vlp.data.visuals.RegionSource` reads (``get``, ``region_counts``,
+    ``root``), so the same image has the same regions whether it comes as a pair's own
+    image or as an ITM negative.
     """
+
+    root = "random regions"
 
     def __init__(self, counts: np.ndarray, feature_dim: int, num_classes: int,
                  seed: int) -> None:
@@ -106,6 +110,10 @@ class RandomRegions:
         self.feature_dim = feature_dim
         self.num_classes = num_classes
         self.seed = seed
+
+    def region_counts(self) -> dict[int, int]:
+        """Regions per image id."""
+        return {i: int(n) for i, n in enumerate(self.counts)}
 
     def get(self, image_id: int) -> Regions:
         """Non-negative features, boxes in 640×480, softmax class distributions."""
@@ -138,8 +146,7 @@ def load_corpus(args: argparse.Namespace, tokenizer: Tokenizer) -> Corpus:
 def collate(corpus: Corpus, collator: PretrainCollator, store: RandomRegions,
             indices: list[int], plan: BatchPlan, seed: int) -> Batch:
     """The batch of pairs ``indices``, drawn from ``seed`` (negatives from the collator's pool)."""
-    examples = [Example(int(corpus.image_ids[i]), corpus.token_ids[i],
-                        store.get(int(corpus.image_ids[i]))) for i in indices]
+    examples = [Example(int(corpus.image_ids[i]), corpus.token_ids[i]) for i in indices]
     return collator(examples, plan, seed)
 
 
@@ -147,10 +154,9 @@ def collator_for(tokenizer: Tokenizer, corpus: Corpus, store: RandomRegions, loc
                  args: argparse.Namespace) -> PretrainCollator:
     """vlp's pre-training collator; ITM negatives from the whole pool (as the trainer does)
     or, with ``--negatives batch``, from the batch itself."""
-    pool = (ImagePool(store, corpus.image_ids.tolist())  # type: ignore[arg-type]  # duck-typed
-            if args.negatives == "pool" else None)
-    return PretrainCollator(tokenizer, loc_dim=loc_dim, max_regions=args.max_regions,
-                            negative_pool=pool)
+    pool = ImagePool(corpus.image_ids.tolist()) if args.negatives == "pool" else None
+    source = RegionSource(store, args.max_regions, loc_dim)  # type: ignore[arg-type]  # duck-typed
+    return PretrainCollator(tokenizer, source, negative_pool=pool)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
@@ -71,8 +72,10 @@ def random_batch(b: int = 4, length: int = 7, regions: int = 5, seed: int = 0,
 def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 4,
                  val_images: int = 3) -> Path:
     """A world-like directory for training-loop tests: a Karpathy split file (the last
-    ``val_images`` images are val), a region store of random regions, a vocabulary."""
+    ``val_images`` images are val), a region store of random regions, a vocabulary, and
+    64×64 PNG images listed in a COCO-style ``captions.json`` (for pixel models)."""
     rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
     colours, shapes = ["red", "blue", "green", "yellow"], ["circle", "square", "star"]
     images = []
     with RegionStoreWriter(root / "features", feat, classes, dtype="float32") as store:
@@ -84,12 +87,17 @@ def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 
             store.add(i, 64, 64, rng.normal(size=(n, feat)).astype(np.float32), boxes, probs)
             words = [f"a {rng.choice(colours)} {rng.choice(shapes)} and a {rng.choice(shapes)}"
                      for _ in range(2)]
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+            Image.fromarray(pixels).save(root / "images" / f"img_{i}.png")
             images.append({"filename": f"img_{i}.png", "cocoid": i, "imgid": i - 1,
                            "split": "val" if i > n_images - val_images else "train",
                            "sentences": [{"raw": w, "tokens": w.split()} for w in words]})
     ann = root / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
     (ann / "dataset_world.json").write_text(json.dumps({"images": images}))
+    listed = [{"id": im["cocoid"], "file_name": im["filename"], "width": 64, "height": 64}
+              for im in images]
+    (ann / "captions.json").write_text(json.dumps({"images": listed, "annotations": []}))
     texts = [s["raw"] for im in images for s in im["sentences"]]
     Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
     return root

@@ -29,6 +29,7 @@ from vlp.data.batch import Batch
 from vlp.data.features import RegionStore
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PairDataset, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import RegionSource
 from vlp.errors import VlpError
 from vlp.models import MODELS, ModelConfig, build_model
 from vlp.objectives import OBJECTIVES, LossModel, build_objectives
@@ -73,7 +74,7 @@ def data(dataset: Path) -> tuple[Tokenizer, RegionStore, PairDataset]:
     images = json.loads((dataset / "annotations" / "dataset_world.json").read_text())["images"]
     pairs = [(im["cocoid"], s["raw"]) for im in images for s in im["sentences"]]
     ids = tokenizer.encode([text for _, text in pairs], 24)
-    return tokenizer, store, PairDataset([i for i, _ in pairs], ids, store)
+    return tokenizer, store, PairDataset([i for i, _ in pairs], ids, RegionSource(store))
 
 
 def configured(family: str, tokenizer: Tokenizer, store: RegionStore) -> ModelConfig:
@@ -91,8 +92,8 @@ def collate(name: str, cfg: ModelConfig, data: tuple[Tokenizer, RegionStore, Pai
     objective = module.objectives[name]
     plan = BatchPlan(mask_text=objective.masks == "text", mask_image=objective.masks == "image",
                      pairs=objective.pairs)
-    collator = PretrainCollator(tokenizer, mask_prob=0.3, loc_dim=cfg.loc_dim,
-                                negative_pool=ImagePool(store, pairs.image_ids))
+    collator = PretrainCollator(tokenizer, RegionSource(store, 100, cfg.loc_dim), mask_prob=0.3,
+                                negative_pool=ImagePool(pairs.image_ids))
     examples: list[Example] = [pairs[i] for i in range(n)]
     return collator(examples, plan, seed=7)
 

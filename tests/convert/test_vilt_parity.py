@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -131,10 +132,28 @@ def test_patch_model_names_what_is_missing(tiny_vilt: Path) -> None:
         model(grey)
 
 
-def test_trainer_refuses_a_patch_model_in_one_line(tiny_vilt: Path, tmp_path: Path) -> None:
-    from vlp.train.config import PretrainConfig, TrainConfig
+@pytest.mark.slow
+def test_an_imported_vilt_pretrains_on_pixels(tiny_vilt: Path, dataset: Path,
+                                              tmp_path: Path) -> None:
+    """``train.init`` a ViLT: the trainer reads the world's images through the pixel
+    pipeline (ViLT's 0.5 normalisation), and MLM and ITM train and evaluate on them."""
+    from vlp.config import load_config
+    from vlp.train.config import PretrainConfig
     from vlp.train.pretrain import build_pretraining
 
-    cfg = PretrainConfig(train=TrainConfig(out=str(tmp_path / "run"), init=str(tiny_vilt)))
-    with pytest.raises(VlpError, match="model.visual: patches .*image pipeline"):
-        build_pretraining(cfg)
+    words = (dataset / "vocab.txt").read_text().split()  # padded to the ViLT's vocabulary
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(words + [f"w{i}" for i in range(VOCAB - len(words))]) + "\n")
+    cfg = load_config(PretrainConfig, None, [
+        f"data.world={dataset}", f"data.vocab={vocab}", f"train.init={tiny_vilt}",
+        f"train.out={tmp_path / 'run'}", "train.steps=3", "train.warmup_steps=1",
+        "train.progress=false", "train.tensorboard=false", "train.precision=fp32",
+        "train.save_every=0", "data.token_budget=0", "data.batch_size=4",
+        "data.max_text_len=16", "objectives.weights={mlm: 1.0, itm: 1.0}",
+        "objectives.mix=sum"])
+    trainer = build_pretraining(cfg)
+    assert trainer.cfg.model.pixel_mean == [0.5] * 3
+    metrics = trainer.run()
+    assert {"eval/mlm_acc", "eval/itm_acc"} <= set(metrics)
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert (tmp_path / "run" / "checkpoints" / "step_00000003" / "model.safetensors").exists()

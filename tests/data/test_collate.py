@@ -10,16 +10,22 @@ from vlp.data.batch import IGNORE_INDEX
 from vlp.data.features import Regions
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import RegionSource
 
 
 class FakeStore:
-    """Just enough of a RegionStore for an ImagePool."""
+    """Just enough of a RegionStore for a RegionSource."""
+
+    root = "fake-store"
 
     def __init__(self, regions: dict[int, Regions]) -> None:
         self.regions = regions
 
     def get(self, image_id: int) -> Regions:
         return self.regions[image_id]
+
+    def region_counts(self) -> dict[int, int]:
+        return {i: len(r) for i, r in self.regions.items()}
 
 
 def _regions(image_id: int, n: int, rng: np.random.Generator) -> Regions:
@@ -36,15 +42,22 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 80, 1)
 
 
-def _examples(tokenizer: Tokenizer, n: int = 32) -> list[Example]:
+def _source(n: int = 32, pool: int = 0) -> RegionSource:
+    """Regions of images 0 … n - 1, and of 40 pool images from 100 on when ``pool``."""
     rng = np.random.default_rng(0)
+    regions = {i: _regions(i, int(rng.integers(2, 7)), rng) for i in range(n)}
+    regions.update({i: _regions(i, 3, rng) for i in range(100, 100 + pool)})
+    return RegionSource(FakeStore(regions), 100, 7)  # type: ignore[arg-type]
+
+
+def _examples(tokenizer: Tokenizer, n: int = 32) -> list[Example]:
     ids = tokenizer.encode(["a red circle left of a blue square"] * n, 20)
-    return [Example(i, ids[i], _regions(i, int(rng.integers(2, 7)), rng)) for i in range(n)]
+    return [Example(i, ids[i]) for i in range(n)]
 
 
 def test_masked_regions_are_zero_and_targets_kept(tokenizer: Tokenizer) -> None:
     ex = _examples(tokenizer)
-    batch = PretrainCollator(tokenizer, mask_prob=0.3)(ex, BatchPlan(mask_image=True), seed=1)
+    batch = PretrainCollator(tokenizer, _source(), mask_prob=0.3)(ex, BatchPlan(mask_image=True), seed=1)
     assert batch.region_masked is not None and batch.region_masked.any()
     assert torch.all(batch.region_feats[batch.region_masked] == 0)
     assert batch.region_targets is not None
@@ -56,7 +69,7 @@ def test_masked_regions_are_zero_and_targets_kept(tokenizer: Tokenizer) -> None:
 
 def test_conditional_batch_masks_one_modality_per_example(tokenizer: Tokenizer) -> None:
     plan = BatchPlan(mask_text=True, mask_image=True)
-    batch = PretrainCollator(tokenizer, conditional=True)(_examples(tokenizer), plan, seed=2)
+    batch = PretrainCollator(tokenizer, _source(), conditional=True)(_examples(tokenizer), plan, seed=2)
     assert batch.mlm_labels is not None and batch.region_masked is not None
     text_rows = (batch.mlm_labels != IGNORE_INDEX).any(1)
     image_rows = batch.region_masked.any(1)
@@ -65,10 +78,8 @@ def test_conditional_batch_masks_one_modality_per_example(tokenizer: Tokenizer) 
 
 
 def test_negatives_come_from_the_pool_never_own_image(tokenizer: Tokenizer) -> None:
-    rng = np.random.default_rng(1)
-    pool_regions = {i: _regions(i, 3, rng) for i in range(100, 140)}
-    pool = ImagePool(FakeStore(pool_regions), list(pool_regions))  # type: ignore[arg-type]
-    collate = PretrainCollator(tokenizer, negative_pool=pool)
+    pool = ImagePool(list(range(100, 140)))
+    collate = PretrainCollator(tokenizer, _source(pool=40), negative_pool=pool)
     ex = _examples(tokenizer)
     batch = collate(ex, BatchPlan(pairs=True, mask_text=True), seed=3)
     assert batch.itm_labels is not None
@@ -88,8 +99,8 @@ def test_negatives_come_from_the_pool_never_own_image(tokenizer: Tokenizer) -> N
 def test_same_seed_same_batch(tokenizer: Tokenizer) -> None:
     ex = _examples(tokenizer)
     plan = BatchPlan(mask_text=True, mask_image=True, pairs=True)
-    a = PretrainCollator(tokenizer)(ex, plan, seed=9)
-    b = PretrainCollator(tokenizer)(ex, plan, seed=9)
-    c = PretrainCollator(tokenizer)(ex, plan, seed=10)
+    a = PretrainCollator(tokenizer, _source())(ex, plan, seed=9)
+    b = PretrainCollator(tokenizer, _source())(ex, plan, seed=9)
+    c = PretrainCollator(tokenizer, _source())(ex, plan, seed=10)
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.region_feats, b.region_feats)
     assert not torch.equal(a.input_ids, c.input_ids)

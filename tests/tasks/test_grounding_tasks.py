@@ -102,8 +102,9 @@ def config(world: Path, out: Path, task: str, *extra: str) -> FinetuneConfig:
                                               f"train.out={out}", *TINY, *extra])
 
 
-def _parts(world: Path) -> tuple[Tokenizer, RegionStore]:
-    return Tokenizer.from_vocab(world / "vocab.txt"), RegionStore.open(world / "features")
+def _parts(world: Path) -> tuple[Tokenizer, RegionSource]:
+    return (Tokenizer.from_vocab(world / "vocab.txt"),
+            RegionSource(RegionStore.open(world / "features")))
 
 
 # ------------------------------------------------------------------------- heads over-fit

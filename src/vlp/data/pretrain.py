@@ -1,4 +1,5 @@
-"""Image-text pairs with region features, and the collator that builds pre-training batches.
+"""Image-text pairs with their images (regions or pixels), and the collator that builds
+pre-training batches.
 
 A batch is named by a :class:`BatchKey` — its dataset indices, a seed and a
 :class:`BatchPlan` (what to mask, whether to make mismatched pairs). Everything random
@@ -17,11 +18,9 @@ import torch
 
 from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.data.batching import ResumableBatchSampler
-from vlp.data.features import Regions, RegionStore
-from vlp.data.locations import location_features
 from vlp.data.masking import choose_positions, mask_tokens, split_modalities
 from vlp.data.tokenizer import Tokenizer
-from vlp.errors import VlpError
+from vlp.data.visuals import Visuals
 
 
 @dataclass(frozen=True)
@@ -51,68 +50,59 @@ class Example:
 
     image_id: int
     token_ids: list[int]
-    regions: Regions
 
 
 class PairDataset:
-    """Captions paired with their image's regions from a :class:`RegionStore`.
+    """Captions paired with their images, which ``visuals`` (regions or pixels) provides.
 
     Args:
         image_ids: image of each pair.
         token_ids: tokenised caption of each pair (with ``[CLS]``/``[SEP]``).
-        store: region features; every image id must be in it.
-        max_regions: regions kept per image (the detector's first, most confident ones).
+        visuals: the images; every image id must be in it.
+        what: the pairs, for messages (e.g. ``the captions of split train``).
     """
 
-    def __init__(self, image_ids: list[int], token_ids: list[list[int]], store: RegionStore,
-                 max_regions: int = 100) -> None:
-        missing = [i for i in set(image_ids) if i not in store]
-        if missing:
-            raise VlpError(f"{store.root}: no regions for image {min(missing)} "
-                           f"({len(missing)} images of the captions are missing from the store)")
+    def __init__(self, image_ids: list[int], token_ids: list[list[int]], visuals: Visuals,
+                 what: str = "the captions") -> None:
+        visuals.require(image_ids, what)
         self.image_ids = image_ids
         self.token_ids = token_ids
-        self.store = store
-        self.max_regions = max_regions
+        self.visuals = visuals
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> Example:
-        regions = self.store.get(self.image_ids[index])
-        return Example(self.image_ids[index], self.token_ids[index], regions)
+        return Example(self.image_ids[index], self.token_ids[index])
 
     def text_lengths(self) -> np.ndarray:
         """(N,) tokens per caption."""
         return np.array([len(t) for t in self.token_ids], dtype=np.int64)
 
-    def region_counts(self) -> np.ndarray:
-        """(N,) regions per pair after the ``max_regions`` cap."""
-        counts = self.store.region_counts()
-        return np.array([min(counts[i], self.max_regions) for i in self.image_ids],
-                        dtype=np.int64)
+    def image_lengths(self) -> np.ndarray:
+        """(N,) visual tokens per pair (regions after the ``max_regions`` cap, patches …)."""
+        return self.visuals.tokens(self.image_ids)
 
     def lengths(self) -> np.ndarray:
-        """(N, 2) tokens and regions per pair: the two parts padded separately."""
-        return np.stack([self.text_lengths(), self.region_counts()], axis=1)
+        """(N, 2) tokens and visual tokens per pair: the two parts padded separately."""
+        return np.stack([self.text_lengths(), self.image_lengths()], axis=1)
 
 
 class ImagePool:
-    """Images to draw ITM negatives from: a store and the image ids allowed (one split)."""
+    """Images to draw ITM negatives from: the image ids allowed (one split)."""
 
-    def __init__(self, store: RegionStore, image_ids: list[int]) -> None:
-        self.store = store
+    def __init__(self, image_ids: list[int]) -> None:
         self.image_ids = np.array(sorted(set(image_ids)), dtype=np.int64)
 
-    def sample(self, exclude: int, gen: torch.Generator) -> Regions | None:
-        """The regions of a random image other than ``exclude`` (None if there is none)."""
+    def sample(self, exclude: int, gen: torch.Generator) -> int | None:
+        """A random image other than ``exclude`` (None if there is none)."""
         if len(self.image_ids) < 2:
             return None
         while True:
             pick = int(self.image_ids[int(torch.randint(len(self.image_ids), (1,),
                                                         generator=gen))])
             if pick != exclude:
-                return self.store.get(pick)
+                return pick
 
 
 @dataclass
@@ -121,40 +111,48 @@ class PretrainCollator:
 
     Args:
         tokenizer: for special-token ids and vocabulary size.
+        visuals: the images (regions or pixels) of the examples and of their negatives.
         mask_prob: share of tokens / regions masked (0.15).
         itm_neg_prob: share of pairs turned into negatives when the plan asks for pairs.
         conditional: mask one modality per example (UNITER) rather than both (joint).
-        loc_dim: 4, 5 or 7 location features (4: LXMERT's normalised corners).
-        max_regions: regions kept per image.
         negative_pool: where ITM negatives' images come from. None swaps images within
             the batch — which leaks the answer under length-bucketed batching: a batch
             holds pairs of similar (tokens + regions), so a foreign image's region count
             gives a negative away. UNITER draws them from the whole data set; so does the
             trainer, through this pool.
+
+    Masking the image means, on regions, zeroing ``mask_prob`` of them (MRM); on pixels,
+    drawing ``vd_draw``: the visual-dictionary entry whose tokens the model masks (MVM).
+    A training image mirrored by augmentation has "left" and "right" swapped in its text.
     """
 
     tokenizer: Tokenizer
+    visuals: Visuals
     mask_prob: float = 0.15
     itm_neg_prob: float = 0.5
     conditional: bool = True
-    loc_dim: int = 7
-    max_regions: int = 100
     negative_pool: ImagePool | None = None
 
     def __call__(self, examples: list[Example], plan: BatchPlan, seed: int) -> Batch:
         """Collate ``examples`` into one batch; randomness from ``seed`` only."""
         gen = torch.Generator().manual_seed(seed)
-        regions = [e.regions for e in examples]
+        image_ids = [e.image_id for e in examples]
         negative = torch.zeros(len(examples), dtype=torch.bool)
         if plan.pairs:
-            regions, negative = self._negatives(examples, gen)
+            image_ids, negative = self._negatives(examples, gen)
         # negatives are masked like positives, or ITM could answer from the masks alone
         # (in a summed batch only positives would carry [MASK] and zeroed regions)
         everyone = torch.ones(len(examples), dtype=torch.bool)
         mask_text, mask_image = split_modalities(
             everyone, plan.mask_text, plan.mask_image, self.conditional, gen)
-        batch = self._text(examples, mask_text if plan.mask_text else None, gen)
-        self._regions(batch, regions, mask_image if plan.mask_image else None, gen)
+        batch = collate_text([e.token_ids for e in examples], self.tokenizer.pad_id)
+        flipped = self.visuals.collate(batch, image_ids, gen)
+        if any(flipped):
+            mirror_text(batch, torch.tensor(flipped), self.tokenizer.mirror_pairs())
+        if plan.mask_text:
+            self._mask_text(batch, mask_text, gen)
+        if plan.mask_image:
+            self._mask_image(batch, mask_image, gen)
         if plan.pairs:
             batch.itm_labels = (~negative).long()
             # but only positives are scored: a foreign image says nothing of masked words
@@ -162,52 +160,59 @@ class PretrainCollator:
                 batch.mlm_labels[negative] = IGNORE_INDEX
             if batch.region_masked is not None:
                 batch.region_masked[negative] = False
+            if batch.vd_draw is not None:
+                batch.vd_draw[negative] = -1.0
         return batch
 
     def _negatives(self, examples: list[Example],
-                   gen: torch.Generator) -> tuple[list[Regions], torch.Tensor]:
+                   gen: torch.Generator) -> tuple[list[int], torch.Tensor]:
         """Give about ``itm_neg_prob`` of the pairs another image."""
         negative = torch.rand(len(examples), generator=gen) < self.itm_neg_prob
-        regions = [e.regions for e in examples]
+        image_ids = [e.image_id for e in examples]
         for i in torch.nonzero(negative).flatten().tolist():
             other = self._other_image(examples, i, gen)
             if other is None:  # no other image to be had: keep the pair positive
                 negative[i] = False
             else:
-                regions[i] = other
-        return regions, negative
+                image_ids[i] = other
+        return image_ids, negative
 
-    def _other_image(self, examples: list[Example], i: int,
-                     gen: torch.Generator) -> Regions | None:
+    def _other_image(self, examples: list[Example], i: int, gen: torch.Generator) -> int | None:
         own = examples[i].image_id
         if self.negative_pool is not None:
             return self.negative_pool.sample(own, gen)
         others = [e for e in examples if e.image_id != own]
         if not others:
             return None
-        return others[int(torch.randint(len(others), (1,), generator=gen))].regions
+        return others[int(torch.randint(len(others), (1,), generator=gen))].image_id
 
-    def _text(self, examples: list[Example], mask_rows: torch.Tensor | None,
-              gen: torch.Generator) -> Batch:
+    def _mask_text(self, batch: Batch, mask_rows: torch.Tensor, gen: torch.Generator) -> None:
         tok = self.tokenizer
-        batch = collate_text([e.token_ids for e in examples], tok.pad_id)
         ids, text_mask = batch.input_ids, batch.text_mask
-        if mask_rows is not None:
-            special = torch.isin(ids, torch.tensor(tok.special_ids))
-            maskable = text_mask & ~special & mask_rows[:, None]
-            batch.input_ids, batch.mlm_labels = mask_tokens(
-                ids, maskable, self.mask_prob, tok.mask_id, tok.vocab_size, gen)
-        return batch
+        special = torch.isin(ids, torch.tensor(tok.special_ids))
+        maskable = text_mask & ~special & mask_rows[:, None]
+        batch.input_ids, batch.mlm_labels = mask_tokens(
+            ids, maskable, self.mask_prob, tok.mask_id, tok.vocab_size, gen)
 
-    def _regions(self, batch: Batch, regions: list[Regions], mask_rows: torch.Tensor | None,
-                 gen: torch.Generator) -> None:
-        collate_regions(batch, regions, self.max_regions, self.loc_dim)
+    def _mask_image(self, batch: Batch, mask_rows: torch.Tensor, gen: torch.Generator) -> None:
         feats, valid = batch.region_feats, batch.region_mask
-        assert feats is not None and valid is not None
-        if mask_rows is not None:
+        if feats is not None and valid is not None:
             masked = choose_positions(valid & mask_rows[:, None], self.mask_prob, gen)
             batch.region_masked, batch.region_targets = masked, feats.clone()
             feats[masked] = 0.0  # a masked region is a zero vector (in place)
+        elif batch.pixel_values is not None:
+            draw = torch.rand(batch.size, generator=gen)
+            batch.vd_draw = torch.where(mask_rows, draw, torch.full_like(draw, -1.0))
+
+
+def mirror_text(batch: Batch, rows: torch.Tensor, pairs: list[tuple[int, int]]) -> None:
+    """Swap each pair's two token ids (``left`` ↔ ``right``) in the text of ``rows``."""
+    ids = batch.input_ids
+    swapped = ids.clone()
+    for a, b in pairs:
+        swapped[ids == a] = b
+        swapped[ids == b] = a
+    batch.input_ids = torch.where(rows[:, None], swapped, ids)
 
 
 def collate_text(token_ids: list[list[int]], pad_id: int) -> Batch:
@@ -217,28 +222,6 @@ def collate_text(token_ids: list[list[int]], pad_id: int) -> Batch:
     for row, t in enumerate(token_ids):
         ids[row, :len(t)] = torch.tensor(t)
     return Batch(input_ids=ids, text_mask=ids != pad_id)
-
-
-def collate_regions(batch: Batch, regions: list[Regions], max_regions: int, loc_dim: int) -> None:
-    """Fill ``batch``'s region fields from one :class:`Regions` per row (first
-    ``max_regions`` of each), padded: features, locations, mask and class distributions."""
-    counts = [min(len(r.features), max_regions) for r in regions]
-    b, r_max = len(regions), max(counts)
-    feat_dim, n_cls = regions[0].features.shape[1], regions[0].cls_probs.shape[1]
-    feats = torch.zeros(b, r_max, feat_dim)
-    boxes = torch.zeros(b, r_max, 4)
-    cls = torch.zeros(b, r_max, n_cls)
-    sizes = torch.ones(b, 1, 2)
-    for row, (reg, n) in enumerate(zip(regions, counts, strict=True)):
-        feats[row, :n] = torch.from_numpy(np.asarray(reg.features[:n], dtype=np.float32))
-        boxes[row, :n] = torch.from_numpy(np.asarray(reg.boxes[:n], dtype=np.float32))
-        cls[row, :n] = torch.from_numpy(np.asarray(reg.cls_probs[:n], dtype=np.float32))
-        sizes[row, 0] = torch.tensor([reg.width, reg.height], dtype=torch.float32)
-    valid = torch.arange(r_max)[None] < torch.tensor(counts)[:, None]  # (B, R)
-    batch.region_loc = location_features(boxes, sizes[..., 0], sizes[..., 1], loc_dim)
-    batch.region_loc[~valid] = 0.0
-    batch.region_feats, batch.region_mask, batch.region_cls = feats, valid, cls
-    batch.region_boxes = boxes
 
 
 class PretrainBatches(torch.utils.data.Dataset):

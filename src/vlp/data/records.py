@@ -30,6 +30,25 @@ class CaptionRecord:
 
 
 @dataclass(frozen=True)
+class ImageEntry:
+    """One entry of a COCO-style ``images`` list, where the size may be left out.
+
+    Attributes:
+        image_id: the image's id.
+        file_name: file path relative to the image root.
+        width: width in pixels, or None when the list does not give it.
+        height: height in pixels, or None.
+        where: the entry's place in its file (``images[3]``), for messages.
+    """
+
+    image_id: int
+    file_name: str
+    width: int | None
+    height: int | None
+    where: str
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """One entry of a COCO ``images`` list.
 

@@ -98,6 +98,17 @@ class Tokenizer:
         """Text of ``ids`` with special tokens dropped."""
         return str(self.backend.decode(ids))
 
+    def token_id(self, token: str) -> int | None:
+        """The id of a whole-word ``token`` in the vocabulary, or None."""
+        found = self.backend.token_to_id(token)
+        return None if found is None else int(found)
+
+    def mirror_pairs(self) -> list[tuple[int, int]]:
+        """Token ids that a horizontal flip of the image swaps in its text: ``left`` /
+        ``right`` (those in the vocabulary)."""
+        ids = (self.token_id("left"), self.token_id("right"))
+        return [(ids[0], ids[1])] if ids[0] is not None and ids[1] is not None else []
+
     @property
     def special_ids(self) -> list[int]:
         """Ids that masking must never choose."""

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStore
-from vlp.data.pretrain import collate_regions, collate_text
+from vlp.data.pretrain import collate_text
 from vlp.data.readers import examples
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import RegionSource, Visuals
 from vlp.errors import VlpError, data_warning, input_error
 
 # a row's label: a class id, VQA's soft scores (answer → score), RefCOCO's xyxy box
@@ -42,7 +42,7 @@ class TaskExample:
 
     Attributes:
         record: index of the record (question, hypothesis, statement …) it came from.
-        image_id: the image, as keyed in the region store.
+        image_id: the image, as keyed in the region store or the images list.
         token_ids: ``[CLS] text [SEP]`` ids.
         target: the task's label for this row (class id, soft-score dict, …).
         group: rows of one record share it (NLVR2's two images, VCR's options).
@@ -68,10 +68,8 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
         files: role → path of this split's file.
         split: the split's name.
         tokenizer: text → ids.
-        store: region features of the images.
+        visuals: the images, as the model reads them (regions or pixels).
         max_text_len: tokens kept per text.
-        max_regions: regions kept per image.
-        loc_dim: region location features (as the model expects).
         limit: keep the first ``limit`` records only (a labelled budget); 0 keeps all.
     """
 
@@ -84,21 +82,17 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
     predictions_source: str = "predictions"  # named in scoring errors; read_predictions sets it
 
     def __init__(self, files: dict[str, Path], split: str, tokenizer: Tokenizer,
-                 store: RegionStore, max_text_len: int = 40, max_regions: int = 100,
-                 loc_dim: int = 7, limit: int = 0) -> None:
+                 visuals: Visuals, max_text_len: int = 40, limit: int = 0) -> None:
         self.files, self.split = files, split
-        self.tokenizer, self.store = tokenizer, store
-        self.max_text_len, self.max_regions, self.loc_dim = max_text_len, max_regions, loc_dim
+        self.tokenizer, self.visuals = tokenizer, visuals
+        self.max_text_len = max_text_len
         self.all_records: list[RecordT] = self.read()  # the whole split, for scoring files
         self.records: list[RecordT] = self.all_records[:limit] if limit else self.all_records
         if not self.records:
             raise VlpError(f"{self.name}: no records in split '{split}' "
                            f"({', '.join(str(p) for p in files.values())})")
         self.examples: list[TaskExample] = self.build_examples()
-        missing = sorted({e.image_id for e in self.examples} - set(store.region_counts()))
-        if missing:
-            raise VlpError(f"{store.root}: no regions for image {missing[0]} "
-                           f"({len(missing)} images of {self.name} {split} are missing)")
+        visuals.require((e.image_id for e in self.examples), f"{self.name} {split}")
 
     # ---------------------------------------------------------------- reading
     @abstractmethod
@@ -118,10 +112,22 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
         return len(self.examples)
 
     def lengths(self) -> np.ndarray:
-        """(N, 2) tokens and regions per row, for token-budget batching."""
-        counts = self.store.region_counts()
-        return np.array([[len(e.token_ids), min(counts[e.image_id], self.max_regions)]
-                         for e in self.examples], dtype=np.int64)
+        """(N, 2) tokens and visual tokens per row, for token-budget batching."""
+        image = self.visuals.tokens([e.image_id for e in self.examples])
+        return np.stack([np.array([len(e.token_ids) for e in self.examples], dtype=np.int64),
+                         image], axis=1)
+
+    def regions(self) -> RegionSource:
+        """The images as detector regions, for a task that reads their boxes.
+
+        Raises:
+            VlpError: the model reads pixels (``model.visual`` patches or grid).
+        """
+        if not isinstance(self.visuals, RegionSource):
+            raise VlpError(f"task {self.name} chooses among detector regions, but the "
+                           f"model reads pixels ({self.visuals.source}); fine-tune a "
+                           "region model (model.visual: regions) on it")
+        return self.visuals
 
     def __getitem__(self, index: int) -> TaskExample:
         return self.examples[index]
@@ -130,11 +136,13 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
         """The batch of ``rows``: text, regions, targets. A training batch passes its
         ``seed`` (any randomness it has, e.g. retrieval's negatives); None collates the
         rows as they are, for prediction."""
-        if seed is not None:
-            rows = self.training_rows(rows, torch.Generator().manual_seed(seed))
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        if gen is not None:
+            rows = self.training_rows(rows, gen)
         batch = collate_text([r.token_ids for r in rows], self.tokenizer.pad_id)
-        collate_regions(batch, [self.store.get(r.image_id) for r in rows], self.max_regions,
-                        self.loc_dim)
+        # a task's pixels are never mirrored (fine-tuning builds its pixel source without
+        # flips): a label may name a side (VQA's "left", NLVR2's left image)
+        self.visuals.collate(batch, [r.image_id for r in rows], gen)
         batch.image_ids = torch.tensor([r.image_id for r in rows])
         if rows[0].group >= 0:
             batch.group_ids = torch.tensor([r.group for r in rows])

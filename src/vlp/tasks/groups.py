@@ -59,20 +59,16 @@ class GroupedTaskData(TaskData[RecordT, KeyT, PredT]):
             raise VlpError(f"{self.name}: expected {self.group_size} rows per record, "
                            f"found {sorted(sizes)}")
         # the base class checks the first rows' images; check the others here
-        images = {r.image_id for g in self.groups for r in g[1:]}
-        missing = sorted(images - set(self.store.region_counts()))
-        if missing:
-            raise VlpError(f"{self.store.root}: no regions for image {missing[0]} "
-                           f"({len(missing)} images of {self.name} {self.split} are missing)")
+        self.visuals.require((r.image_id for g in self.groups for r in g[1:]),
+                             f"{self.name} {self.split}")
         return [g[0] for g in self.groups]
 
     def lengths(self) -> np.ndarray:
         """(N, 2) tokens and regions per record: its rows × the longest of them, which is
         what a record adds to a padded batch of records like it."""
-        counts = self.store.region_counts()
         k = self.group_size
         return np.array([[k * max(len(r.token_ids) for r in g),
-                          k * max(min(counts[r.image_id], self.max_regions) for r in g)]
+                          k * int(self.visuals.tokens([r.image_id for r in g]).max())]
                          for g in self.groups], dtype=np.int64)
 
     def rows_of(self, examples: list[TaskExample]) -> list[TaskExample]:

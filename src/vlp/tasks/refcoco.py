@@ -72,6 +72,7 @@ class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
         return read_refcoco(self.files["refs"], self.files["instances"], split=self.split)
 
     def build_examples(self) -> list[TaskExample]:
+        self.regions()  # the head picks one of the detector's boxes: refuse pixels now
         texts = [s for r in self.records for s in r.sentences]
         ids = iter(self.encode(texts))
         self.keys: list[RefKey] = []  # (ref_id, sent_id) of each row
@@ -94,7 +95,7 @@ class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
         out: dict[RefKey, list[float]] = {}
         for i, s in sorted(scores.items()):
             example = self.examples[i]
-            boxes = self.store.get(example.image_id).boxes
+            boxes = self.regions().store.get(example.image_id).boxes
             pick = int(s.argmax())  # padding scores -inf, so a real region
             box = xyxy_to_xywh(np.array(boxes[pick], dtype=np.float32))
             out[self.keys[i]] = [float(v) for v in box.tolist()]
@@ -118,8 +119,10 @@ class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
         """The share of rows with a region at IoU ≥ 0.5: the best accuracy possible with
         the store's regions."""
         hits = 0
+        regions = self.regions()
         for e in self.examples:
-            boxes = np.array(self.store.get(e.image_id).boxes[:self.max_regions], np.float32)
+            boxes = np.array(regions.store.get(e.image_id).boxes[:regions.max_regions],
+                             np.float32)
             hits += bool((box_iou(torch.tensor([e.target]), boxes) >= IOU_THRESHOLD).any())
         return hits / len(self.examples)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlp.config import FieldError, from_section
-from vlp.data.features import RegionStore
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import Visuals
 from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
@@ -99,24 +99,24 @@ class TaskSpec:
         return choice if isinstance(choice, HeadSpec) else choice(options)
 
     def load_split(self, task: TaskConfig, world: str, split: str, tokenizer: Tokenizer,
-                   store: RegionStore, max_text_len: int, max_regions: int, loc_dim: int,
-                   limit: int = 0, train: AnyTaskData | None = None) -> AnyTaskData:
+                   visuals: Visuals, max_text_len: int, limit: int = 0,
+                   train: AnyTaskData | None = None) -> AnyTaskData:
         """One split of the task.
 
         Args:
             task: the task section (files, options).
             world: a ``vlp world`` directory for the files ``task.files`` leaves out.
             split: the split's name.
-            tokenizer / store: text → ids; the images' region features.
-            max_text_len / max_regions / loc_dim: as the model takes them.
+            tokenizer / visuals: text → ids; the images (regions or pixels).
+            max_text_len: tokens kept per text.
             limit: the first ``limit`` records only (0: all).
             train: the training split, whose shared state (VQA's answers) the others take.
         """
         kwargs = dataclasses.asdict(self.parse_options(task.options))  # type: ignore[call-overload]
         if train is not None:
             kwargs.update(train.shared())
-        return self.data(self.files(task, world, split), split, tokenizer, store,
-                         max_text_len, max_regions, loc_dim, limit, **kwargs)
+        return self.data(self.files(task, world, split), split, tokenizer, visuals,
+                         max_text_len, limit, **kwargs)
 
     def files(self, task: TaskConfig, world: str, split: str) -> dict[str, Path]:
         """Each file role of ``split``: from ``task.files`` or the world directory."""

@@ -8,6 +8,7 @@ data and objectives, then :func:`build_encoder` and :func:`load_init`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,14 +18,19 @@ import torch
 from vlp.convert import Imported, load_imported, with_text_config
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
+from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.image_files import ImageIndex
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.transforms import ImageTransform
+from vlp.data.visuals import PixelSource, RegionSource, Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
+from vlp.layers.backbones import build_backbone
 from vlp.models import build_model
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.weights import load_partial
 from vlp.objectives.base import Objective
-from vlp.train.config import DataConfig, RunConfig
+from vlp.train.config import DataConfig, PretrainConfig, RunConfig
 from vlp.train.runtime import Env, make_env
 
 RunT = TypeVar("RunT", bound=RunConfig)
@@ -39,7 +45,8 @@ class Start:
             and the precision that runs here.
         env: rank, device and precision.
         tokenizer: the run's vocabulary.
-        store: the region store.
+        visuals: the images as the model reads them: a region store's regions, or
+            decoded pixels.
         text_init: BERT weights for the text side (``train.init_text``), or None.
         init: a whole vision-language model to start from (``train.init``), or None.
     """
@@ -47,24 +54,19 @@ class Start:
     cfg: RunConfig
     env: Env
     tokenizer: Tokenizer
-    store: RegionStore
+    visuals: Visuals
     text_init: Imported | None
     init: Imported | None
 
 
 def start(cfg: RunT) -> tuple[RunT, Start]:
     """Resolve ``train.init`` / ``train.init_text``, join the process group, seed, and open
-    the tokenizer and the region store; returns the resolved config and the start."""
+    the tokenizer and the images (a region store, or image files for pixel models);
+    returns the resolved config and the start."""
     text_init = load_imported(cfg.train.init_text) if cfg.train.init_text else None
     if text_init is not None:
         cfg = _with_text_init(cfg, text_init)
     init = load_imported(cfg.train.init) if cfg.train.init else None
-    visual = (init.config if init is not None else cfg.model).visual
-    if visual != "regions":
-        raise VlpError(f"model.visual: {visual} — the trainer reads detector "
-                       "regions from a feature store; training on pixels (patches) needs "
-                       "an image pipeline vlp does not have yet. Imported ViLT models run "
-                       "on batches with pixel_values from Python.")
     if init is not None:
         cfg = _with_init(cfg, init)
     env = make_env(cfg.train.device, cfg.train.precision)
@@ -75,8 +77,59 @@ def start(cfg: RunT) -> tuple[RunT, Start]:
     data = cfg.data
     with strict_mode(data.strict or is_strict()):
         tokenizer = Tokenizer.from_vocab(data.require("vocab"), field="data.vocab")
+        visuals = open_visuals(cfg, flip=isinstance(cfg, PretrainConfig))
+    return cfg, Start(cfg, env, tokenizer, visuals, text_init, init)
+
+
+def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
+    """The images of a run as its model reads them: the region store (``data.features``),
+    or image files (``data.images`` / ``data.image_root``) through the pixel pipeline.
+
+    Args:
+        cfg: the run's resolved config.
+        flip: whether augmentation may mirror images (``data.flip``; pre-training only).
+    """
+    data, model = cfg.data, cfg.model
+    if model.visual == "regions":
         store = RegionStore.open(data.require("features"), verify=data.verify_features)
-    return cfg, Start(cfg, env, tokenizer, store, text_init, init)
+        return RegionSource(store, data.max_regions, model.loc_dim)
+    index = image_index(data)
+    # one visual token covers a patch, or a 2×2 max-pooled cell of the backbone's map
+    token_pixels = (model.patch_size if model.visual == "patches"
+                    else 2 * build_backbone(model.backbone).stride)
+    side = math.ceil(model.image_size / token_pixels)
+    if data.resize == "shorter":  # the longer side: a 4:3 photo's, within the cap
+        longer = data.max_image_size or round(model.image_size * 1333 / 800)
+        tokens = side * math.ceil(min(longer, model.image_size * 4 / 3) / token_pixels)
+    else:
+        tokens = side * side
+    tokens += model.visual == "patches"  # ViLT's image [CLS]
+
+    def transform(augment: bool) -> ImageTransform:
+        return ImageTransform(
+            size=model.image_size, resize=data.resize, max_size=data.max_image_size,
+            mean=tuple(model.pixel_mean), std=tuple(model.pixel_std), augment=augment,
+            crop_scale=(data.crop_scale[0], data.crop_scale[1]), jitter=data.jitter,
+            flip=data.flip if flip else "none")
+
+    return PixelSource(index, transform(data.augment), transform(False), token_pixels, tokens,
+                       augment=data.augment)
+
+
+def image_index(data: DataConfig) -> ImageIndex:
+    """Where a run's image files are: ``data.images`` (a COCO-style list), a Karpathy
+    ``data.captions`` file's own paths, or the files of ``data.image_root``."""
+    if data.images:
+        return ImageIndex.from_list(data.images, data.image_root or None)
+    root = data.require("image_root")
+    if data.captions:
+        try:
+            images = read_karpathy(data.captions)
+        except VlpError:
+            images = []  # not a Karpathy file: its images are named otherwise
+        if images:
+            return ImageIndex.from_karpathy(data.captions, images, root)
+    return ImageIndex.from_folder(root)
 
 
 def _with_init_vocab(data: DataConfig, init: Imported, key: str, src: str) -> DataConfig:
@@ -112,9 +165,12 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
 def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:
     """The encoder of ``cfg.model`` sized to the tokenizer and the store; returns the
     config with those sizes filled in."""
-    mcfg = dataclasses.replace(
-        cfg.model, vocab_size=begin.tokenizer.vocab_size, pad_id=begin.tokenizer.pad_id,
-        region_feature_dim=begin.store.feature_dim, num_region_classes=begin.store.num_classes)
+    mcfg = dataclasses.replace(cfg.model, vocab_size=begin.tokenizer.vocab_size,
+                               pad_id=begin.tokenizer.pad_id)
+    if isinstance(begin.visuals, RegionSource):
+        store = begin.visuals.store
+        mcfg = dataclasses.replace(mcfg, region_feature_dim=store.feature_dim,
+                                   num_region_classes=store.num_classes)
     if begin.init is not None:
         _check_init_sizes(cfg, mcfg, begin.init.config)
     return dataclasses.replace(cfg, model=mcfg), build_model(mcfg)
@@ -165,4 +221,5 @@ def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBat
 def run_inputs(cfg: RunConfig) -> list[str]:
     """The paths a run reads: ``train.out`` may not be or hold one of them."""
     t, d = cfg.train, cfg.data
-    return [t.init, t.init_text, d.world, d.captions, d.features, d.vocab]
+    return [t.init, t.init_text, d.world, d.captions, d.features, d.vocab, d.images,
+            d.image_root]

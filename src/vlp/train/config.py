@@ -14,6 +14,7 @@ from vlp.tasks.config import TaskConfig  # the task section, re-exported for Fin
 
 # what each path of the data section names, for the message when one is empty
 _PATHS = {"captions": "a captions file (Karpathy split JSON)",
+          "image_root": "the folder of the image files",
           "features": "a region feature store directory",
           "vocab": "a WordPiece vocab.txt"}
 
@@ -23,7 +24,21 @@ class DataConfig:
     """Where the pairs come from and how they are batched.
 
     ``world`` names a ``vlp world`` directory and fills any of ``captions``,
-    ``features`` and ``vocab`` left empty.
+    ``features``, ``vocab``, ``images`` and ``image_root`` left empty.
+
+    Pixel models (``model.visual`` patches or grid) read image files instead of
+    ``features``: ``images`` is a COCO-style ``images`` list (a COCO captions or instances
+    file, or a file of that list alone) whose ``file_name`` s are relative to
+    ``image_root`` (by default the list's folder). Without ``images``, a Karpathy
+    ``captions`` file's ``filepath/filename`` are read under ``image_root``, and otherwise
+    every image directly in ``image_root`` is found by the id in its name
+    (``2248275918.jpg``). ``resize``: ``square`` — ``model.image_size`` on both sides;
+    ``shorter`` — the shorter side to it and the longer at most ``max_image_size`` (0:
+    ``image_size`` × 1333 / 800), as ViLT. ``augment`` turns on, for training batches, a
+    random resized crop (``crop_scale`` of the area), colour jitter (``jitter``) and, with
+    ``flip: swap``, a horizontal flip with "left" and "right" swapped in the caption
+    (pre-training only: a task's label may name a side). ``image_cache_mb`` keeps that
+    many MB of decoded images in memory, per loader worker.
 
     ``max_text_len`` counts [CLS] and [SEP] (so at least 3: one token between them).
     ``token_budget`` > 0 batches by padded positions and must hold one whole caption
@@ -37,6 +52,16 @@ class DataConfig:
     captions: str = ""
     features: str = ""
     vocab: str = ""
+    images: str = ""
+    image_root: str = ""
+    resize: Literal["square", "shorter"] = "square"
+    max_image_size: int = ranged(0, ge=0)
+    augment: bool = False
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0],
+                                    metadata=limits(gt=0, le=1))
+    jitter: float = ranged(0.0, ge=0, lt=1)
+    flip: Literal["none", "swap"] = "none"
+    image_cache_mb: int = ranged(0, ge=0)
     train_splits: list[str] = field(default_factory=lambda: ["train", "restval"])
     eval_split: str = "val"
     eval_pairs: int = ranged(1000, ge=1)
@@ -57,6 +82,9 @@ class DataConfig:
             check(bool(split.strip()), f"data.train_splits[{i}]", "empty split name")
         check(bool(self.eval_split.strip()), "data.eval_split", "empty; expected a split name, "
               "e.g. val")
+        check(len(self.crop_scale) == 2 and self.crop_scale[0] <= self.crop_scale[1],
+              "data.crop_scale", f"expected [smallest, largest] share of the image area, "
+              f"got {self.crop_scale!r}")
         check(self.token_budget == 0 or self.token_budget >= self.max_text_len,
               "data.token_budget", f"{self.token_budget} positions cannot hold one caption "
               f"of data.max_text_len {self.max_text_len}; set it to at least "
@@ -85,6 +113,8 @@ class DataConfig:
             "captions": self.captions or str(root / "annotations" / "dataset_world.json"),
             "features": self.features or str(root / "features"),
             "vocab": self.vocab or str(root / "vocab.txt"),
+            "images": self.images or str(root / "annotations" / "captions.json"),
+            "image_root": self.image_root or str(root / "images"),
         })
 
 

@@ -18,6 +18,7 @@ from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.formats.snli_ve import read_snli_ve
 from vlp.data.formats.vqa import read_vqa
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import RegionSource
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints
 from vlp.train.config import (
@@ -233,8 +234,9 @@ def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
     print("\n".join(_loss_table(out)))
     print(f"\n== held-out ({cfg.data.eval_split} split, {len(data.held_out)} pairs)")
     print(f"   {'metric':10s} {'untrained':>10s} {'pre-trained':>12s} {'chance':>8s}")
-    chance = {"mlm": 1.0 / data.tokenizer.vocab_size, "itm": 0.5,
-              "mrc_kl": 1.0 / data.store.num_classes, "itc": 5 / 64}  # 5 captions an image in 64
+    chance = {"mlm": 1.0 / data.tokenizer.vocab_size, "itm": 0.5, "itc": 5 / 64}  # 5 an image in 64
+    if isinstance(data.visuals, RegionSource):
+        chance["mrc_kl"] = 1.0 / data.visuals.store.num_classes
     for name, p in chance.items():
         key = f"eval/{name}_acc"
         if key in after:

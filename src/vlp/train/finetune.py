@@ -55,7 +55,7 @@ class Task:
     Attributes:
         spec: the registered task.
         cfg: the run's config.
-        begin: the run's tokenizer, store and device.
+        begin: the run's tokenizer, images and device.
         train: the training split.
         held_out: the evaluation split (``data.eval_split``).
         head_name: the head's objective name in the :class:`LossModel`.
@@ -80,9 +80,8 @@ def load_split(cfg: FinetuneConfig, spec: TaskSpec, begin: Start, split: str, li
                train: AnyTaskData | None = None) -> AnyTaskData:
     """One split of the task, sharing the training split's label space (``train``)."""
     with strict_mode(cfg.data.strict or is_strict()):
-        return spec.load_split(cfg.task, cfg.data.world, split, begin.tokenizer, begin.store,
-                               cfg.data.max_text_len, cfg.data.max_regions, cfg.model.loc_dim,
-                               limit, train)
+        return spec.load_split(cfg.task, cfg.data.world, split, begin.tokenizer,
+                               begin.visuals, cfg.data.max_text_len, limit, train)
 
 
 class TaskEvaluation:
@@ -121,7 +120,7 @@ def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
                               {head_name: 1.0}, "sum", cfg.train.seed)
     parts = Parts(cfg, LossModel(encoder, heads, {head_name: 1.0}), TaskBatches(train), keys,
                   TaskEvaluation(task, begin.env.device),
-                  RunData(begin.tokenizer, begin.store, train, held_out),
+                  RunData(begin.tokenizer, begin.visuals, train, held_out),
                   stage="finetune", plot_name="curves.png", plot=_plotter(spec.name),
                   inputs=run_inputs(cfg),
                   prepare=_with_model(task) if train.uses_model_in_training else None)

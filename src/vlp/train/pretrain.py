@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from vlp.data.batch import Batch
-from vlp.data.features import RegionStore
 from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.pretrain import (
     BatchKey,
@@ -28,6 +27,7 @@ from vlp.data.pretrain import (
     PretrainKeySampler,
 )
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.objectives import LossModel, LossOutput, build_objectives
 from vlp.objectives.base import Objective
@@ -38,7 +38,7 @@ from vlp.train.runtime import Env
 from vlp.train.trainer import Parts, RunData, Trainer, check_finite_eval, mean_losses
 
 
-def load_pairs(data: DataConfig, tokenizer: Tokenizer, store: RegionStore, splits: list[str],
+def load_pairs(data: DataConfig, tokenizer: Tokenizer, visuals: Visuals, splits: list[str],
                limit: int | None = None) -> PairDataset:
     """Caption-image pairs of ``splits`` from a Karpathy-format file, tokenised."""
     images = [im for im in read_karpathy(data.require("captions")) if im.split in splits]
@@ -49,7 +49,8 @@ def load_pairs(data: DataConfig, tokenizer: Tokenizer, store: RegionStore, split
     if limit is not None:
         image_ids, texts = image_ids[:limit], texts[:limit]
     ids = tokenizer.encode(texts, data.max_text_len)
-    return PairDataset(image_ids, ids, store, data.max_regions)
+    return PairDataset(image_ids, ids, visuals,
+                       f"the captions of split(s) {', '.join(splits)} ({data.captions})")
 
 
 def objective_plan(objective: Objective) -> BatchPlan:
@@ -105,13 +106,12 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     cfg, begin = start(cfg)
     data, obj = cfg.data, cfg.objectives
     with strict_mode(data.strict or is_strict()):
-        train = load_pairs(data, begin.tokenizer, begin.store, data.train_splits)
-        held_out = load_pairs(data, begin.tokenizer, begin.store, [data.eval_split],
+        train = load_pairs(data, begin.tokenizer, begin.visuals, data.train_splits)
+        held_out = load_pairs(data, begin.tokenizer, begin.visuals.for_eval(), [data.eval_split],
                               limit=data.eval_pairs)
     collator = PretrainCollator(
-        begin.tokenizer, obj.mask_prob, obj.itm_neg_prob, obj.masking == "conditional",
-        cfg.model.loc_dim, data.max_regions,
-        negative_pool=ImagePool(begin.store, train.image_ids))
+        begin.tokenizer, begin.visuals, obj.mask_prob, obj.itm_neg_prob,
+        obj.masking == "conditional", negative_pool=ImagePool(train.image_ids))
     cfg, encoder = build_encoder(cfg, begin)
     objectives = build_objectives(list(obj.weights), cfg.model, encoder, obj)
     load_init(cfg, begin, encoder, objectives)
@@ -120,11 +120,11 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
                               obj.weights, obj.mix, cfg.train.seed)
     # held-out negatives come from held-out images only
-    eval_collator = dataclasses.replace(
-        collator, negative_pool=ImagePool(begin.store, held_out.image_ids))
+    eval_collator = dataclasses.replace(collator, visuals=begin.visuals.for_eval(),
+                                        negative_pool=ImagePool(held_out.image_ids))
     evaluate = HeldOutLosses(held_out, eval_collator, plans, cfg.train.seed, begin.env.device)
     parts = Parts(cfg, LossModel(encoder, objectives, weights), PretrainBatches(train, collator),
-                  keys, evaluate, RunData(begin.tokenizer, begin.store, train, held_out),
+                  keys, evaluate, RunData(begin.tokenizer, begin.visuals, train, held_out),
                   stage="pretrain", plot_name="losses.png", plot=plot_losses,
                   inputs=run_inputs(cfg),
                   prepare=_prepare if any(o.prepares for o in objectives.values()) else None)

@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from vlp.config import dump_config, read_yaml, to_dict
 from vlp.data.batch import Batch, describe_images
-from vlp.data.features import RegionStore
 from vlp.data.pretrain import BatchKey, PretrainKeySampler, unwrap
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.visuals import Visuals
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.objectives.loss_model import LossModel, LossOutput
@@ -78,13 +78,13 @@ class RunData:
 
     Attributes:
         tokenizer: text → token ids.
-        store: the region store.
+        visuals: the images (regions or pixels).
         train: the training rows (pairs, or a task's training split).
         held_out: the rows evaluated.
     """
 
     tokenizer: Tokenizer
-    store: RegionStore
+    visuals: Visuals
     train: Sized
     held_out: Sized
 

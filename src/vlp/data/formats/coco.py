@@ -16,7 +16,7 @@ from vlp.data.readers import (
     load_json,
     top_object,
 )
-from vlp.data.records import CaptionRecord, ImageInfo, InstanceRecord, Instances
+from vlp.data.records import CaptionRecord, ImageEntry, ImageInfo, InstanceRecord, Instances
 from vlp.errors import data_warning, input_error
 
 
@@ -177,3 +177,47 @@ def read_coco_instances(path: str | Path) -> Instances:
         boxes.append((where, record))
     _check_boxes(path, images, boxes)
     return Instances(images=images, annotations=annotations, categories=categories)
+
+
+def parse_image_list(path: Path, doc: Any) -> list[ImageEntry]:
+    if isinstance(doc, list):  # a file that holds only the images list
+        entries = [(f"[{i}]", check_kind(path, e, f"[{i}]", "object")) for i, e in enumerate(doc)]
+    else:
+        entries = json_entries(path, top_object(path, doc, "a COCO-style images list"), "images")
+    out: list[ImageEntry] = []
+    seen: dict[int, str] = {}
+    for where, entry in entries:
+        image_id = json_field(path, entry, "id", where, "integer")
+        if image_id in seen:
+            raise input_error(path, f"{where}.id", f"duplicate image id {image_id} (also "
+                              f"{seen[image_id]}): one record's text would be shown the other "
+                              "image")
+        seen[image_id] = where
+        size = []
+        for key in ("width", "height"):
+            value = json_field(path, entry, key, where, "integer") if key in entry else None
+            if value is not None and value <= 0:
+                raise input_error(path, f"{where}.{key}", "expected a positive number of "
+                                  f"pixels, found {value}")
+            size.append(value)
+        out.append(ImageEntry(image_id, json_field(path, entry, "file_name", where, "string"),
+                              size[0], size[1], where))
+    if not out:
+        raise input_error(path, "images", "empty; expected at least one {id, file_name} entry")
+    return out
+
+
+def read_image_list(path: str | Path) -> list[ImageEntry]:
+    """Read the ``images`` list of a COCO-style file: a COCO captions or instances file, a
+    VQA / RefCOCO companion instances file, or a file that holds only the list.
+
+    Args:
+        path: a JSON object with ``images`` ``[{id, file_name, width?, height?}]``, or that
+            list alone.
+
+    Raises:
+        VlpError: the file is missing, not JSON, an entry lacks ``id`` or ``file_name``,
+            a size is not a positive integer, or an id repeats.
+    """
+    path = Path(path)
+    return parse_image_list(path, load_json(path))

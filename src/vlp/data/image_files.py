@@ -1,0 +1,159 @@
+"""Where each image of a data set is on disk: image id → file, the way data sets publish it.
+
+An image is found through a COCO-style ``images`` list (``id``, ``file_name``, optional
+``width`` / ``height``) relative to an image root: the COCO captions or instances file of
+the split, or a file that holds only that list. VQA v2 questions name COCO image ids, so
+they resolve through the COCO list of their split. A Karpathy split file lists each
+image's ``filepath`` / ``filename`` itself. Data sets that name images by file alone
+(SNLI-VE's Flickr30k ``2248275918.jpg``, NLVR2's ``dev-850-0-img0.png``) resolve through
+a folder scan, ids taken from the file stems as the region store keys them
+(:func:`vlp.data.features.parse_image_id`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from vlp.data.features import parse_image_id
+from vlp.data.formats.coco import read_image_list
+from vlp.data.images import check_image_size, load_image
+from vlp.data.records import KarpathyImage
+from vlp.errors import VlpError, input_error
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One image: its file and the size its list gives (None when the list has none).
+
+    Attributes:
+        image_id: the id records and features use.
+        path: the file.
+        width: published width in pixels, or None.
+        height: published height in pixels, or None.
+        listed: where the image is listed (``captions.json images[3]``), for messages.
+    """
+
+    image_id: int
+    path: Path
+    width: int | None = None
+    height: int | None = None
+    listed: str = ""
+
+
+class ImageIndex:
+    """Image id → :class:`ImageFile`.
+
+    Args:
+        files: the images.
+        source: what the index was read from, for messages (a list file, a folder).
+    """
+
+    def __init__(self, files: Iterable[ImageFile], source: str) -> None:
+        self.files = {f.image_id: f for f in files}
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.files
+
+    def ids(self) -> list[int]:
+        """Every image id, sorted."""
+        return sorted(self.files)
+
+    @classmethod
+    def from_list(cls, path: str | Path, root: str | Path | None = None) -> ImageIndex:
+        """The images of a COCO-style ``images`` list, relative to ``root`` (by default the
+        list's own folder)."""
+        path = Path(path)
+        base = Path(root) if root else path.parent
+        return cls((ImageFile(e.image_id, base / e.file_name, e.width, e.height,
+                              f"{path.name} {e.where}") for e in read_image_list(path)),
+                   str(path))
+
+    @classmethod
+    def from_karpathy(cls, path: str | Path, images: Iterable[KarpathyImage],
+                      root: str | Path) -> ImageIndex:
+        """The images of a Karpathy split file (``filepath/filename`` under ``root``)."""
+        name = Path(path).name
+        return cls((ImageFile(im.image_id, Path(root) / im.file_path / im.file_name,
+                              listed=f"{name} image {im.image_id}") for im in images),
+                   str(path))
+
+    @classmethod
+    def from_folder(cls, root: str | Path) -> ImageIndex:
+        """Every image file directly under ``root``, its id from the file stem
+        (``2248275918.jpg`` → 2248275918, ``COCO_val2014_000000060623.jpg`` → 60623).
+
+        Raises:
+            VlpError: ``root`` is no folder, holds no image, or two files give one id.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise input_error(root, None, "not a folder of images (data.image_root)")
+        files: dict[int, ImageFile] = {}
+        for file in sorted(root.iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                image_id = parse_image_id(file.stem)
+            except ValueError:
+                continue  # not named by an id: no record can ask for it
+            if image_id in files:
+                raise input_error(file, None, f"gives image id {image_id}, as "
+                                  f"{files[image_id].path.name} does; list the images in a "
+                                  "COCO-style file (data.images) to tell them apart")
+            files[image_id] = ImageFile(image_id, file, listed=f"folder {root}")
+        if not files:
+            raise input_error(root, None, "holds no image file named by an id "
+                              f"({', '.join(IMAGE_SUFFIXES[:3])}, …) (data.image_root)")
+        return cls(files.values(), str(root))
+
+    def file(self, image_id: int, record: str | None = None) -> ImageFile:
+        """The file of ``image_id``.
+
+        Raises:
+            VlpError: the id is not in the index, naming the record that wanted it.
+        """
+        found = self.files.get(image_id)
+        if found is None:
+            wanted = f" (wanted by {record})" if record else ""
+            raise VlpError(f"{self.source}: no image with id {image_id}{wanted}; "
+                           f"it lists {len(self.files)} images")
+        return found
+
+    def require(self, image_ids: Iterable[int], what: str) -> None:
+        """Every id of ``image_ids`` must be listed; the first missing one is one line.
+
+        Args:
+            image_ids: ids the records ask for.
+            what: the records, for the message (e.g. ``vqa train``).
+        """
+        missing = sorted(set(image_ids) - set(self.files))
+        if missing:
+            raise VlpError(f"{self.source}: no image with id {missing[0]} ({len(missing)} "
+                           f"images of {what} are not listed)")
+
+    def open(self, image_id: int, record: str | None = None) -> Image.Image:
+        """Decode the image of ``image_id`` as RGB; a listed size must match the file's.
+
+        Raises:
+            VlpError: unlisted id, missing, truncated or undecodable file, or a size other
+                than listed — one line naming the file and the record that wanted it.
+        """
+        f = self.file(image_id, record)
+        wanted = record or f.listed
+        try:
+            image = load_image(f.path)
+        except VlpError as e:
+            raise VlpError(f"{e} (wanted by {wanted})") from None
+        if f.width is not None and f.height is not None:
+            check_image_size(f.path, image, f.width, f.height, f.listed.split(" ")[0])
+        return image

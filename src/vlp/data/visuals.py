@@ -1,0 +1,202 @@
+"""Where a batch's images come from: detector regions from a store, or decoded pixels.
+
+Pre-training pairs and task records name images by id; a :class:`Visuals` turns ids into
+the visual fields of a :class:`Batch`. :class:`RegionSource` reads a region store (the
+``region_*`` fields); :class:`PixelSource` decodes image files found through an
+:class:`~vlp.data.image_files.ImageIndex` and transforms them (``pixel_values``,
+``pixel_mask``). Everything else — pairing, negatives, text masking, task targets — is the
+same for both, so every objective and task runs on region, grid and patch models alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vlp.data.batch import Batch
+from vlp.data.features import Regions, RegionStore
+from vlp.data.image_files import ImageIndex
+from vlp.data.locations import location_features
+from vlp.data.transforms import pad_images
+from vlp.errors import VlpError
+
+# a transform: (image, generator or None) → ((3, H, W) normalised pixels, flipped?)
+PixelTransform = Callable[[Image.Image, torch.Generator | None], tuple[Tensor, bool]]
+
+
+class Visuals(ABC):
+    """Image ids → the visual part of a batch.
+
+    Attributes:
+        kind: ``"regions"`` or ``"pixels"``.
+        source: what the images are read from, for messages.
+    """
+
+    kind: ClassVar[Literal["regions", "pixels"]]
+    source: str
+
+    @abstractmethod
+    def __contains__(self, image_id: object) -> bool:
+        """Whether the source has the image."""
+
+    @abstractmethod
+    def tokens(self, image_ids: Sequence[int]) -> np.ndarray:
+        """(N,) visual tokens each image becomes (for token-budget batching)."""
+
+    @abstractmethod
+    def collate(self, batch: Batch, image_ids: Sequence[int],
+                gen: torch.Generator | None = None) -> list[bool]:
+        """Fill ``batch``'s visual fields with one image per row.
+
+        Args:
+            batch: the batch (its text is collated already).
+            image_ids: the image of each row.
+            gen: a training batch's generator (augmentation draws from it); None for a
+                batch as it is (prediction, held-out evaluation).
+
+        Returns:
+            Per row, whether the image was mirrored left-right (its text must swap
+            "left" and "right").
+        """
+
+    def require(self, image_ids: Iterable[int], what: str) -> None:
+        """Every image of ``image_ids`` must be in the source.
+
+        Raises:
+            VlpError: naming the first missing id and how many are missing.
+        """
+        missing = sorted({i for i in image_ids if i not in self})
+        if missing:
+            raise VlpError(f"{self.source}: no image {missing[0]} ({len(missing)} images of "
+                           f"{what} are missing)")
+
+    def for_eval(self) -> Visuals:
+        """The source as evaluation reads it (no augmentation)."""
+        return self
+
+
+class RegionSource(Visuals):
+    """Detector regions from a :class:`RegionStore`.
+
+    Args:
+        store: the region store.
+        max_regions: regions kept per image (the detector's first, most confident ones).
+        loc_dim: location features per region (4, 5 or 7, as the model expects).
+    """
+
+    kind = "regions"
+
+    def __init__(self, store: RegionStore, max_regions: int = 100, loc_dim: int = 7) -> None:
+        self.store, self.max_regions, self.loc_dim = store, max_regions, loc_dim
+        self.source = str(store.root)
+        self._counts = store.region_counts()
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._counts
+
+    def require(self, image_ids: Iterable[int], what: str) -> None:
+        missing = sorted({i for i in image_ids if i not in self})
+        if missing:
+            raise VlpError(f"{self.source}: no regions for image {missing[0]} "
+                           f"({len(missing)} images of {what} are missing from the store)")
+
+    def tokens(self, image_ids: Sequence[int]) -> np.ndarray:
+        return np.array([min(self._counts[i], self.max_regions) for i in image_ids],
+                        dtype=np.int64)
+
+    def collate(self, batch: Batch, image_ids: Sequence[int],
+                gen: torch.Generator | None = None) -> list[bool]:
+        collate_regions(batch, [self.store.get(i) for i in image_ids], self.max_regions,
+                        self.loc_dim)
+        return [False] * len(image_ids)
+
+
+def collate_regions(batch: Batch, regions: Sequence[Regions], max_regions: int,
+                    loc_dim: int) -> None:
+    """Fill ``batch``'s region fields from one :class:`Regions` per row (first
+    ``max_regions`` of each), padded: features, locations, mask and class distributions."""
+    counts = [min(len(r.features), max_regions) for r in regions]
+    b, r_max = len(regions), max(counts)
+    feat_dim, n_cls = regions[0].features.shape[1], regions[0].cls_probs.shape[1]
+    feats = torch.zeros(b, r_max, feat_dim)
+    boxes = torch.zeros(b, r_max, 4)
+    cls = torch.zeros(b, r_max, n_cls)
+    sizes = torch.ones(b, 1, 2)
+    for row, (reg, n) in enumerate(zip(regions, counts, strict=True)):
+        feats[row, :n] = torch.from_numpy(np.asarray(reg.features[:n], dtype=np.float32))
+        boxes[row, :n] = torch.from_numpy(np.asarray(reg.boxes[:n], dtype=np.float32))
+        cls[row, :n] = torch.from_numpy(np.asarray(reg.cls_probs[:n], dtype=np.float32))
+        sizes[row, 0] = torch.tensor([reg.width, reg.height], dtype=torch.float32)
+    valid = torch.arange(r_max)[None] < torch.tensor(counts)[:, None]  # (B, R)
+    batch.region_loc = location_features(boxes, sizes[..., 0], sizes[..., 1], loc_dim)
+    batch.region_loc[~valid] = 0.0
+    batch.region_feats, batch.region_mask, batch.region_cls = feats, valid, cls
+    batch.region_boxes = boxes
+
+
+@dataclass
+class PixelSource(Visuals):
+    """Decoded pixels of image files.
+
+    Args:
+        index: image id → file.
+        transform: pixels as training reads them (augmented when its settings say so).
+        eval_transform: pixels as evaluation and prediction read them.
+        token_pixels: the side in pixels one visual token covers (the patch size, or the
+            grid's stride); images are padded to a multiple of it.
+        tokens_per_image: visual tokens of a typical image, for token-budget batching.
+        augment: whether :meth:`collate` with a generator uses ``transform``.
+    """
+
+    index: ImageIndex
+    transform: PixelTransform
+    eval_transform: PixelTransform
+    token_pixels: int
+    tokens_per_image: int
+    augment: bool = True
+    kind: ClassVar[Literal["regions", "pixels"]] = "pixels"
+
+    @property
+    def source(self) -> str:  # type: ignore[override]
+        return self.index.source
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.index
+
+    def tokens(self, image_ids: Sequence[int]) -> np.ndarray:
+        return np.full(len(image_ids), self.tokens_per_image, dtype=np.int64)
+
+    def for_eval(self) -> PixelSource:
+        return dataclasses.replace(self, augment=False)
+
+    def pixels(self, image_id: int, gen: torch.Generator | None = None,
+               record: str | None = None) -> tuple[Tensor, bool]:
+        """One image's (3, H, W) pixels and whether they were mirrored."""
+        image = self.index.open(image_id, record)
+        if gen is not None and self.augment:
+            return self.transform(image, gen)
+        return self.eval_transform(image, None)
+
+    def collate(self, batch: Batch, image_ids: Sequence[int],
+                gen: torch.Generator | None = None) -> list[bool]:
+        images, flipped = [], []
+        for image_id in image_ids:
+            pixels, flip = self.pixels(image_id, gen)
+            images.append(pixels)
+            flipped.append(flip)
+        batch.pixel_values, batch.pixel_mask = pad_images(images, self.token_pixels)
+        return flipped
+
+
+def tokens_for(size: tuple[int, int], token_pixels: int) -> int:
+    """Visual tokens of an image of ``(height, width)`` pixels cut in ``token_pixels``."""
+    return math.ceil(size[0] / token_pixels) * math.ceil(size[1] / token_pixels)
