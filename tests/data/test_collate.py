@@ -57,7 +57,8 @@ def _examples(tokenizer: Tokenizer, n: int = 32) -> list[Example]:
 
 def test_masked_regions_are_zero_and_targets_kept(tokenizer: Tokenizer) -> None:
     ex = _examples(tokenizer)
-    batch = PretrainCollator(tokenizer, _source(), mask_prob=0.3)(ex, BatchPlan(mask_image=True), seed=1)
+    collate = PretrainCollator(tokenizer, _source(), mask_prob=0.3)
+    batch = collate(ex, BatchPlan(mask_image=True), seed=1)
     assert batch.region_masked is not None and batch.region_masked.any()
     assert torch.all(batch.region_feats[batch.region_masked] == 0)
     assert batch.region_targets is not None
@@ -69,7 +70,8 @@ def test_masked_regions_are_zero_and_targets_kept(tokenizer: Tokenizer) -> None:
 
 def test_conditional_batch_masks_one_modality_per_example(tokenizer: Tokenizer) -> None:
     plan = BatchPlan(mask_text=True, mask_image=True)
-    batch = PretrainCollator(tokenizer, _source(), conditional=True)(_examples(tokenizer), plan, seed=2)
+    collate = PretrainCollator(tokenizer, _source(), conditional=True)
+    batch = collate(_examples(tokenizer), plan, seed=2)
     assert batch.mlm_labels is not None and batch.region_masked is not None
     text_rows = (batch.mlm_labels != IGNORE_INDEX).any(1)
     image_rows = batch.region_masked.any(1)

@@ -22,6 +22,7 @@ from vlp.data.formats.nlvr2 import read_nlvr2
 from vlp.data.formats.refcoco import read_refcoco
 from vlp.data.formats.vcr import read_vcr, vcr_text
 from vlp.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from vlp.data.visuals import RegionSource
 from vlp.errors import VlpError
 from vlp.eval.boxes import box_iou, xywh_to_xyxy
 from vlp.models.outputs import VLOutput

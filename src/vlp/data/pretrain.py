@@ -50,6 +50,7 @@ class Example:
 
     image_id: int
     token_ids: list[int]
+    index: int = -1  # the pair's index in its dataset (-1: none)
 
 
 class PairDataset:
@@ -73,7 +74,7 @@ class PairDataset:
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> Example:
-        return Example(self.image_ids[index], self.token_ids[index])
+        return Example(self.image_ids[index], self.token_ids[index], index)
 
     def text_lengths(self) -> np.ndarray:
         """(N,) tokens per caption."""
@@ -86,6 +87,36 @@ class PairDataset:
     def lengths(self) -> np.ndarray:
         """(N, 2) tokens and visual tokens per pair: the two parts padded separately."""
         return np.stack([self.text_lengths(), self.image_lengths()], axis=1)
+
+
+class TextPool:
+    """Captions to draw SOHO's texts from: each image's own, and all of them (one split).
+
+    Args:
+        pairs: the split's pairs.
+    """
+
+    def __init__(self, pairs: PairDataset) -> None:
+        self.token_ids = pairs.token_ids
+        self.image_ids = np.asarray(pairs.image_ids, dtype=np.int64)
+        self.of_image: dict[int, list[int]] = {}
+        for i, image_id in enumerate(pairs.image_ids):
+            self.of_image.setdefault(image_id, []).append(i)
+
+    def other_caption(self, index: int, gen: torch.Generator) -> int:
+        """Another caption of pair ``index``'s image (the same one if it has no other)."""
+        own = self.of_image[int(self.image_ids[index])]
+        others = [i for i in own if i != index]
+        return others[int(torch.randint(len(others), (1,), generator=gen))] if others else index
+
+    def foreign_caption(self, image_id: int, gen: torch.Generator) -> int | None:
+        """A caption of an image other than ``image_id`` (None if there is none)."""
+        if len(self.of_image) < 2:
+            return None
+        while True:
+            pick = int(torch.randint(len(self.token_ids), (1,), generator=gen))
+            if int(self.image_ids[pick]) != image_id:
+                return pick
 
 
 class ImagePool:
@@ -120,6 +151,10 @@ class PretrainCollator:
             holds pairs of similar (tokens + regions), so a foreign image's region count
             gives a negative away. UNITER draws them from the whole data set; so does the
             trainer, through this pool.
+        texts: SOHO's sampling, when set and the plan asks for pairs: each example's
+            image becomes four rows — its own caption and another of the same image
+            (positives), then two captions of other images from this pool (negatives) —
+            instead of UNITER's one pair with about ``itm_neg_prob`` foreign images.
 
     Masking the image means, on regions, zeroing ``mask_prob`` of them (MRM); on pixels,
     drawing ``vd_draw``: the visual-dictionary entry whose tokens the model masks (MVM).
@@ -132,13 +167,17 @@ class PretrainCollator:
     itm_neg_prob: float = 0.5
     conditional: bool = True
     negative_pool: ImagePool | None = None
+    texts: TextPool | None = None
 
     def __call__(self, examples: list[Example], plan: BatchPlan, seed: int) -> Batch:
         """Collate ``examples`` into one batch; randomness from ``seed`` only."""
         gen = torch.Generator().manual_seed(seed)
         image_ids = [e.image_id for e in examples]
         negative = torch.zeros(len(examples), dtype=torch.bool)
-        if plan.pairs:
+        text_images = image_ids  # the image each row's text describes
+        if plan.pairs and self.texts is not None:
+            examples, image_ids, text_images, negative = self._soho_rows(examples, gen)
+        elif plan.pairs:
             image_ids, negative = self._negatives(examples, gen)
         # negatives are masked like positives, or ITM could answer from the masks alone
         # (in a summed batch only positives would carry [MASK] and zeroed regions)
@@ -146,6 +185,7 @@ class PretrainCollator:
         mask_text, mask_image = split_modalities(
             everyone, plan.mask_text, plan.mask_image, self.conditional, gen)
         batch = collate_text([e.token_ids for e in examples], self.tokenizer.pad_id)
+        batch.image_ids = torch.tensor(text_images)
         flipped = self.visuals.collate(batch, image_ids, gen)
         if any(flipped):
             mirror_text(batch, torch.tensor(flipped), self.tokenizer.mirror_pairs())
@@ -163,6 +203,30 @@ class PretrainCollator:
             if batch.vd_draw is not None:
                 batch.vd_draw[negative] = -1.0
         return batch
+
+    def _soho_rows(self, examples: list[Example], gen: torch.Generator
+                   ) -> tuple[list[Example], list[int], list[int], torch.Tensor]:
+        """Each example's image with two of its captions and two foreign ones: the rows,
+        the image each shows, the image each text describes, and which are negatives."""
+        texts = self.texts
+        assert texts is not None
+        rows: list[Example] = []
+        shown: list[int] = []
+        described: list[int] = []
+        for e in examples:
+            second = texts.other_caption(e.index, gen) if e.index >= 0 else -1
+            picks = [(e.token_ids, e.image_id),
+                     (e.token_ids, e.image_id) if second < 0
+                     else (texts.token_ids[second], e.image_id)]
+            for _ in range(2):
+                foreign = texts.foreign_caption(e.image_id, gen)
+                picks.append((e.token_ids, e.image_id) if foreign is None else
+                             (texts.token_ids[foreign], int(texts.image_ids[foreign])))
+            rows += [Example(e.image_id, ids) for ids, _ in picks]
+            shown += [e.image_id] * 4
+            described += [image for _, image in picks]
+        negative = torch.tensor(shown) != torch.tensor(described)
+        return rows, shown, described, negative
 
     def _negatives(self, examples: list[Example],
                    gen: torch.Generator) -> tuple[list[int], torch.Tensor]:
@@ -242,8 +306,9 @@ class PretrainBatches(torch.utils.data.Dataset):
         """The batch named by ``key``."""
         examples = [self.pairs[i] for i in key.indices]
         batch = self.collator(examples, key.plan, key.seed)
-        batch.example_ids = torch.tensor(key.indices)
-        batch.image_ids = torch.tensor([e.image_id for e in examples])
+        # SOHO's sampling makes several rows of each example, consecutively
+        batch.example_ids = torch.tensor(key.indices).repeat_interleave(
+            batch.size // len(examples))
         return key, batch
 
     def __getitem__(self, key: BatchKey) -> tuple[BatchKey, Batch]:

@@ -125,6 +125,14 @@ class ObjectivesConfig:
     ``weights`` maps objective name → sampling ratio (``mix: sample``, UNITER: one
     objective per batch) or loss weight (``mix: sum``, SOHO: all on every batch).
 
+    ``sampling``: how a batch's pairs are made for pair objectives (ITM). ``pairs`` —
+    UNITER: each caption with its image, or with a foreign image for about
+    ``itm_neg_prob`` of them. ``soho`` — SOHO: each sampled image with two of its
+    captions and two captions of other images (so a batch holds four rows per sampled
+    pair: set ``data.batch_size`` / ``data.token_budget`` for a quarter of the rows);
+    masked objectives (MLM, MVM) score positives only. SOHO trains MLM + MVM + ITM with
+    equal weights and ``mix: sum``.
+
     ``itm_hard_negatives``: ITM's mismatched pairs take, instead of a random image, an
     image of the batch drawn by contrastive similarity to the text (ALBEF); needs ``itc``
     among the objectives.
@@ -136,6 +144,7 @@ class ObjectivesConfig:
     masking: Literal["conditional", "joint"] = "conditional"
     mask_prob: float = ranged(0.15, gt=0, lt=1)
     itm_neg_prob: float = ranged(0.5, ge=0, le=1)
+    sampling: Literal["pairs", "soho"] = "pairs"
     itm_hard_negatives: bool = False
 
     def __post_init__(self) -> None:
@@ -153,6 +162,9 @@ class ObjectivesConfig:
         check(not self.itm_hard_negatives or {"itm", "itc"} <= set(self.weights),
               "objectives.itm_hard_negatives", "draws ITM negatives by ITC similarity: "
               "objectives.weights needs both itm and itc")
+        check(self.sampling == "pairs" or not self.itm_hard_negatives, "objectives.sampling",
+              "soho draws its own negative texts; it cannot be combined with "
+              "objectives.itm_hard_negatives")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from vlp.data.pretrain import (
     PretrainBatches,
     PretrainCollator,
     PretrainKeySampler,
+    TextPool,
 )
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import Visuals
@@ -111,7 +112,8 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
                               limit=data.eval_pairs)
     collator = PretrainCollator(
         begin.tokenizer, begin.visuals, obj.mask_prob, obj.itm_neg_prob,
-        obj.masking == "conditional", negative_pool=ImagePool(train.image_ids))
+        obj.masking == "conditional", negative_pool=ImagePool(train.image_ids),
+        texts=TextPool(train) if obj.sampling == "soho" else None)
     cfg, encoder = build_encoder(cfg, begin)
     objectives = build_objectives(list(obj.weights), cfg.model, encoder, obj)
     load_init(cfg, begin, encoder, objectives)
@@ -120,8 +122,9 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
                               obj.weights, obj.mix, cfg.train.seed)
     # held-out negatives come from held-out images only
-    eval_collator = dataclasses.replace(collator, visuals=begin.visuals.for_eval(),
-                                        negative_pool=ImagePool(held_out.image_ids))
+    eval_collator = dataclasses.replace(
+        collator, visuals=begin.visuals.for_eval(), negative_pool=ImagePool(held_out.image_ids),
+        texts=TextPool(held_out) if obj.sampling == "soho" else None)
     evaluate = HeldOutLosses(held_out, eval_collator, plans, cfg.train.seed, begin.env.device)
     parts = Parts(cfg, LossModel(encoder, objectives, weights), PretrainBatches(train, collator),
                   keys, evaluate, RunData(begin.tokenizer, begin.visuals, train, held_out),
