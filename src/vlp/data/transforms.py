@@ -45,7 +45,8 @@ class ImageTransform:
     Evaluation (``augment`` false, or no generator): resize only. "shorter" scales the
     shorter side to ``size`` and keeps the aspect ratio, unless the longer side would pass
     ``max_size``, when that side gets ``max_size`` (ViLT: 384 / 640); "square" gives
-    ``size`` × ``size``.
+    ``size`` × ``size``. Resampling is torch's antialiased bicubic on uint8, which matches
+    Pillow's BICUBIC to within one level and is about four times faster here.
 
     Training (``augment`` and a generator): a random resized crop first (area fraction
     uniform in ``crop_scale``, aspect ratio log-uniform in ``crop_ratio``; a centre crop of
