@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -68,3 +69,23 @@ def test_not_an_image_and_missing(tmp_path: Path) -> None:
     text.write_text("not an image")
     assert "cannot decode image" in _error(text)
     assert "image file not found" in _error(tmp_path / "absent.png")
+
+
+def test_every_mode_becomes_8bit_rgb(tmp_path: Path) -> None:
+    # 16-bit greyscale is scaled, not clipped at 255 (Pillow's own convert clips it)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.uint16)).save(wide)
+    assert np.asarray(load_image(wide))[0, :, 0].tolist() == [0, 128, 255]
+    # palette with a transparent entry, greyscale with alpha, CMYK: colours kept, alpha dropped
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 100, 50])
+    palette.putpixel((1, 0), 1)
+    cases = {"p.png": (palette, {"transparency": 0}),
+             "la.png": (Image.new("LA", (2, 1), (200, 10)), {}),
+             "cmyk.jpg": (Image.new("CMYK", (2, 1), (0, 255, 255, 0)), {"quality": 100})}
+    expected = {"p.png": (200, 100, 50), "la.png": (200, 200, 200), "cmyk.jpg": (255, 0, 0)}
+    for name, (img, options) in cases.items():
+        img.save(tmp_path / name, **options)
+        rgb = load_image(tmp_path / name)
+        assert rgb.mode == "RGB"
+        assert np.abs(np.asarray(rgb)[0, -1].astype(int) - expected[name]).max() <= 3, name

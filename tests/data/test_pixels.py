@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vlp.data.batch import IGNORE_INDEX
+from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.data.image_files import ImageIndex
 from vlp.data.pretrain import BatchPlan, PairDataset, PretrainCollator, TextPool
 from vlp.data.tokenizer import Tokenizer
+from vlp.data.transforms import DecodedImageCache, ImageTransform
 from vlp.data.visuals import PixelSource
 from vlp.errors import VlpError
 
@@ -22,15 +23,17 @@ def _image(path: Path, value: int, size: tuple[int, int] = (16, 16)) -> None:
     Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(path)
 
 
-def _plain(image: Image.Image, gen: torch.Generator | None = None) -> tuple[torch.Tensor, bool]:
-    """(3, H, W) pixels in [0, 1], never mirrored."""
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255, False
+# 16×16 pixels in [0, 1], as they are
+PLAIN = ImageTransform(size=16, resize="square", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
-def _mirroring(image: Image.Image, gen: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, bool]:
-    pixels, _ = _plain(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-    return pixels, True
+class Mirroring(ImageTransform):
+    """Training pixels always mirrored."""
+
+    def __call__(self, image: Image.Image, gen: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, bool]:
+        pixels, _ = super().__call__(image, None)
+        return pixels.flip(-1), gen is not None
 
 
 @pytest.fixture
@@ -51,9 +54,10 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 80, 1)
 
 
-def _source(images: Path, transform: object = _plain) -> PixelSource:
+def _source(images: Path, transform: ImageTransform = PLAIN,
+            cache: DecodedImageCache | None = None) -> PixelSource:
     index = ImageIndex.from_list(images / "captions.json", images / "img")
-    return PixelSource(index, transform, _plain, token_pixels=8, tokens_per_image=4)  # type: ignore[arg-type]
+    return PixelSource(index, transform, PLAIN, token_pixels=8, tokens_per_image=4, cache=cache)
 
 
 def test_images_resolve_through_a_coco_list(images: Path) -> None:
@@ -105,16 +109,38 @@ def test_an_unlisted_image_names_the_records(images: Path) -> None:
         index.require([1, 9, 10], "vqa val")
 
 
-def test_pixels_batch_with_padding_mask_only_when_sizes_differ(images: Path) -> None:
-    source = _source(images)
-    batch_tokens = torch.ones(2, 3, dtype=torch.long)
-    from vlp.data.batch import Batch
+def _text_batch(rows: int) -> Batch:
+    ids = torch.ones(rows, 3, dtype=torch.long)
+    return Batch(input_ids=ids, text_mask=ids.bool())
 
-    batch = Batch(input_ids=batch_tokens, text_mask=batch_tokens.bool())
-    source.collate(batch, [1, 4])
-    assert batch.pixel_values is not None and batch.pixel_values.shape == (2, 3, 16, 16)
-    assert batch.pixel_mask is None
-    assert torch.allclose(batch.pixel_values[1], torch.full((3, 16, 16), 40 / 255))
+
+def test_pixels_batch_without_a_mask_when_sizes_agree(images: Path) -> None:
+    cache = DecodedImageCache()
+    source = _source(images, cache=cache)
+    for _ in range(2):
+        batch = _text_batch(2)
+        source.collate(batch, [1, 4])
+        assert batch.pixel_values is not None and batch.pixel_values.shape == (2, 3, 16, 16)
+        assert batch.pixel_mask is None
+        assert torch.allclose(batch.pixel_values[1], torch.full((3, 16, 16), 40 / 255))
+    assert (cache.misses, cache.hits) == (2, 2)
+
+
+def test_images_of_other_shapes_are_padded_with_a_mask(images: Path) -> None:
+    _image(images / "img" / "photo_6.png", 60, (32, 16))  # twice as wide
+    listed = json.loads((images / "captions.json").read_text())
+    listed["images"][5]["width"] = 32
+    (images / "captions.json").write_text(json.dumps(listed))
+    shorter = ImageTransform(size=16, resize="shorter", max_size=64)
+    source = PixelSource(ImageIndex.from_list(images / "captions.json", images / "img"),
+                         shorter, shorter, token_pixels=8, tokens_per_image=4)
+    batch = _text_batch(2)
+    source.collate(batch, [1, 6])
+    assert batch.pixel_values is not None and batch.pixel_values.shape == (2, 3, 16, 32)
+    assert batch.pixel_mask is not None
+    assert batch.pixel_mask[0, :, :16].all() and not batch.pixel_mask[0, :, 16:].any()
+    assert batch.pixel_mask[1].all()
+    assert (batch.pixel_values[0, :, :, 16:] == 0).all()
 
 
 def _pairs(tokenizer: Tokenizer, source: PixelSource) -> PairDataset:
@@ -154,7 +180,7 @@ def test_soho_sampling_gives_each_image_two_positive_and_two_negative_texts(
 
 def test_a_mirrored_image_has_left_and_right_swapped_in_its_text(
         images: Path, tokenizer: Tokenizer) -> None:
-    source = _source(images, _mirroring)
+    source = _source(images, Mirroring(size=16, resize="square"))
     pairs = _pairs(tokenizer, source)
     batch = PretrainCollator(tokenizer, source)([pairs[0]], BatchPlan(), seed=0)
     left, right = tokenizer.token_id("left"), tokenizer.token_id("right")

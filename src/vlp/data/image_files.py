@@ -149,11 +149,7 @@ class ImageIndex:
                 than listed — one line naming the file and the record that wanted it.
         """
         f = self.file(image_id, record)
-        wanted = record or f.listed
-        try:
-            image = load_image(f.path)
-        except VlpError as e:
-            raise VlpError(f"{e} (wanted by {wanted})") from None
+        image = load_image(f.path, record or f.listed)
         if f.width is not None and f.height is not None:
             check_image_size(f.path, image, f.width, f.height, f.listed.split(" ")[0])
         return image

@@ -13,24 +13,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from vlp.data.batch import Batch
 from vlp.data.features import Regions, RegionStore
 from vlp.data.image_files import ImageIndex
 from vlp.data.locations import location_features
-from vlp.data.transforms import pad_images
+from vlp.data.transforms import DecodedImageCache, ImageTransform, pad_images
 from vlp.errors import VlpError
-
-# a transform: (image, generator or None) → ((3, H, W) normalised pixels, flipped?)
-PixelTransform = Callable[[Image.Image, torch.Generator | None], tuple[Tensor, bool]]
 
 
 class Visuals(ABC):
@@ -155,14 +151,16 @@ class PixelSource(Visuals):
             grid's stride); images are padded to a multiple of it.
         tokens_per_image: visual tokens of a typical image, for token-budget batching.
         augment: whether :meth:`collate` with a generator uses ``transform``.
+        cache: decoded images kept in memory (each loader worker has its own), or None.
     """
 
     index: ImageIndex
-    transform: PixelTransform
-    eval_transform: PixelTransform
+    transform: ImageTransform
+    eval_transform: ImageTransform
     token_pixels: int
     tokens_per_image: int
     augment: bool = True
+    cache: DecodedImageCache | None = None
     kind: ClassVar[Literal["regions", "pixels"]] = "pixels"
 
     @property
@@ -180,11 +178,19 @@ class PixelSource(Visuals):
 
     def pixels(self, image_id: int, gen: torch.Generator | None = None,
                record: str | None = None) -> tuple[Tensor, bool]:
-        """One image's (3, H, W) pixels and whether they were mirrored."""
-        image = self.index.open(image_id, record)
-        if gen is not None and self.augment:
-            return self.transform(image, gen)
-        return self.eval_transform(image, None)
+        """One image's (3, H, W) pixels and whether they were mirrored.
+
+        Raises:
+            VlpError: unlisted id, missing, truncated or undecodable file — one line naming
+                the file and the record that wanted it (or where the image is listed).
+        """
+        f = self.index.file(image_id, record)
+        train = gen is not None and self.augment
+        transform = self.transform if train else self.eval_transform
+        wanted = record or f.listed
+        image = (self.cache.load(f.path, transform, wanted) if self.cache is not None
+                 else transform.load(f.path, wanted))
+        return transform(image, gen if train else None)
 
     def collate(self, batch: Batch, image_ids: Sequence[int],
                 gen: torch.Generator | None = None) -> list[bool]:

@@ -21,7 +21,7 @@ from vlp.data.features import RegionStore
 from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.image_files import ImageIndex
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.transforms import ImageTransform
+from vlp.data.transforms import DecodedImageCache, ImageTransform
 from vlp.data.visuals import PixelSource, RegionSource, Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.layers.backbones import build_backbone
@@ -104,16 +104,21 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
     else:
         tokens = side * side
     tokens += model.visual == "patches"  # ViLT's image [CLS]
+    if model.num_channels != 3:
+        raise VlpError(f"model.num_channels: {model.num_channels}; image files are read as "
+                       "RGB, 3 channels")
+    mean, std = model.pixel_mean, model.pixel_std
 
     def transform(augment: bool) -> ImageTransform:
         return ImageTransform(
             size=model.image_size, resize=data.resize, max_size=data.max_image_size,
-            mean=tuple(model.pixel_mean), std=tuple(model.pixel_std), augment=augment,
+            mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), augment=augment,
             crop_scale=(data.crop_scale[0], data.crop_scale[1]), jitter=data.jitter,
             flip=data.flip if flip else "none")
 
+    cache = DecodedImageCache(data.image_cache_mb << 20) if data.image_cache_mb else None
     return PixelSource(index, transform(data.augment), transform(False), token_pixels, tokens,
-                       augment=data.augment)
+                       augment=data.augment, cache=cache)
 
 
 def image_index(data: DataConfig) -> ImageIndex:
