@@ -197,11 +197,11 @@ def _write(tmp_path: Path, doc: object) -> Path:
 def test_bad_lists_are_one_line_naming_file_and_record(tmp_path: Path) -> None:
     cases = [({"annotations": []}, "list.json: field 'images': missing"),
              ({"images": []}, "field 'images': empty"),
-             ("a string", "expected a COCO file"),
-             ([{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}],
+             ("a string", "expected a COCO-style images list"),
+             ({"images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}]},
               "field 'images[1].id': duplicate image id 1 (also images[0])"),
-             ([{"id": "x", "file_name": "a.png"}], "field 'images[0].id': expected an integer"),
-             ([{"id": 1, "file_name": "a.png", "width": 0}], "images[0].width")]
+             ([{"id": "x", "file_name": "a.png"}], "field '[0].id': expected an integer"),
+             ([{"id": 1, "file_name": "a.png", "width": 0}], "field '[0].width'")]
     for doc, expected in cases:
         with pytest.raises(VlpError) as err:
             read_image_list(_write(tmp_path, doc))
@@ -213,7 +213,7 @@ def test_bad_images_are_one_line_naming_file_and_record(images: Path, tmp_path: 
     broken = tmp_path / "img" / "000003.png"
     cases = []
     missing = [dict(doc["images"][0], file_name="img/gone.png")]
-    cases.append((missing, "gone.png: image file not found (list.json: images[0], id 7)"))
+    cases.append((missing, "gone.png: image file not found (listed in list.json [0], id 7)"))
     resized = [dict(doc["images"][0], width=65)]
     cases.append((resized, "is 64x48 pixels, but list.json gives 65x48"))
     broken.write_bytes(b"not a png at all")
@@ -223,7 +223,7 @@ def test_bad_images_are_one_line_naming_file_and_record(images: Path, tmp_path: 
             extract_regions(_write(tmp_path, listed), tmp_path / "out", TinyBackbone(),
                             options=SMALL, progress=False, overwrite=True)
         text = _one_line(err)
-        assert expected in text and "list.json: images[0], id" in text
+        assert expected in text and "(listed in list.json [0], id" in text
 
 
 def test_refusals_before_any_work(images: Path, tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlp.data.features import Regions, RegionStore, build_store, claim_store
+from vlp.data.image_files import ImageFile, ImageIndex
 from vlp.data.images import check_image_size, load_image
-from vlp.data.readers import check_kind, json_field, load_json, type_name
+from vlp.data.readers import load_json
 from vlp.errors import VlpError, input_error
 from vlp.fileio import TMP_PREFIX, claim_output, remove_stale_temporaries, sha256_file
 from vlp.layers.backbones import Backbone
@@ -166,100 +167,39 @@ def load_pretrained(name: str) -> Pretrained:
 # --------------------------------------------------------------------------- the image list
 
 
-@dataclass(frozen=True)
-class ImageEntry:
-    """One image to extract.
-
-    Attributes:
-        image_id: the image's id.
-        path: the image file.
-        width: the width the list gives (None: not given, not checked).
-        height: the height the list gives.
-        record: where it is listed, for messages (``captions.json: images[3], id 42``).
-    """
-
-    image_id: int
-    path: Path
-    width: int | None
-    height: int | None
-    record: str
-
-
-def _image_items(path: Path, doc: Any) -> list[tuple[str, Any]]:
-    if isinstance(doc, list):
-        items, key = doc, "images"
-    elif isinstance(doc, dict):
-        if "images" not in doc:
-            raise input_error(path, "images", "missing; expected a COCO captions or instances "
-                              "file, or a list, of images {id, file_name, width, height}")
-        items, key = check_kind(path, doc["images"], "images", "list"), "images"
-    else:
-        raise input_error(path, None, f"expected a COCO file (a JSON object with 'images') "
-                          f"or a list of images, found {type_name(doc)}")
-    if not items:
-        raise input_error(path, key, "empty; there are no images to extract")
-    return [(f"{key}[{i}]", check_kind(path, item, f"{key}[{i}]", "object"))
-            for i, item in enumerate(items)]
-
-
-def _size_field(path: Path, entry: dict[str, Any], key: str, where: str) -> int | None:
-    if entry.get(key) is None:
-        return None
-    value = json_field(path, entry, key, where, "integer")
-    if value <= 0:
-        raise input_error(path, f"{where}.{key}", f"expected a positive number of pixels, "
-                          f"found {value}")
-    return int(value)
-
-
 def read_image_list(images_json: str | Path, image_root: str | Path | None = None
-                    ) -> list[ImageEntry]:
-    """The images of a COCO captions or instances file, or of a JSON list of images.
+                    ) -> list[ImageFile]:
+    """The images of a COCO captions or instances file, or of a JSON list of images, in
+    file order (:meth:`vlp.data.image_files.ImageIndex.from_list`).
 
     Args:
         images_json: a JSON object with an ``images`` list of ``{id, file_name, width?,
             height?}``, or that list alone.
         image_root: the folder file names are relative to (default: the JSON's folder).
 
-    Returns:
-        The images in file order.
-
     Raises:
         VlpError: no ``images``, an empty list, a missing or mistyped field, or a duplicate
             id; one line naming the file and the record.
     """
-    path = Path(images_json)
-    root = path.parent if image_root is None else Path(image_root)
-    seen: dict[int, str] = {}
-    entries = []
-    for where, entry in _image_items(path, load_json(path)):
-        image_id = json_field(path, entry, "id", where, "integer")
-        if image_id in seen:
-            raise input_error(path, f"{where}.id", f"duplicate image id {image_id} (also "
-                              f"{seen[image_id]}); each image needs its own id")
-        seen[image_id] = where
-        name = json_field(path, entry, "file_name", where, "string")
-        entries.append(ImageEntry(image_id, root / name, _size_field(path, entry, "width", where),
-                                  _size_field(path, entry, "height", where),
-                                  f"{path.name}: {where}, id {image_id}"))
-    return entries
+    return list(ImageIndex.from_list(images_json, image_root).files.values())
 
 
-def _check_files_exist(entries: Sequence[ImageEntry]) -> None:
+def _check_files_exist(entries: Sequence[ImageFile]) -> None:
     for entry in entries:
         if not entry.path.is_file():
             what = "is a directory, not an image" if entry.path.is_dir() else \
                 "image file not found"
-            raise VlpError(f"{entry.path}: {what} ({entry.record})")
+            raise VlpError(f"{entry.path}: {what} (listed in {entry.listed}, id "
+                           f"{entry.image_id})")
 
 
-def _load(entry: ImageEntry, images_json: Path) -> Image.Image:
+def _load(entry: ImageFile, images_json: Path) -> Image.Image:
     try:
         image = load_image(entry.path)
         if entry.width is not None and entry.height is not None:
             check_image_size(entry.path, image, entry.width, entry.height, images_json)
     except VlpError as err:
-        raise VlpError(f"{err} ({entry.record})") from None
+        raise VlpError(f"{err} (listed in {entry.listed}, id {entry.image_id})") from None
     return image
 
 
@@ -394,7 +334,7 @@ def weights_sha256(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _settings(images_json: Path, entries: Sequence[ImageEntry], extractor: RegionExtractor
+def _settings(images_json: Path, entries: Sequence[ImageFile], extractor: RegionExtractor
               ) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (no paths, no times)."""
     return {"format": PARTIAL_FORMAT, "images_json_sha256": sha256_file(images_json),
@@ -444,7 +384,7 @@ def _open_partial(partial: Path, settings: dict[str, Any], resume: bool,
     (partial / MANIFEST).write_text(json.dumps(settings, indent=1), encoding="utf-8")
 
 
-def _shard_done(path: Path, shard: Sequence[ImageEntry]) -> bool:
+def _shard_done(path: Path, shard: Sequence[ImageFile]) -> bool:
     if not path.exists():
         return False
     store = RegionStore.open(path)
@@ -454,7 +394,7 @@ def _shard_done(path: Path, shard: Sequence[ImageEntry]) -> bool:
     return True
 
 
-def _shards(entries: Sequence[ImageEntry], size: int) -> list[Sequence[ImageEntry]]:
+def _shards(entries: Sequence[ImageFile], size: int) -> list[Sequence[ImageFile]]:
     return [entries[s:s + size] for s in range(0, len(entries), size)]
 
 
@@ -516,7 +456,7 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
     return out
 
 
-def _extract_shard(extractor: RegionExtractor, shard: Sequence[ImageEntry],
+def _extract_shard(extractor: RegionExtractor, shard: Sequence[ImageFile],
                    images_json: Path, bar: tqdm) -> Iterator[Regions]:
     for entry in shard:
         yield extractor(entry.image_id, _load(entry, images_json))
@@ -542,7 +482,7 @@ def _assemble(paths: Sequence[Path], out: Path, backbone: Backbone, settings: di
                        "proposals")
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRETRAINED", "ExtractOptions", "ImageEntry",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRETRAINED", "ExtractOptions",
            "Pretrained", "RegionExtractor", "extract_regions", "load_pretrained",
            "propose_boxes", "read_image_list", "register_pretrained", "select_regions",
            "weights_sha256"]
