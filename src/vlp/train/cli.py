@@ -53,6 +53,21 @@ def _features_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_extract(args: argparse.Namespace) -> int:
+    from vlp.convert.extract import ExtractOptions, extract_regions, load_pretrained
+
+    options = ExtractOptions(**{f.name: getattr(args, f.name)
+                                for f in dataclasses.fields(ExtractOptions)})
+    options.check()  # before the backbone's weights are loaded
+    pretrained = load_pretrained(args.backbone)
+    out = extract_regions(Path(args.images_json), Path(args.out), pretrained.backbone,
+                          mean=pretrained.mean, std=pretrained.std, options=options,
+                          image_root=args.image_root, resume=args.resume,
+                          overwrite=args.overwrite)
+    print(f"region features written to {out}")
+    return 0
+
+
 def _tokenizer_train(args: argparse.Namespace) -> int:
     from vlp.data.formats.captions import read_caption_texts
     from vlp.data.tokenizer import Tokenizer
@@ -212,6 +227,30 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
                          help="detector classes when the source has no distributions")
         _overwrite_option(imp, "an existing store at OUT")
         imp.set_defaults(handler=_features_import, format=fmt)
+    _add_features_extract(fsub)
+
+
+def _add_features_extract(fsub: argparse._SubParsersAction) -> None:
+    from vlp.convert.extract import ExtractOptions
+
+    ext = fsub.add_parser("extract", help="regions of your own images: selective search "
+                                          "boxes, a pretrained CNN, RoIAlign")
+    ext.add_argument("images_json", help="a COCO captions or instances file, or a JSON list "
+                                         "of images {id, file_name, width, height}")
+    ext.add_argument("out", help="store directory (OUT.partial/ holds finished shards "
+                                 "until it is complete)")
+    ext.add_argument("--image-root", default=None,
+                     help="folder the file names are relative to (default: the JSON's)")
+    ext.add_argument("--backbone", default="efficientnet_lite0",
+                     help="pretrained CNN with an ImageNet classifier (default "
+                          "efficientnet_lite0)")
+    for f in dataclasses.fields(ExtractOptions):
+        ext.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
+                         default=f.default, help=f"{f.metadata['help']} (default {f.default})")
+    ext.add_argument("--resume", action="store_true",
+                     help="continue an interrupted extraction with the same settings")
+    _overwrite_option(ext, "an existing store at OUT and start an interrupted OUT.partial over")
+    ext.set_defaults(handler=_features_extract)
 
 
 def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
