@@ -180,6 +180,10 @@ class TrainConfig:
     ``model`` section, its weights and any heads of the configured objectives are loaded,
     and the data's feature size and vocabulary must match it.
 
+    ``freeze_backbone_steps``: a grid model's CNN backbone is not trained (no gradient,
+    BatchNorm statistics kept) for the first that many steps, while the transformer
+    learns to read it (SOHO); 0 trains it from the start.
+
     ``steps`` 0 builds the run without training it (``vlp evaluate``). A ``warmup_steps``
     given in a config must end by the end of the run (at most ``steps`` when that is above 0).
     ``grad_clip``, ``eval_every`` and ``save_every`` 0 turn clipping, evaluation and saving
@@ -199,6 +203,7 @@ class TrainConfig:
     warmup_steps: int = ranged(100, ge=0)
     grad_accum: int = ranged(1, ge=1)
     grad_clip: float = ranged(2.0, ge=0)
+    freeze_backbone_steps: int = ranged(0, ge=0)
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     device: str = "auto"
     log_every: int = ranged(10, ge=1)

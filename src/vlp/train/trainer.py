@@ -38,6 +38,7 @@ from vlp.data.batch import Batch, describe_images
 from vlp.data.pretrain import BatchKey, PretrainKeySampler, unwrap
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import Visuals
+from vlp.layers.backbones import Backbone
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
 from vlp.objectives.loss_model import LossModel, LossOutput
@@ -233,6 +234,7 @@ class Trainer:
                           generator=torch.Generator().manual_seed(0))
 
     def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
+        self._freeze_backbones()
         batch = batch.to(self.env.device)
         if self.parts.prepare is not None:
             with self.scoring():
@@ -244,6 +246,19 @@ class Trainer:
         check_finite_loss(self.step + 1, out, batch)
         self.scaler.scale(loss).backward()
         window.add(out, batch.size)
+
+    def _freeze_backbones(self) -> None:
+        """SOHO's warm start: every CNN backbone stays as loaded for the first
+        ``train.freeze_backbone_steps`` steps — no gradient, no weight decay, BatchNorm
+        statistics kept (eval mode) — and trains with the rest after them."""
+        steps = self.cfg.train.freeze_backbone_steps
+        if steps == 0:
+            return
+        frozen = self.step < steps
+        for module in self.model.modules():
+            if isinstance(module, Backbone):
+                module.requires_grad_(not frozen)
+                module.train(not frozen)
 
     def _optimizer_step(self, key: BatchKey) -> None:
         self.scaler.unscale_(self.optimizer)
