@@ -95,3 +95,6 @@ class ConvNet(Backbone):
 register_backbone("convnet")(ConvNet)
 
 __all__ = ["BACKBONES", "Backbone", "ConvNet", "build_backbone", "register_backbone"]
+
+# the architectures register themselves on import (explicitly, never by scanning)
+from vlp.layers.backbones import efficientnet, resnet  # noqa: E402, F401
