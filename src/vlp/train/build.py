@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -18,8 +19,9 @@ import torch
 from vlp.convert import Imported, load_imported, with_text_config
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
-from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
 from vlp.data.image_files import ImageIndex
+from vlp.data.readers import load_json
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.transforms import DecodedImageCache, ImageTransform
 from vlp.data.visuals import PixelSource, RegionSource, Visuals
@@ -122,19 +124,18 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
 
 
 def image_index(data: DataConfig) -> ImageIndex:
-    """Where a run's image files are: ``data.images`` (a COCO-style list), a Karpathy
-    ``data.captions`` file's own paths, or the files of ``data.image_root``."""
+    """Where a run's image files are: ``data.images`` (a COCO-style list, a caption list or
+    a folder), the paths of the ``data.captions`` file (Karpathy or a caption list) under
+    ``data.image_root``, or the files of ``data.image_root``."""
     if data.images:
-        return ImageIndex.from_list(data.images, data.image_root or None)
-    root = data.require("image_root")
+        return ImageIndex.read(data.images, data.image_root or None)
     if data.captions:
-        try:
-            images = read_karpathy(data.captions)
-        except VlpError:
-            images = []  # not a Karpathy file: its images are named otherwise
-        if images:
-            return ImageIndex.from_karpathy(data.captions, images, root)
-    return ImageIndex.from_folder(root)
+        doc = load_json(data.captions)
+        if is_karpathy(doc):
+            return ImageIndex.from_karpathy(data.captions, parse_karpathy(
+                Path(data.captions), doc), data.require("image_root"))
+        return ImageIndex.read(data.captions, data.image_root or None)
+    return ImageIndex.from_folder(data.require("image_root"))
 
 
 def _with_init_vocab(data: DataConfig, init: Imported, key: str, src: str) -> DataConfig:

@@ -38,9 +38,9 @@ from vlp.data.batch import Batch, describe_images
 from vlp.data.pretrain import BatchKey, PretrainKeySampler, unwrap
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import Visuals
-from vlp.layers.backbones import Backbone
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
+from vlp.layers.backbones import Backbone
 from vlp.objectives.loss_model import LossModel, LossOutput
 from vlp.tasks.config import upgrade_run_config
 from vlp.train.checkpoint import (

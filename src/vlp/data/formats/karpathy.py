@@ -45,6 +45,14 @@ def _karpathy_image(path: Path, entry: dict[str, Any], where: str) -> KarpathyIm
                          file_path=file_path, split=split, captions=tuple(captions))
 
 
+def is_karpathy(doc: Any) -> bool:
+    """Whether a parsed JSON document has the shape of a Karpathy split file (an
+    ``images`` list whose entries carry ``sentences``) rather than another caption format."""
+    images = doc.get("images") if isinstance(doc, dict) else None
+    return isinstance(images, list) and bool(images) and isinstance(images[0], dict) \
+        and "sentences" in images[0]
+
+
 def parse_karpathy(path: Path, doc: Any) -> list[KarpathyImage]:
     doc = top_object(path, doc, "a Karpathy split file")
     images: list[KarpathyImage] = []

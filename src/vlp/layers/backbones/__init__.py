@@ -28,12 +28,17 @@ class Backbone(nn.Module):
         stride: how many pixels one cell of the feature map spans.
         num_classes: classes of :meth:`classify` (0 — the backbone has no classifier).
         class_names: what each class is called (empty when unknown).
+        pixel_mean: per-channel mean its weights expect subtracted from pixels in [0, 1]
+            (ImageNet's unless a subclass was trained otherwise).
+        pixel_std: per-channel standard deviation pixels are divided by.
     """
 
     out_channels: int
     stride: int
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    pixel_mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    pixel_std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
     def forward(self, pixels: Tensor) -> Tensor:  # pragma: no cover - abstract
         """(B, 3, H, W) normalised pixels → (B, C, H', W') features."""
