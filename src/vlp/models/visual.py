@@ -8,7 +8,6 @@ mask alone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -103,7 +102,8 @@ def any_real(pixel_mask: Tensor, cell: int, size: tuple[int, int]) -> Tensor:
     Returns:
         (B, h, w) True on cells with at least one real pixel.
     """
-    cells = F.max_pool2d(pixel_mask[:, None].float(), cell, cell, ceil_mode=True)  # (B,1,⌈H/c⌉,⌈W/c⌉)
+    # (B, 1, ⌈H / cell⌉, ⌈W / cell⌉)
+    cells = F.max_pool2d(pixel_mask[:, None].float(), cell, cell, ceil_mode=True)
     h, w = size
     cells = F.pad(cells, (0, max(0, w - cells.shape[3]), 0, max(0, h - cells.shape[2])))
     return cells[:, 0, :h, :w] > 0
@@ -206,7 +206,7 @@ class GridInput(VisualInput):
         pixels = _pixels(batch, self.channels, "grid")
         fmap = self.proj(self.backbone(pixels))  # (B, D, h0, w0), h0 ≈ ⌈H / stride⌉
         x = F.max_pool2d(fmap, 2, 2, ceil_mode=True)  # (B, D, h, w), h = ⌈h0 / 2⌉
-        b, d, h, w = x.shape
+        b, _, h, w = x.shape
         if batch.pixel_mask is None:
             mask = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
         else:
