@@ -124,8 +124,9 @@ def with_pixels(batch: Batch, plan: BatchPlan, size: int = 64) -> Batch:
         draw = torch.rand(pixels.shape[0], generator=g)
         if batch.itm_labels is not None:
             draw[batch.itm_labels == 0] = -1.0
-    regions: dict[str, Any] = {f: None for f in ("region_feats", "region_loc", "region_mask", "region_masked",
-                                 "region_targets", "region_cls")}
+    regions: dict[str, Any] = {f: None for f in (
+        "region_feats", "region_loc", "region_mask", "region_masked", "region_targets",
+        "region_cls")}
     return dataclasses.replace(batch, **regions, pixel_values=pixels, pixel_mask=pixel_mask,
                                vd_draw=draw)
 
