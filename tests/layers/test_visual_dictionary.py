@@ -44,7 +44,7 @@ def test_output_is_the_entry_with_a_straight_through_gradient() -> None:
 def test_moving_average_by_hand() -> None:
     """γ = 0.5; entry 0 gets (1, 0) and (0, 1), entry 1 gets (9, 0), entry 2 nothing; the
     feature (0, 3) is padding and must not count."""
-    vd = VisualDictionary(3, 2, momentum=0.5)
+    vd = VisualDictionary(3, 2, momentum=0.5, init_from_data=False)
     vd.entries.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]))
     features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 0.0], [0.0, 3.0]]])
     valid = torch.tensor([[True, True, True, False]])
@@ -74,11 +74,38 @@ def test_update_sums_and_counts_across_ranks(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
-    vd = VisualDictionary(2, 2, momentum=0.5)
+    vd = VisualDictionary(2, 2, momentum=0.5, init_from_data=False)
     vd.entries.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
     vd.train()(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     torch.testing.assert_close(vd.entries[0], 0.5 * torch.tensor([1.0, 5.0]) / 3)
     torch.testing.assert_close(vd.entries[1], torch.tensor([10.0, 10.0]))
+
+
+def test_first_training_batch_draws_the_entries_from_its_real_features() -> None:
+    features = torch.arange(24.0).reshape(2, 6, 2)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    valid[1, 3:] = False  # padding: never an entry
+    vd = VisualDictionary(4, 2, momentum=0.9).eval()
+    seeded = vd.entries.clone()
+    vd(features, valid)
+    assert torch.equal(vd.entries, seeded) and not bool(vd.initialised)  # eval: as built
+    vd.train()(features, valid)
+    real = features[valid]  # (9, 2)
+    assert bool(vd.initialised)
+    # drawn from the real features (each then moved towards its own mean, itself a mean
+    # of real features: with γ = 0.9 an entry stays within the real features' hull)
+    drawn = VisualDictionary(4, 2)
+    drawn.init_from(features, valid)
+    assert all(any(torch.equal(e, f) for f in real) for e in drawn.entries)
+    assert len({tuple(e.tolist()) for e in drawn.entries}) == 4  # 9 features: no repeats
+    again = drawn.entries.clone()
+    drawn.train()(features * 100, valid)  # initialised: updated, not drawn again
+    assert not any(torch.equal(e, f) for e in drawn.entries for f in real * 100)
+    assert not torch.equal(drawn.entries, again)
+    few = VisualDictionary(8, 2)
+    few.init_from(features[:1, :2])  # 2 features for 8 entries: drawn with replacement
+    assert {tuple(e.tolist()) for e in few.entries} <= {(0.0, 1.0), (2.0, 3.0)}
+    assert "initialised" in few.state_dict()
 
 
 def test_entries_are_seeded_buffers() -> None:

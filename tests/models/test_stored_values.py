@@ -42,6 +42,9 @@ FAMILIES: dict[str, ModelConfig] = {
     "lxmert": preset_config("lxmert_base", **{**TINY, "num_layers": 3, "num_image_layers": 3,
                                               "num_cross_layers": 2}),
     "vilt": preset_config("vilt_base", **TINY),
+    # SOHO: the single-stream model on a ConvNet grid (64 pixels: 2×2 cells) with a
+    # visual dictionary, masking one entry of row 0 for MVM
+    "soho": ModelConfig(**{**TINY, "visual": "grid", "image_size": 64, "vd_size": 8}),
 }
 
 
@@ -66,9 +69,10 @@ def fixed_batch(cfg: ModelConfig) -> Batch:
     text_mask = torch.ones(B, L, dtype=torch.bool)
     text_mask[0, -2:] = False
     ids[~text_mask] = 0
-    if cfg.visual == "patches":
+    if cfg.visual in ("patches", "grid"):
         pixels = torch.randn(B, 3, cfg.image_size, cfg.image_size, generator=g)
-        return Batch(input_ids=ids, text_mask=text_mask, pixel_values=pixels)
+        draw = torch.tensor([0.5, -1.0]) if cfg.visual == "grid" else None
+        return Batch(input_ids=ids, text_mask=text_mask, pixel_values=pixels, vd_draw=draw)
     feats = torch.randn(B, R, FEAT, generator=g)
     loc = torch.rand(B, R, cfg.loc_dim, generator=g)  # numbers in [0, 1], as locations are
     region_mask = torch.ones(B, R, dtype=torch.bool)

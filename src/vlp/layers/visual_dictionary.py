@@ -11,6 +11,12 @@ towards the mean of the features assigned to it, ``d_j ← γ·d_j + (1 − γ)�
 (features detached); entries no feature chose stay where they are. Under DDP the per-entry
 sums and counts are all-reduced first, so every rank applies the same update.
 
+The entries start as small seeded noise and, at the first training batch, are replaced by
+features of that batch drawn by the same seed (rank 0's under DDP, broadcast): random
+entries far from the features would send every feature to the one entry nearest their
+common mean, and the moving average alone never brings the others into use. A checkpoint
+keeps the entries and the flag, so a resumed run does not draw them again.
+
 Features are compared as they are, not normalised: SOHO's released code takes raw Euclidean
 distances between the 1×1-conv features and the entries, as the paper's equation does.
 """
@@ -30,23 +36,25 @@ class VisualDictionary(nn.Module):
         dim: feature size D.
         momentum: γ of the moving-average update (SOHO: 0.99).
         seed: the entries start as ``init_std`` × N(0, 1) from a generator seeded with this,
-            so two dictionaries built alike start alike whatever the global RNG holds.
-        init_std: scale of the initial entries. Small entries spread the first assignments
-            by the features' directions (``argmin ‖v − d‖² ≈ argmax v·d`` when ‖d‖ ≪ ‖v‖);
-            large ones would send every feature to the entry of smallest norm.
+            so two dictionaries built alike start alike whatever the global RNG holds; the
+            same seed draws the first batch's features that replace them.
+        init_std: scale of the initial entries (used until the first training batch).
+        init_from_data: replace the entries by features of the first training batch.
     """
 
     entries: Tensor
+    initialised: Tensor
 
     def __init__(self, size: int, dim: int, momentum: float = 0.99, seed: int = 0,
-                 init_std: float = 0.02) -> None:
+                 init_std: float = 0.02, init_from_data: bool = True) -> None:
         super().__init__()
         if size < 1 or dim < 1 or not 0 <= momentum < 1:
             raise ValueError(f"visual dictionary: size {size} and dim {dim} must be ≥ 1, "
                              f"momentum {momentum} in [0, 1)")
-        self.size, self.dim, self.momentum = size, dim, momentum
+        self.size, self.dim, self.momentum, self.seed = size, dim, momentum, seed
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("entries", torch.randn(size, dim, generator=g) * init_std)
+        self.register_buffer("initialised", torch.tensor(not init_from_data))
 
     def assign(self, features: Tensor) -> Tensor:
         """Index of the nearest entry of each feature, lowest index on ties: (..., D) → (...).
@@ -68,12 +76,32 @@ class VisualDictionary(nn.Module):
         Returns:
             The entries in straight-through form (..., D) and the indices (...).
         """
+        if self.training and not bool(self.initialised):
+            self.init_from(features, valid)
         indices = self.assign(features)
         quantised = self.entries[indices].to(features.dtype)  # (..., D), a copy: no grad
         out = features + (quantised - features).detach()
         if self.training:
             self.update(features, indices, valid)
         return out, indices
+
+    @torch.no_grad()
+    def init_from(self, features: Tensor, valid: Tensor | None = None) -> None:
+        """Entries ← ``size`` features drawn (with replacement when there are fewer) by the
+        seeded generator; under DDP rank 0's, broadcast to every rank."""
+        flat = features.detach().reshape(-1, self.dim)
+        if valid is not None:
+            flat = flat[valid.reshape(-1)]
+        if flat.shape[0] == 0:
+            return
+        g = torch.Generator().manual_seed(self.seed)
+        n = flat.shape[0]
+        pick = (torch.randperm(n, generator=g)[:self.size] if n >= self.size
+                else torch.randint(n, (self.size,), generator=g))
+        self.entries.copy_(flat[pick.to(flat.device)].to(self.entries.dtype))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(self.entries, 0)
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def update(self, features: Tensor, indices: Tensor, valid: Tensor | None = None) -> None:
