@@ -14,6 +14,7 @@ After a change that is meant to change the numbers, regenerate and review the di
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import zlib
@@ -42,9 +43,10 @@ FAMILIES: dict[str, ModelConfig] = {
     "lxmert": preset_config("lxmert_base", **{**TINY, "num_layers": 3, "num_image_layers": 3,
                                               "num_cross_layers": 2}),
     "vilt": preset_config("vilt_base", **TINY),
-    # SOHO: the single-stream model on a ConvNet grid (64 pixels: 2×2 cells) with a
-    # visual dictionary, masking one entry of row 0 for MVM
-    "soho": ModelConfig(**{**TINY, "visual": "grid", "image_size": 64, "vd_size": 8}),
+    # SOHO: a BERT-base layout (UNITER's preset, shrunk) on a ConvNet grid (64 pixels: 2×2
+    # cells) with a visual dictionary, masking one entry of row 0 for MVM
+    "soho": dataclasses.replace(preset_config("uniter_base", **TINY), preset="",
+                                visual="grid", image_size=64, vd_size=8),
 }
 
 
