@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,9 +45,11 @@ _TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size
 _TWO_STREAM = dataclasses.replace(_TINY, arch="two_stream", num_layers=3, num_image_layers=2,
                                   num_cross_layers=2)
 # every architecture in vlp.models.MODELS on every visual input the trainer feeds it
-# (detector regions); the two-stream model in its two published layouts
+# (detector regions); the two-stream model in its two published layouts; the single-stream
+# model on a CNN grid with a visual dictionary (SOHO), fed pixels made from the regions
 FAMILIES: dict[str, ModelConfig] = {
     "single_stream": _TINY,
+    "grid": dataclasses.replace(_TINY, visual="grid", image_size=64, vd_size=64),
     "two_stream_vilbert": dataclasses.replace(
         _TWO_STREAM, image_hidden_size=24, image_num_heads=2, image_intermediate_size=48,
         loc_dim=5),
@@ -55,9 +58,13 @@ FAMILIES: dict[str, ModelConfig] = {
         region_embed="lxmert", loc_dim=4),
 }
 # (objective, family) → the start of the one-line VlpError the library refuses it with
+_NO_VD = "objective mvm predicts visual-dictionary entries, but the model has no visual"
 REFUSED = {
     ("wra", "two_stream_vilbert"): "objective wra compares word and region states, but "
                                    "they have widths 32 and 24",
+    **{("mvm", f): _NO_VD for f in ("single_stream", "two_stream_vilbert", "two_stream_lxmert")},
+    **{(o, "grid"): f"objective {o} masks detector regions, but the model reads grid"
+       for o in ("mrfr", "mrc", "mrc_kl")},
 }
 COMBINATIONS = [(o, f) for o in sorted(OBJECTIVES) for f in FAMILIES]
 
@@ -95,7 +102,34 @@ def collate(name: str, cfg: ModelConfig, data: tuple[Tokenizer, RegionStore, Pai
     collator = PretrainCollator(tokenizer, RegionSource(store, 100, cfg.loc_dim), mask_prob=0.3,
                                 negative_pool=ImagePool(pairs.image_ids))
     examples: list[Example] = [pairs[i] for i in range(n)]
-    return collator(examples, plan, seed=7)
+    batch = collator(examples, plan, seed=7)
+    return with_pixels(batch, plan) if cfg.visual == "grid" else batch
+
+
+def with_pixels(batch: Batch, plan: BatchPlan, size: int = 64) -> Batch:
+    """The batch as a pixel model reads it: each row's image a fixed random projection of
+    its regions' mean (original) feature, so a mismatched pair shows another image; row 0
+    padded on the right; ``vd_draw`` on the true pairs when the plan masks images."""
+    feats = batch.region_targets if batch.region_targets is not None else batch.region_feats
+    assert feats is not None and batch.region_mask is not None
+    real = batch.region_mask[..., None].float()
+    mean = (feats * real).sum(1) / real.sum(1)  # (B, F)
+    g = torch.Generator().manual_seed(0)
+    pixels = (mean @ torch.randn(mean.shape[1], 3 * size * size, generator=g)).reshape(
+        -1, 3, size, size)  # (B, 3, size, size)
+    pixel_mask = torch.ones(pixels.shape[0], size, size, dtype=torch.bool)
+    pixel_mask[0, :, size - 20:] = False
+    pixels = pixels * pixel_mask[:, None]
+    draw = None
+    if plan.mask_image:
+        draw = torch.rand(pixels.shape[0], generator=g)
+        if batch.itm_labels is not None:
+            draw[batch.itm_labels == 0] = -1.0
+    regions: dict[str, Any] = {f: None for f in (
+        "region_feats", "region_loc", "region_mask", "region_masked", "region_targets",
+        "region_cls")}
+    return dataclasses.replace(batch, **regions, pixel_values=pixels, pixel_mask=pixel_mask,
+                               vd_draw=draw)
 
 
 def build(name: str, family: str, data: tuple[Tokenizer, RegionStore, PairDataset]

@@ -14,6 +14,7 @@ After a change that is meant to change the numbers, regenerate and review the di
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import zlib
@@ -42,6 +43,10 @@ FAMILIES: dict[str, ModelConfig] = {
     "lxmert": preset_config("lxmert_base", **{**TINY, "num_layers": 3, "num_image_layers": 3,
                                               "num_cross_layers": 2}),
     "vilt": preset_config("vilt_base", **TINY),
+    # SOHO: a BERT-base layout (UNITER's preset, shrunk) on a ConvNet grid (64 pixels: 2×2
+    # cells) with a visual dictionary, masking one entry of row 0 for MVM
+    "soho": dataclasses.replace(preset_config("uniter_base", **TINY), preset="",
+                                visual="grid", image_size=64, vd_size=8),
 }
 
 
@@ -66,9 +71,10 @@ def fixed_batch(cfg: ModelConfig) -> Batch:
     text_mask = torch.ones(B, L, dtype=torch.bool)
     text_mask[0, -2:] = False
     ids[~text_mask] = 0
-    if cfg.visual == "patches":
+    if cfg.visual in ("patches", "grid"):
         pixels = torch.randn(B, 3, cfg.image_size, cfg.image_size, generator=g)
-        return Batch(input_ids=ids, text_mask=text_mask, pixel_values=pixels)
+        draw = torch.tensor([0.5, -1.0]) if cfg.visual == "grid" else None
+        return Batch(input_ids=ids, text_mask=text_mask, pixel_values=pixels, vd_draw=draw)
     feats = torch.randn(B, R, FEAT, generator=g)
     loc = torch.rand(B, R, cfg.loc_dim, generator=g)  # numbers in [0, 1], as locations are
     region_mask = torch.ones(B, R, dtype=torch.bool)

@@ -148,6 +148,15 @@ class ModelConfig:
                   "(model.image_hidden_size, or model.hidden_size when it is 0)")
         if self.arch == "two_stream":
             self._check_two_stream(heads)
+        if self.visual == "grid":
+            self._check_grid()
+
+    def _check_grid(self) -> None:
+        """A grid model names a registered backbone (imported here: layers sit below)."""
+        from vlp.layers.backbones import BACKBONES
+
+        check(self.backbone in BACKBONES, "model.backbone", f"unknown backbone "
+              f"'{self.backbone}' (known: {', '.join(sorted(BACKBONES))})")
 
     def _check_two_stream(self, heads: int) -> None:
         """A two-stream layout that can be built (each rule names its field)."""

@@ -22,6 +22,10 @@ class VLOutput:
         pooled_text: (B, D) pooled text alone, when the architecture has one.
         pooled_image: (B, D) pooled image alone, projected to the text width so the two
             can be multiplied, when the architecture has one.
+        vd_indices: (B, R) the visual-dictionary entry of each visual token, −1 on padding;
+            None when the model has no dictionary (SOHO's grid models have one).
+        vd_masked: (B, R) True on the visual tokens masked for masked visual modelling
+            (every token of the entry ``batch.vd_draw`` picked in its row); None likewise.
     """
 
     text: Tensor
@@ -31,6 +35,8 @@ class VLOutput:
     pooled: Tensor
     pooled_text: Tensor | None = None
     pooled_image: Tensor | None = None
+    vd_indices: Tensor | None = None
+    vd_masked: Tensor | None = None
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.layers.backbones import build_backbone
 from vlp.layers.embeddings import (
     IMAGE_TYPE,
     TEXT_TYPE,
@@ -17,10 +19,11 @@ from vlp.layers.embeddings import (
     VisualBertRegionEmbedding,
 )
 from vlp.layers.transformer import Pooler, TransformerEncoder
+from vlp.layers.visual_dictionary import VisualDictionary
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput, VLOutput
-from vlp.models.visual import PatchInput, RegionInput
+from vlp.models.visual import GridInput, PatchInput, RegionInput, VisualInput, VisualTokens
 from vlp.models.weights import load_partial
 
 
@@ -29,7 +32,8 @@ class SingleStreamModel(VLEncoder):
 
     Args:
         text_embed: token ids → (B, L, D).
-        visual_input: batch → visual tokens (B, R, D) and their mask.
+        visual_input: batch → visual tokens (B, R, D), their mask and, for a grid with a
+            visual dictionary, its indices and MVM mask (carried into :class:`VLOutput`).
         encoder: the shared transformer.
         pooler: [CLS] (or mean) state → pooled pair representation; with
             ``image_pooler``, the mean of the text states → pooled text.
@@ -41,7 +45,7 @@ class SingleStreamModel(VLEncoder):
             visual token after their embedders (ViLT's modality type embeddings).
     """
 
-    def __init__(self, text_embed: TextEmbedding, visual_input: nn.Module,
+    def __init__(self, text_embed: TextEmbedding, visual_input: VisualInput,
                  encoder: TransformerEncoder, pooler: Pooler,
                  image_pooler: Pooler | None = None,
                  modality: nn.Embedding | None = None) -> None:
@@ -80,12 +84,17 @@ class SingleStreamModel(VLEncoder):
         text = self.text_embed(batch.input_ids)
         return text if self.modality is None else text + self.modality.weight[TEXT_TYPE]
 
+    def embed_visual(self, batch: Batch) -> VisualTokens:
+        """Visual tokens, embedded (B, R, D), with their mask and dictionary fields."""
+        visual = self.visual_input.embed(batch)
+        if self.modality is not None:
+            visual.tokens = visual.tokens + self.modality.weight[IMAGE_TYPE]
+        return visual
+
     def embed_image(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Visual tokens, embedded, and their mask: (B, R, D), (B, R)."""
-        image, mask = self.visual_input(batch)
-        if self.modality is not None:
-            image = image + self.modality.weight[IMAGE_TYPE]
-        return image, mask
+        visual = self.embed_visual(batch)
+        return visual.tokens, visual.mask
 
     def encode_text(self, batch: Batch) -> Tensor:
         """Text alone through the transformer: (B, L, D)."""
@@ -107,7 +116,9 @@ class SingleStreamModel(VLEncoder):
     def forward(self, batch: Batch) -> VLOutput:
         """Joint encoding of the batch's text and image."""
         text = self.embed_text(batch)  # (B, L, D)
-        image, image_mask = self.embed_image(batch)  # (B, R, D), (B, R)
+        visual = self.embed_visual(batch)
+        image, image_mask = visual.tokens, visual.mask  # (B, R, D), (B, R)
+        vd = {"vd_indices": visual.vd_indices, "vd_masked": visual.vd_masked}
         x = torch.cat([text, image], dim=1)  # (B, L + R, D)
         mask = torch.cat([batch.text_mask, image_mask], dim=1)  # (B, L + R)
         x = self.encoder(x, mask)
@@ -115,22 +126,25 @@ class SingleStreamModel(VLEncoder):
         text, image = x[:, :n_text], x[:, n_text:]
         if self.image_pooler is None:
             return VLOutput(text=text, image=image, text_mask=batch.text_mask,
-                            image_mask=image_mask, pooled=self.pooler(x, mask))
+                            image_mask=image_mask, pooled=self.pooler(x, mask), **vd)
         pooled_text = self.pooler(text, batch.text_mask)  # (B, D)
         pooled_image = self.image_pooler(image, image_mask)  # (B, D)
         return VLOutput(text=text, image=image, text_mask=batch.text_mask,
                         image_mask=image_mask, pooled=pooled_text * pooled_image,
-                        pooled_text=pooled_text, pooled_image=pooled_image)
+                        pooled_text=pooled_text, pooled_image=pooled_image, **vd)
 
 
 def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
     """Single-stream model on detector regions, embedded as UNITER or VisualBERT does
-    (``cfg.region_embed``), or on image patches as ViLT (``cfg.visual: patches``)."""
+    (``cfg.region_embed``), on image patches as ViLT (``cfg.visual: patches``) or on a CNN
+    grid with a visual dictionary as SOHO (``cfg.visual: grid``)."""
     d = cfg.hidden_size
     text = TextEmbedding(cfg.vocab_size, d, cfg.max_positions, cfg.type_vocab_size,
                          cfg.dropout, cfg.pad_id, cfg.layer_norm_eps)
-    visual: nn.Module
-    if cfg.visual == "patches":
+    visual: VisualInput
+    if cfg.visual == "grid":
+        visual = build_grid_input(cfg)
+    elif cfg.visual == "patches":
         visual = PatchInput(PatchEmbedding(cfg.image_size, cfg.patch_size, cfg.num_channels,
                                            d, cfg.dropout))
     elif cfg.region_embed == "visualbert":
@@ -151,6 +165,18 @@ def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
     model = SingleStreamModel(text, visual, encoder, pooler, image_pooler, modality)
     model.apply(partial(init_bert_weights, std=cfg.initializer_range))
     return model
+
+
+def build_grid_input(cfg: ModelConfig) -> GridInput:
+    """SOHO's visual input: ``cfg.backbone``, a 1×1 conv and a 2×2 max-pool, with a visual
+    dictionary of ``cfg.vd_size`` entries (none when 0); positions laid out for the grid
+    of a ``cfg.image_size`` image."""
+    backbone = build_backbone(cfg.backbone)
+    grid = math.ceil(math.ceil(cfg.image_size / backbone.stride) / 2)
+    dictionary = (VisualDictionary(cfg.vd_size, cfg.hidden_size, cfg.vd_momentum)
+                  if cfg.vd_size > 0 else None)
+    return GridInput(backbone, cfg.hidden_size, grid, cfg.num_channels, cfg.dropout,
+                     cfg.layer_norm_eps, dictionary)
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -16,6 +16,7 @@ from vlp.objectives.itm import build_itm
 from vlp.objectives.loss_model import LossModel, LossOutput
 from vlp.objectives.mlm import build_mlm
 from vlp.objectives.mrm import build_mrc, build_mrc_kl, build_mrfr
+from vlp.objectives.mvm import build_mvm
 from vlp.objectives.wra import build_wra
 
 Builder = Callable[[ModelConfig, VLEncoder], Objective]
@@ -28,6 +29,7 @@ OBJECTIVES: dict[str, Builder] = {
     "itm": build_itm,
     "itc": build_itc,
     "wra": build_wra,
+    "mvm": build_mvm,
 }
 
 

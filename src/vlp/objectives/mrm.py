@@ -86,6 +86,12 @@ class MaskedRegionModelling(Objective[VLOutput]):
         return _LOSSES[self.target](pred, batch, where)
 
 
+def _check_regions(cfg: ModelConfig, name: str) -> None:
+    if cfg.visual != "regions":
+        raise VlpError(f"objective {name} masks detector regions, but the model reads "
+                       f"{cfg.visual} (model.visual); on a grid use mvm")
+
+
 def _check_classes(cfg: ModelConfig) -> int:
     if cfg.num_region_classes <= 0:
         raise VlpError("objectives: mrc / mrc_kl need region class distributions, but the "
@@ -96,17 +102,20 @@ def _check_classes(cfg: ModelConfig) -> int:
 
 def build_mrfr(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRFR head: transform → linear to the region feature size."""
+    _check_regions(cfg, "mrfr")
     head = classifier(cfg.image_width, cfg.region_feature_dim, cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "feature")
 
 
 def build_mrc(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRC head: transform → linear to the detector's classes."""
+    _check_regions(cfg, "mrc")
     head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "class")
 
 
 def build_mrc_kl(cfg: ModelConfig, model: VLEncoder) -> MaskedRegionModelling:
     """MRC-KL head: transform → linear to the detector's classes."""
+    _check_regions(cfg, "mrc_kl")
     head = classifier(cfg.image_width, _check_classes(cfg), cfg.layer_norm_eps)
     return MaskedRegionModelling(head, "distribution")
