@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,9 +27,11 @@ from conftest import overfit_losses, random_regions
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore
+from vlp.data.image_files import ImageIndex
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PairDataset, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.visuals import RegionSource
+from vlp.data.transforms import ImageTransform
+from vlp.data.visuals import PixelSource, RegionSource
 from vlp.errors import VlpError
 from vlp.models import MODELS, ModelConfig, build_model
 from vlp.objectives import OBJECTIVES, LossModel, build_objectives
@@ -46,10 +47,13 @@ _TWO_STREAM = dataclasses.replace(_TINY, arch="two_stream", num_layers=3, num_im
                                   num_cross_layers=2)
 # every architecture in vlp.models.MODELS on every visual input the trainer feeds it
 # (detector regions); the two-stream model in its two published layouts; the single-stream
-# model on a CNN grid with a visual dictionary (SOHO), fed pixels made from the regions
+# model on a CNN grid with a visual dictionary (SOHO) and on patches (ViLT), both fed the
+# dataset's images through the pixel pipeline
 FAMILIES: dict[str, ModelConfig] = {
     "single_stream": _TINY,
     "grid": dataclasses.replace(_TINY, visual="grid", image_size=64, vd_size=64),
+    "patches": dataclasses.replace(_TINY, visual="patches", image_size=64, patch_size=16,
+                                   norm_first=True, modality_embed=True),
     "two_stream_vilbert": dataclasses.replace(
         _TWO_STREAM, image_hidden_size=24, image_num_heads=2, image_intermediate_size=48,
         loc_dim=5),
@@ -62,9 +66,10 @@ _NO_VD = "objective mvm predicts visual-dictionary entries, but the model has no
 REFUSED = {
     ("wra", "two_stream_vilbert"): "objective wra compares word and region states, but "
                                    "they have widths 32 and 24",
-    **{("mvm", f): _NO_VD for f in ("single_stream", "two_stream_vilbert", "two_stream_lxmert")},
-    **{(o, "grid"): f"objective {o} masks detector regions, but the model reads grid"
-       for o in ("mrfr", "mrc", "mrc_kl")},
+    **{("mvm", f): _NO_VD
+       for f in ("single_stream", "patches", "two_stream_vilbert", "two_stream_lxmert")},
+    **{(o, f): f"objective {o} masks detector regions, but the model reads {f}"
+       for o in ("mrfr", "mrc", "mrc_kl") for f in ("grid", "patches")},
 }
 COMBINATIONS = [(o, f) for o in sorted(OBJECTIVES) for f in FAMILIES]
 
@@ -73,15 +78,23 @@ def test_every_architecture_has_a_family() -> None:
     assert {cfg.arch for cfg in FAMILIES.values()} == set(MODELS)
 
 
+# the vocabulary, region store, caption-image pairs and images (pixels) of a dataset
+Data = tuple[Tokenizer, RegionStore, PairDataset, PixelSource]
+
+
 @pytest.fixture(scope="module")
-def data(dataset: Path) -> tuple[Tokenizer, RegionStore, PairDataset]:
-    """The tiny dataset's vocabulary, region store and caption-image pairs."""
+def data(dataset: Path) -> Data:
+    """The tiny dataset's vocabulary, region store, caption-image pairs and images."""
     tokenizer = Tokenizer.from_vocab(dataset / "vocab.txt")
     store = RegionStore.open(dataset / "features")
     images = json.loads((dataset / "annotations" / "dataset_world.json").read_text())["images"]
     pairs = [(im["cocoid"], s["raw"]) for im in images for s in im["sentences"]]
     ids = tokenizer.encode([text for _, text in pairs], 24)
-    return tokenizer, store, PairDataset([i for i, _ in pairs], ids, RegionSource(store))
+    index = ImageIndex.from_list(dataset / "annotations" / "captions.json", dataset / "images")
+    square = ImageTransform(size=64, resize="square")
+    images = PixelSource(index, square, square, token_pixels=16, tokens_per_image=16)
+    return (tokenizer, store, PairDataset([i for i, _ in pairs], ids, RegionSource(store)),
+            images)
 
 
 def configured(family: str, tokenizer: Tokenizer, store: RegionStore) -> ModelConfig:
@@ -91,48 +104,22 @@ def configured(family: str, tokenizer: Tokenizer, store: RegionStore) -> ModelCo
                                num_region_classes=store.num_classes)
 
 
-def collate(name: str, cfg: ModelConfig, data: tuple[Tokenizer, RegionStore, PairDataset],
+def collate(name: str, cfg: ModelConfig, data: Data,
             module: LossModel, n: int = 12) -> Batch:
     """A batch of the first ``n`` pairs as the objective asks for it (its class attributes
     say what to mask and whether to mismatch pairs)."""
-    tokenizer, store, pairs = data
+    tokenizer, store, pairs, images = data
     objective = module.objectives[name]
     plan = BatchPlan(mask_text=objective.masks == "text", mask_image=objective.masks == "image",
                      pairs=objective.pairs)
-    collator = PretrainCollator(tokenizer, RegionSource(store, 100, cfg.loc_dim), mask_prob=0.3,
+    visuals = images if cfg.visual != "regions" else RegionSource(store, 100, cfg.loc_dim)
+    collator = PretrainCollator(tokenizer, visuals, mask_prob=0.3,
                                 negative_pool=ImagePool(pairs.image_ids))
     examples: list[Example] = [pairs[i] for i in range(n)]
-    batch = collator(examples, plan, seed=7)
-    return with_pixels(batch, plan) if cfg.visual == "grid" else batch
+    return collator(examples, plan, seed=7)
 
 
-def with_pixels(batch: Batch, plan: BatchPlan, size: int = 64) -> Batch:
-    """The batch as a pixel model reads it: each row's image a fixed random projection of
-    its regions' mean (original) feature, so a mismatched pair shows another image; row 0
-    padded on the right; ``vd_draw`` on the true pairs when the plan masks images."""
-    feats = batch.region_targets if batch.region_targets is not None else batch.region_feats
-    assert feats is not None and batch.region_mask is not None
-    real = batch.region_mask[..., None].float()
-    mean = (feats * real).sum(1) / real.sum(1)  # (B, F)
-    g = torch.Generator().manual_seed(0)
-    pixels = (mean @ torch.randn(mean.shape[1], 3 * size * size, generator=g)).reshape(
-        -1, 3, size, size)  # (B, 3, size, size)
-    pixel_mask = torch.ones(pixels.shape[0], size, size, dtype=torch.bool)
-    pixel_mask[0, :, size - 20:] = False
-    pixels = pixels * pixel_mask[:, None]
-    draw = None
-    if plan.mask_image:
-        draw = torch.rand(pixels.shape[0], generator=g)
-        if batch.itm_labels is not None:
-            draw[batch.itm_labels == 0] = -1.0
-    regions: dict[str, Any] = {f: None for f in (
-        "region_feats", "region_loc", "region_mask", "region_masked", "region_targets",
-        "region_cls")}
-    return dataclasses.replace(batch, **regions, pixel_values=pixels, pixel_mask=pixel_mask,
-                               vd_draw=draw)
-
-
-def build(name: str, family: str, data: tuple[Tokenizer, RegionStore, PairDataset]
+def build(name: str, family: str, data: Data
           ) -> tuple[ModelConfig, LossModel, Batch]:
     """The family's model with objective ``name``, and a batch for it; a refusal listed in
     ``REFUSED`` skips the test once its message has been checked."""
@@ -155,7 +142,7 @@ def build(name: str, family: str, data: tuple[Tokenizer, RegionStore, PairDatase
 
 @pytest.mark.parametrize(("name", "family"), COMBINATIONS)
 def test_forward_backward_is_finite_with_gradients(
-        name: str, family: str, data: tuple[Tokenizer, RegionStore, PairDataset]) -> None:
+        name: str, family: str, data: Data) -> None:
     _, module, batch = build(name, family, data)
     out = module(batch, [name])
     assert math.isfinite(float(out.loss.detach())), (name, family)
@@ -172,9 +159,10 @@ def test_forward_backward_is_finite_with_gradients(
 @pytest.mark.slow  # 40 training steps each
 @pytest.mark.parametrize(("name", "family"), COMBINATIONS)
 def test_overfits_one_batch(name: str, family: str,
-                            data: tuple[Tokenizer, RegionStore, PairDataset]) -> None:
+                            data: Data) -> None:
     _, module, batch = build(name, family, data)
-    losses = overfit_losses(module, batch, [name], 40, lr=3e-3)
+    # a pre-LayerNorm ViLT without warm-up is chaotic at 3e-3 (ITM climbs on one thread)
+    losses = overfit_losses(module, batch, [name], 40, lr=1e-3 if family == "patches" else 3e-3)
     assert all(math.isfinite(x) for x in losses)
     # WRA's loss is a difference of transport distances: it falls below zero
     assert losses[-1] < losses[0] - 0.5 * abs(losses[0]), (name, family, losses[0], losses[-1])
@@ -182,7 +170,7 @@ def test_overfits_one_batch(name: str, family: str,
 
 @pytest.mark.parametrize(("name", "family"), COMBINATIONS)
 def test_weights_round_trip_through_safetensors(
-        name: str, family: str, data: tuple[Tokenizer, RegionStore, PairDataset],
+        name: str, family: str, data: Data,
         tmp_path: Path) -> None:
     cfg, module, batch = build(name, family, data)
     overfit_losses(module, batch, [name], 2, lr=1e-2)  # move off the initialisation

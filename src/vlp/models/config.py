@@ -69,9 +69,11 @@ class ModelConfig:
             position embeddings are laid out for; other sizes get them resized).
         patch_size: patches — side of a square patch, in pixels.
         num_channels: pixels — image channels.
-        pixel_mean: pixels — per-channel mean subtracted from pixels in [0, 1] (ImageNet's
-            by default, as the CNN backbones were trained; ViLT uses 0.5).
-        pixel_std: pixels — per-channel standard deviation pixels are divided by.
+        pixel_mean: pixels — per-channel mean subtracted from pixels in [0, 1]; [] — the
+            backbone's own (grid: ImageNet's, or EfficientNet-lite's 127/255), or ImageNet's
+            (patches; imported ViLT models set 0.5). A run records the values it used.
+        pixel_std: pixels — per-channel standard deviation pixels are divided by; [] — as
+            ``pixel_mean``.
         backbone: grid — the CNN (:mod:`vlp.layers.backbones`): "convnet" (a small plain
             CNN trained from scratch), "efficientnet_lite0", "resnet" (a Hugging Face
             ``ResNetModel`` directory in ``backbone_weights``).
@@ -103,9 +105,8 @@ class ModelConfig:
     image_size: int = ranged(384, ge=1)
     patch_size: int = ranged(32, ge=1)
     num_channels: int = ranged(3, ge=1)
-    pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225],
-                                   metadata=limits(gt=0))
+    pixel_mean: list[float] = field(default_factory=list)
+    pixel_std: list[float] = field(default_factory=list, metadata=limits(gt=0))
     backbone: str = "convnet"
     backbone_weights: str = ""
     vd_size: int = ranged(2048, ge=0)
@@ -138,9 +139,9 @@ class ModelConfig:
         check(self.visual != "patches" or self.patch_size <= self.image_size, "model.patch_size",
               f"{self.patch_size} is larger than model.image_size {self.image_size}")
         for name in ("pixel_mean", "pixel_std"):
-            check(len(getattr(self, name)) == self.num_channels, f"model.{name}",
+            check(len(getattr(self, name)) in (0, self.num_channels), f"model.{name}",
                   f"{len(getattr(self, name))} values for model.num_channels "
-                  f"{self.num_channels} channels")
+                  f"{self.num_channels} channels (or [] for the backbone's own)")
         heads = self.image_num_heads or self.num_heads
         if self.image_hidden_size or self.image_num_heads:
             check(self.image_width % heads == 0, "model.image_num_heads",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
-from vlp.layers.backbones import build_backbone
+from vlp.layers.backbones import Backbone, build_backbone
 from vlp.layers.embeddings import (
     IMAGE_TYPE,
     TEXT_TYPE,
@@ -167,16 +167,27 @@ def build_single_stream(cfg: ModelConfig) -> SingleStreamModel:
     return model
 
 
-def build_grid_input(cfg: ModelConfig) -> GridInput:
+def build_grid_input(cfg: ModelConfig, backbone: Backbone | None = None) -> GridInput:
     """SOHO's visual input: ``cfg.backbone``, a 1×1 conv and a 2×2 max-pool, with a visual
     dictionary of ``cfg.vd_size`` entries (none when 0); positions laid out for the grid
-    of a ``cfg.image_size`` image."""
-    backbone = build_backbone(cfg.backbone)
+    of a ``cfg.image_size`` image.
+
+    Args:
+        cfg: the model config.
+        backbone: the CNN, when it comes with weights (built by ``cfg.backbone`` with
+            random weights otherwise); the input's other parts are initialised as BERT's.
+    """
+    if backbone is None:
+        backbone = build_backbone(cfg.backbone)
     grid = math.ceil(math.ceil(cfg.image_size / backbone.stride) / 2)
     dictionary = (VisualDictionary(cfg.vd_size, cfg.hidden_size, cfg.vd_momentum)
                   if cfg.vd_size > 0 else None)
-    return GridInput(backbone, cfg.hidden_size, grid, cfg.num_channels, cfg.dropout,
-                     cfg.layer_norm_eps, dictionary)
+    grid_input = GridInput(backbone, cfg.hidden_size, grid, cfg.num_channels, cfg.dropout,
+                           cfg.layer_norm_eps, dictionary)
+    for child in grid_input.children():
+        if child is not backbone:
+            child.apply(partial(init_bert_weights, std=cfg.initializer_range))
+    return grid_input
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vlp.convert import Imported, load_imported, with_text_config
+from vlp.convert.backbones import pretrained_backbone
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
 from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
@@ -26,10 +27,11 @@ from vlp.data.tokenizer import Tokenizer
 from vlp.data.transforms import DecodedImageCache, ImageTransform
 from vlp.data.visuals import PixelSource, RegionSource, Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
-from vlp.layers.backbones import build_backbone
+from vlp.layers.backbones import Backbone, build_backbone
 from vlp.models import build_model
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
+from vlp.models.single_stream import build_grid_input
 from vlp.models.weights import load_partial
 from vlp.objectives.base import Objective
 from vlp.train.config import DataConfig, PretrainConfig, RunConfig
@@ -77,6 +79,8 @@ def start(cfg: RunT) -> tuple[RunT, Start]:
         cfg.train, precision=env.precision))
     torch.manual_seed(cfg.train.seed)
     data = cfg.data
+    if cfg.model.visual != "regions" and not (cfg.model.pixel_mean and cfg.model.pixel_std):
+        cfg = dataclasses.replace(cfg, model=with_pixel_normalisation(cfg.model))
     with strict_mode(data.strict or is_strict()):
         tokenizer = Tokenizer.from_vocab(data.require("vocab"), field="data.vocab")
         visuals = open_visuals(cfg, flip=isinstance(cfg, PretrainConfig))
@@ -121,6 +125,16 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
     cache = DecodedImageCache(data.image_cache_mb << 20) if data.image_cache_mb else None
     return PixelSource(index, transform(data.augment), transform(False), token_pixels, tokens,
                        augment=data.augment, cache=cache)
+
+
+def with_pixel_normalisation(model: ModelConfig) -> ModelConfig:
+    """``model`` with the pixel normalisation its visual input expects where the config
+    leaves it empty: a grid's backbone's own (EfficientNet-lite0: 127/255 and 128/255),
+    otherwise ImageNet's."""
+    reference = (build_backbone(model.backbone) if model.visual == "grid"
+                 else Backbone())  # the base class holds ImageNet's values
+    return dataclasses.replace(model, pixel_mean=model.pixel_mean or list(reference.pixel_mean),
+                               pixel_std=model.pixel_std or list(reference.pixel_std))
 
 
 def image_index(data: DataConfig) -> ImageIndex:
@@ -179,7 +193,17 @@ def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:
                                    num_region_classes=store.num_classes)
     if begin.init is not None:
         _check_init_sizes(cfg, mcfg, begin.init.config)
-    return dataclasses.replace(cfg, model=mcfg), build_model(mcfg)
+    encoder = build_model(mcfg)
+    if mcfg.visual == "grid" and _has_pretrained_backbone(mcfg):
+        # the CNN with its weights (and, for a ResNet directory, its shape)
+        backbone = pretrained_backbone(mcfg.backbone, mcfg.backbone_weights)
+        encoder.visual_input = build_grid_input(mcfg, backbone)
+    return dataclasses.replace(cfg, model=mcfg), encoder
+
+
+def _has_pretrained_backbone(model: ModelConfig) -> bool:
+    """Whether ``model.backbone`` comes with weights: a path, or packaged ones."""
+    return bool(model.backbone_weights) or model.backbone == "efficientnet_lite0"
 
 
 def _check_init_sizes(cfg: RunConfig, mcfg: ModelConfig, init: ModelConfig) -> None:
