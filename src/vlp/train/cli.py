@@ -68,6 +68,27 @@ def _features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_draw(args: argparse.Namespace) -> int:
+    from vlp.data.draw import draw_regions
+    from vlp.data.features import RegionStore
+    from vlp.data.image_files import ImageIndex
+    from vlp.fileio import atomic_path
+
+    store = RegionStore.open(args.store)
+    index = ImageIndex.read(args.images, args.image_root)
+    image_id = args.image_id if args.image_id is not None else index.ids()[0]
+    if image_id not in store:
+        raise VlpError(f"{args.store}: no regions for image {image_id}")
+    drawn = draw_regions(index.open(image_id), store.get(image_id),
+                         store.meta.get("class_names") or (), args.top)
+    out = Path(args.out)
+    with atomic_path(out) as target:
+        drawn.save(target, format="PNG")
+    print(f"image {image_id} with its {min(args.top, len(store.get(image_id)))} first "
+          f"regions: {out}")
+    return 0
+
+
 def _tokenizer_train(args: argparse.Namespace) -> int:
     from vlp.data.formats.captions import read_caption_texts
     from vlp.data.tokenizer import Tokenizer
@@ -228,6 +249,17 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
         _overwrite_option(imp, "an existing store at OUT")
         imp.set_defaults(handler=_features_import, format=fmt)
     _add_features_extract(fsub)
+    draw = fsub.add_parser("draw", help="an image with its regions outlined and labelled (PNG)")
+    draw.add_argument("store", help="region store directory")
+    draw.add_argument("images", help="where the images are: a COCO-style images list, a "
+                                     "caption list or a folder")
+    draw.add_argument("out", help="the PNG to write")
+    draw.add_argument("--image-id", type=int, default=None,
+                      help="which image (default: the first listed)")
+    draw.add_argument("--image-root", default=None,
+                      help="folder the file names are relative to (default: the list's)")
+    draw.add_argument("--top", type=int, default=10, help="regions drawn (default 10)")
+    draw.set_defaults(handler=_features_draw)
 
 
 def _add_features_extract(fsub: argparse._SubParsersAction) -> None:
