@@ -1,8 +1,8 @@
 """Does a pre-trained model read the image? Masked colour and shape words, true image vs another.
 
 For each pre-training run on the built-in world, the held-out MLM batches (the run's own
-eval split, masks and seed) are scored twice: with each caption's own regions, and with
-the regions of the next example in the batch (``roll(1)``: another image of the split).
+eval split, masks and seed) are scored twice: with each caption's own image, and with
+the image (regions or pixels) of the next example (``roll(1)``: another image of the split).
 Only masked positions whose target is a colour or shape word count: those words are the
 ones a caption cannot predict from its other words alone. A model that grounds loses
 accuracy when the image is swapped; one that learned MLM from text alone does not.
@@ -14,7 +14,6 @@ Usage: ``.venv/bin/python benchmarks/grounding.py RUN [RUN ...] [--out FILE]``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -30,12 +29,9 @@ from vlp.world.vocab import COLOURS, SHAPES
 
 
 def other_image(batch: Batch) -> Batch:
-    """Each example with the next example's regions (features, locations, mask)."""
-    assert batch.region_feats is not None and batch.region_loc is not None
-    assert batch.region_mask is not None
-    return dataclasses.replace(batch, region_feats=batch.region_feats.roll(1, 0),
-                               region_loc=batch.region_loc.roll(1, 0),
-                               region_mask=batch.region_mask.roll(1, 0))
+    """Each example with the next example's image (its regions, or its pixels)."""
+    rows = torch.arange(batch.size)
+    return batch.pair(rows, rows.roll(1))
 
 
 def probe(run: Path) -> dict[str, float]:
