@@ -94,3 +94,29 @@ def test_not_a_vit_is_refused(tmp_path: Path) -> None:
     (path / "config.json").write_text(json.dumps({**config, "model_type": "deit"}))
     with pytest.raises(VlpError, match="expected 'vit'"):
         load_vit_weights(_model(), path)
+
+
+def test_pretraining_starts_its_visual_side_from_vit(tmp_path: Path, dataset: Path) -> None:
+    """``train.init_vision``: a run's patch model holds the ViT's weights before step 1,
+    and its text side is its own."""
+    from vlp.config import load_config
+    from vlp.train.config import PretrainConfig
+    from vlp.train.pretrain import build_pretraining
+
+    ref, path = _vit_dir(tmp_path)
+    overrides = [f"model.{k}={v}" for k, v in (
+        ("visual", "patches"), ("norm_first", "true"), ("modality_embed", "true"),
+        ("hidden_size", 32), ("num_layers", 2), ("num_heads", 4), ("intermediate_size", 64),
+        ("image_size", 32), ("patch_size", 8), ("dropout", 0.0))]
+    cfg = load_config(PretrainConfig, None, [
+        *overrides, f"data.world={dataset}", f"train.init_vision={path}",
+        f"train.out={tmp_path / 'run'}", "train.steps=0", "train.progress=false",
+        "train.tensorboard=false", "data.max_text_len=16", "model.max_positions=16",
+        "objectives.weights={mlm: 1.0, itm: 1.0}"])
+    encoder = build_pretraining(cfg).model.encoder
+    assert isinstance(encoder, SingleStreamModel)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = vit_forward(encoder.eval(), x)
+        want = ref(pixel_values=x).last_hidden_state
+    assert (got - want).abs().max() <= TOL

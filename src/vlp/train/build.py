@@ -18,6 +18,7 @@ import torch
 
 from vlp.convert import Imported, load_imported, with_text_config
 from vlp.convert.backbones import pretrained_backbone
+from vlp.convert.vit import load_vit_weights
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
 from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
@@ -31,7 +32,7 @@ from vlp.layers.backbones import Backbone, build_backbone
 from vlp.models import build_model
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
-from vlp.models.single_stream import build_grid_input
+from vlp.models.single_stream import SingleStreamModel, build_grid_input
 from vlp.models.weights import load_partial
 from vlp.objectives.base import Objective
 from vlp.train.config import DataConfig, PretrainConfig, RunConfig
@@ -220,8 +221,17 @@ def _check_init_sizes(cfg: RunConfig, mcfg: ModelConfig, init: ModelConfig) -> N
 
 def load_init(cfg: RunConfig, begin: Start, encoder: VLEncoder,
               objectives: dict[str, Objective]) -> None:
-    """Start from ``train.init_text`` (BERT's weights on the text side) or ``train.init``
-    (a whole model), and load the heads the source has for objectives of the same name."""
+    """Start from ``train.init_vision`` (ViT's weights on a patch model's visual side and
+    layers), ``train.init_text`` (BERT's weights on the text side) or ``train.init`` (a
+    whole model), and load the heads the source has for objectives of the same name."""
+    if cfg.train.init_vision:
+        if cfg.train.init:
+            raise VlpError("train.init and train.init_vision are both set; the whole model "
+                           "named by train.init already holds its visual side")
+        if not isinstance(encoder, SingleStreamModel):
+            raise VlpError(f"train.init_vision: {cfg.train.init_vision} starts a "
+                           "single-stream patch model (model.visual: patches)")
+        load_vit_weights(encoder, cfg.train.init_vision)
     if begin.text_init is not None:
         encoder.load_text_weights(begin.text_init.model, cfg.train.init_text)
         _load_heads(objectives, begin.text_init, cfg.train.init_text)
@@ -251,5 +261,5 @@ def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBat
 def run_inputs(cfg: RunConfig) -> list[str]:
     """The paths a run reads: ``train.out`` may not be or hold one of them."""
     t, d = cfg.train, cfg.data
-    return [t.init, t.init_text, d.world, d.captions, d.features, d.vocab, d.images,
+    return [t.init, t.init_text, t.init_vision, d.world, d.captions, d.features, d.vocab, d.images,
             d.image_root]

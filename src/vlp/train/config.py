@@ -175,6 +175,11 @@ class TrainConfig:
     ``vlp import`` output, or ``minilm`` (the packaged all-MiniLM-L6-v2). Its sizes replace
     the model's text-side sizes, and its ``vocab.txt`` is used unless ``data.vocab`` is set.
 
+    ``init_vision`` starts a patch model's visual side from a Hugging Face ViT directory
+    (``ViTModel`` or ``ViTForImageClassification``), as ViLT starts from ViT: patch
+    projection, [CLS], positions, every transformer layer and the final LayerNorm; the model
+    section must have the ViT's sizes (``model.preset: vilt_base`` for ViT-B/32).
+
     ``init`` starts the whole model from an imported vision-language model (a ``vlp import``
     output or a Hugging Face directory of one, e.g. VisualBERT): its config replaces the
     ``model`` section, its weights and any heads of the configured objectives are loaded,
@@ -194,6 +199,7 @@ class TrainConfig:
 
     out: str = "runs/pretrain"
     init_text: str = ""
+    init_vision: str = ""
     init: str = ""
     seed: int = ranged(0, ge=0)
     steps: int = ranged(1000, ge=0)
