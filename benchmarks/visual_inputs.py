@@ -100,9 +100,11 @@ def main() -> None:
                                    "vqa_pretrained": pre}
         print(f"{name}: grounding {grounding}, VQA scratch {scratch:.2f} pre-trained {pre:.2f}",
               flush=True)
-    for k in args.vd_sizes:
-        run = pretrain("soho_world.yaml", args.root / f"pretrain_soho_vd{k}", args,
-                       [f"model.vd_size={k}"])
+    main_k = yaml.safe_load((CONFIGS / "soho_world.yaml").read_text())["model"]["vd_size"]
+    for k in args.vd_sizes:  # the config's own size is the SOHO run above
+        run = (args.root / "pretrain_soho" if k == main_k else
+               pretrain("soho_world.yaml", args.root / f"pretrain_soho_vd{k}", args,
+                        [f"model.vd_size={k}"]))
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         final = rows[-1]
         results["vd_sweep"][k] = {"grounding": probe(run),
