@@ -215,12 +215,23 @@ def task_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# a task's pixel models: ViLT's patches and SOHO's grid, small
+PIXEL_MODELS = {
+    "patches": ["model.visual=patches", "model.image_size=64", "model.patch_size=16",
+                "model.norm_first=true", "model.modality_embed=true"],
+    "grid": ["model.visual=grid", "model.image_size=64", "model.vd_size=16"],
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_each_task_fine_tunes_two_steps(task: str, task_world: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("task", "visual"), [
+    (t, v) for t in sorted(TASKS) for v in ("regions", *PIXEL_MODELS) if (t, v) not in {
+        ("refcoco", "patches"), ("refcoco", "grid")}])
+def test_each_task_fine_tunes_two_steps(task: str, visual: str, task_world: Path,
+                                        tmp_path: Path) -> None:
     """Only the task's name, the world and the generic limits are set: every task must
-    run on its defaults."""
-    cfg = load_config(FinetuneConfig, None, [
+    run on its defaults, on regions and on pixels (the world's images)."""
+    cfg = load_config(FinetuneConfig, None, [*PIXEL_MODELS.get(visual, []),
         f"task.name={task}", f"data.world={task_world}", f"train.out={tmp_path / task}",
         "task.train_limit=16", "task.eval_limit=8", "train.steps=2", "train.warmup_steps=1",
         "train.precision=fp32", "train.tensorboard=false", "train.progress=false",
@@ -229,3 +240,15 @@ def test_each_task_fine_tunes_two_steps(task: str, task_world: Path, tmp_path: P
     metrics = finetune(cfg)
     assert metrics, task
     assert all(np.isfinite(v) for v in metrics.values()), metrics
+
+
+@pytest.mark.parametrize("visual", sorted(PIXEL_MODELS))
+def test_referring_expressions_on_a_pixel_model_is_one_line(visual: str, task_world: Path,
+                                                            tmp_path: Path) -> None:
+    cfg = load_config(FinetuneConfig, None, [
+        *PIXEL_MODELS[visual], "task.name=refcoco", f"data.world={task_world}",
+        f"train.out={tmp_path / 'run'}", "train.steps=1", "train.progress=false"])
+    with pytest.raises(VlpError, match=r"^task refcoco chooses among detector regions, but "
+                                       r"the model reads pixels") as err:
+        finetune(cfg)
+    assert "\n" not in str(err.value)
