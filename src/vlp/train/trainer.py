@@ -40,7 +40,7 @@ from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import Visuals
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
-from vlp.layers.backbones import Backbone
+from vlp.models.visual import GridInput
 from vlp.objectives.loss_model import LossModel, LossOutput
 from vlp.tasks.config import upgrade_run_config
 from vlp.train.checkpoint import (
@@ -254,11 +254,10 @@ class Trainer:
         steps = self.cfg.train.freeze_backbone_steps
         if steps == 0:
             return
-        frozen = self.step < steps
+        trainable = self.step >= steps
         for module in self.model.modules():
-            if isinstance(module, Backbone):
-                module.requires_grad_(not frozen)
-                module.train(not frozen)
+            if isinstance(module, GridInput) and module.backbone_trainable != trainable:
+                module.set_backbone_trainable(trainable)
 
     def _optimizer_step(self, key: BatchKey) -> None:
         self.scaler.unscale_(self.optimizer)
