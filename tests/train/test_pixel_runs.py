@@ -84,3 +84,25 @@ def test_an_augmented_soho_run_resumes_exactly(dataset: Path, tmp_path: Path,
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_a_grid_model_starts_from_a_hugging_face_resnet(dataset: Path, tmp_path: Path) -> None:
+    """``model.backbone: resnet`` with a ``ResNetModel`` directory: the run's CNN has the
+    directory's shape and weights (its features equal transformers'), and the grid's
+    1×1 conv reads its channels."""
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    ref = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                   layer_type="basic")).eval()
+    ref.save_pretrained(tmp_path / "resnet")
+    cfg = load_config(PretrainConfig, None, [
+        *SOHO, f"data.world={dataset}", f"train.out={tmp_path / 'run'}", "train.steps=0",
+        "model.backbone=resnet", f"model.backbone_weights={tmp_path / 'resnet'}"])
+    grid = build_pretraining(cfg).model.encoder.visual_input
+    assert isinstance(grid, GridInput) and grid.proj.in_channels == 16
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = ref(pixel_values=x).last_hidden_state
+        got = grid.backbone.eval()(x)
+    assert (got - want).abs().max() <= 1e-4
