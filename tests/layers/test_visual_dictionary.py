@@ -122,3 +122,16 @@ def test_entries_are_seeded_buffers() -> None:
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="momentum"):
         VisualDictionary(4, 2, momentum=1.0)
+
+
+def test_assignment_is_exact_under_bf16_autocast() -> None:
+    """Features close together (a common mean, small spread), as a CNN gives them: under
+    autocast the distances are still taken in fp32."""
+    g = torch.Generator().manual_seed(0)
+    vd = VisualDictionary(256, 64, init_from_data=False)
+    vd.entries.copy_(1.0 + 0.01 * torch.randn(256, 64, generator=g))
+    features = 1.0 + 0.01 * torch.randn(500, 64, generator=g)
+    want = ((features[:, None, :] - vd.entries) ** 2).sum(-1).argmin(-1)  # brute force
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = vd.assign(features)
+    assert torch.equal(got, want)

@@ -59,10 +59,16 @@ class VisualDictionary(nn.Module):
     def assign(self, features: Tensor) -> Tensor:
         """Index of the nearest entry of each feature, lowest index on ties: (..., D) → (...).
         """
-        flat = features.detach().reshape(-1, self.dim).float()  # (N, D)
-        entries = self.entries.float()  # (k, D)
-        # ‖v‖² is the same for every entry: argmin ‖v − d‖² = argmin (‖d‖² − 2 v·d)
-        distance = (entries * entries).sum(-1)[None, :] - 2.0 * flat @ entries.t()  # (N, k)
+        # distances are translation-invariant: centred on the entries' mean, the expansion
+        # below loses nothing to the features' common offset (a CNN's are far from 0)
+        centre = self.entries.float().mean(0)  # (D,)
+        flat = features.detach().reshape(-1, self.dim).float() - centre  # (N, D)
+        entries = self.entries.float() - centre  # (k, D)
+        # in fp32 even under autocast: in bf16 nearby entries tie or swap (about half of
+        # 2048 × 768 assignments change), and fp16 overflows ‖d‖²
+        with torch.autocast(flat.device.type, enabled=False):
+            # ‖v‖² is the same for every entry: argmin ‖v − d‖² = argmin (‖d‖² − 2 v·d)
+            distance = (entries * entries).sum(-1)[None, :] - 2.0 * flat @ entries.t()  # (N, k)
         return distance.argmin(-1).reshape(features.shape[:-1])  # first minimum on ties
 
     def forward(self, features: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -92,14 +98,16 @@ class VisualDictionary(nn.Module):
         flat = features.detach().reshape(-1, self.dim)
         if valid is not None:
             flat = flat[valid.reshape(-1)]
-        if flat.shape[0] == 0:
-            return
-        g = torch.Generator().manual_seed(self.seed)
-        n = flat.shape[0]
-        pick = (torch.randperm(n, generator=g)[:self.size] if n >= self.size
-                else torch.randint(n, (self.size,), generator=g))
-        self.entries.copy_(flat[pick.to(flat.device)].to(self.entries.dtype))
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if flat.shape[0] == 0 and not distributed:
+            return  # nothing to draw from yet: the next training batch will
+        if flat.shape[0] > 0:
+            g = torch.Generator().manual_seed(self.seed)
+            n = flat.shape[0]
+            pick = (torch.randperm(n, generator=g)[:self.size] if n >= self.size
+                    else torch.randint(n, (self.size,), generator=g))
+            self.entries.copy_(flat[pick.to(flat.device)].to(self.entries.dtype))
+        if distributed:  # every rank takes part, whatever its batch held: rank 0's entries
             dist.broadcast(self.entries, 0)
         self.initialised.fill_(True)
 
