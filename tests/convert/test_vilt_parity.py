@@ -32,9 +32,10 @@ def _batch(height: int = 32, width: int = 32, b: int = 3, length: int = 9,
 def _hf_inputs(batch: Batch) -> dict[str, torch.Tensor]:
     assert batch.pixel_values is not None
     b, _, h, w = batch.pixel_values.shape
+    mask = (batch.pixel_mask if batch.pixel_mask is not None
+            else torch.ones(b, h, w, dtype=torch.bool))
     return {"input_ids": batch.input_ids, "attention_mask": batch.text_mask.long(),
-            "pixel_values": batch.pixel_values,
-            "pixel_mask": torch.ones(b, h, w, dtype=torch.long)}
+            "pixel_values": batch.pixel_values, "pixel_mask": mask.long()}
 
 
 def _vlp_model(imported: Imported) -> SingleStreamModel:
@@ -97,6 +98,31 @@ def test_tiny_vilt_matches_transformers(tiny_vilt: Path, height: int, width: int
     ref = ViltForMaskedLM.from_pretrained(tiny_vilt).eval()
     diffs = _diffs(_vlp_model(imported), ref.vilt, _batch(height, width))
     assert max(diffs.values()) <= TOL, diffs
+
+
+def test_a_padded_batch_of_mixed_sizes_matches_transformers(tiny_vilt: Path) -> None:
+    """Images of 32×32, 24×40 and 40×16 pixels padded to 40×40 with a pixel mask: each
+    gets the position embeddings of its own grid, as transformers' ViLT gives them (the
+    text, [CLS] and pooled states; the padding patches are masked and not compared)."""
+    from vlp.data.transforms import pad_images
+
+    imported = convert_hf(tiny_vilt)
+    ref = ViltForMaskedLM.from_pretrained(tiny_vilt).eval()
+    g = torch.Generator().manual_seed(5)
+    pixels, mask = pad_images([torch.randn(3, h, w, generator=g)
+                               for h, w in ((32, 32), (24, 40), (40, 16))], 8)
+    assert mask is not None
+    batch = _batch(seed=3)
+    batch.pixel_values, batch.pixel_mask = pixels, mask
+    ours = _vlp_model(imported)
+    with torch.no_grad():
+        got = ours(batch)
+        want = ref.vilt(**_hf_inputs(batch))
+    n, t = batch.input_ids.shape[1], batch.text_mask
+    hidden = want.last_hidden_state
+    assert (got.text[t] - hidden[:, :n][t]).abs().max() <= TOL
+    assert (got.image[:, 0] - hidden[:, n]).abs().max() <= TOL
+    assert (got.pooled - want.pooler_output).abs().max() <= TOL
 
 
 def test_mlm_head_matches(tiny_vilt: Path) -> None:

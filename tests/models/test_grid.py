@@ -192,3 +192,31 @@ def test_patches_are_real_where_any_pixel_is() -> None:
     expected[:2, :3] = True
     assert out.image_mask[1, 0] and torch.equal(cells, expected)
     assert model(pixel_batch(b=2, w=64)).image_mask.all()
+
+
+@pytest.mark.parametrize("visual", ["grid", "patches"])
+def test_an_image_reads_the_same_alone_and_padded_beside_a_wider_one(visual: str) -> None:
+    """Tokens of a 64×64 image are the same alone and in a batch padded to 64×160 for a
+    wider image: the padding changes neither its features nor its positions."""
+    from vlp.data.transforms import pad_images
+
+    cfg = ModelConfig(hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64,
+                      vocab_size=50, dropout=0.0, visual=visual, image_size=64,
+                      patch_size=16, vd_size=8 if visual == "grid" else 0)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    small, wide = torch.randn(3, 64, 64, generator=g), torch.randn(3, 64, 160, generator=g)
+    ids = torch.ones(2, 4, dtype=torch.long)
+    alone = Batch(input_ids=ids[:1], text_mask=ids[:1].bool(), pixel_values=small[None])
+    pixels, mask = pad_images([small, wide], 32)
+    both = Batch(input_ids=ids, text_mask=ids.bool(), pixel_values=pixels, pixel_mask=mask)
+    visual_input = model.visual_input  # type: ignore[union-attr]
+    with torch.no_grad():
+        a = visual_input.embed(alone)
+        b = visual_input.embed(both)
+    columns = b.mask.shape[1] // a.mask.shape[1]  # the wide batch's grid is wider
+    assert columns > 1
+    real = b.mask[0]
+    assert int(real.sum()) == a.mask.shape[1]
+    torch.testing.assert_close(b.tokens[0][real], a.tokens[0], atol=1e-5, rtol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -122,7 +123,9 @@ class PatchEmbedding(nn.Module):
 
     The position embeddings are laid out for ``image_size``; an image of another size gets
     them bilinearly resized to its patch grid (``align_corners=True``, as ViLT does), so
-    one model serves any resolution.
+    one model serves any resolution. In a batch of images of different sizes (padded, with
+    ``real`` saying which patches hold pixels) each image gets the positions of its own
+    grid, as it would alone, and the padding none (ViLT's ``visual_embed``).
     """
 
     def __init__(self, image_size: int, patch_size: int, channels: int, dim: int,
@@ -136,13 +139,47 @@ class PatchEmbedding(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, pixels: Tensor) -> Tensor:
-        """(B, C, H, W) → (B, 1 + (H // P) · (W // P), D), patches in raster order."""
-        x = self.proj(pixels)  # (B, D, h, w)
-        b, d, h, w = x.shape
+    def positions(self, h: int, w: int) -> Tensor:
+        """(h·w, D) position embeddings of an h × w patch grid, raster order."""
+        d = self.position.shape[-1]
         grid = self.position[:, 1:].transpose(1, 2).reshape(1, d, self.grid, self.grid)
         if (h, w) != (self.grid, self.grid):
             grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
-        patches = x.flatten(2).transpose(1, 2) + grid.flatten(2).transpose(1, 2)  # (B, h·w, D)
+        return grid[0].flatten(1).t()  # (h·w, D)
+
+    def forward(self, pixels: Tensor, real: Tensor | None = None) -> Tensor:
+        """(B, C, H, W) → (B, 1 + (H // P) · (W // P), D), patches in raster order.
+
+        Args:
+            pixels: the images, padded at the bottom and right to a common size.
+            real: (B, H // P, W // P) True on patches holding real pixels (each image's
+                top-left rectangle); None — every patch of every image is real.
+        """
+        x = self.proj(pixels)  # (B, D, h, w)
+        b, _, h, w = x.shape
+        pos = (self.positions(h, w)[None] if real is None
+               else per_image_positions(real, self.positions))  # (1 | B, h·w, D)
+        patches = x.flatten(2).transpose(1, 2) + pos  # (B, h·w, D)
         cls = (self.cls + self.position[:, :1]).expand(b, -1, -1)  # (B, 1, D)
         return self.drop(torch.cat([cls, patches], dim=1))
+
+
+def per_image_positions(real: Tensor, positions: Callable[[int, int], Tensor]) -> Tensor:
+    """Each image's own grid positions in a padded batch: (B, h·w, D), zero on padding.
+
+    Args:
+        real: (B, h, w) True on the cells that hold an image (its top-left rectangle).
+        positions: (rows, cols) → (rows · cols, D) positions of a grid of that size.
+    """
+    b, h, w = real.shape
+    rows = real.any(2).sum(1).tolist()  # (B,) real rows of each image
+    cols = real.any(1).sum(1).tolist()  # (B,) real columns
+    out: Tensor | None = None
+    for size in sorted(set(zip(rows, cols, strict=True))):
+        pos = positions(*size)  # (rows · cols, D)
+        if out is None:
+            out = pos.new_zeros(b, h, w, pos.shape[-1])
+        which = [i for i, s in enumerate(zip(rows, cols, strict=True)) if s == size]
+        out[which, :size[0], :size[1]] = pos.view(size[0], size[1], -1)
+    assert out is not None
+    return out.flatten(1, 2)

@@ -17,7 +17,12 @@ from torch import Tensor, nn
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.layers.backbones import Backbone
-from vlp.layers.embeddings import PatchEmbedding, RegionEmbedding, VisualBertRegionEmbedding
+from vlp.layers.embeddings import (
+    PatchEmbedding,
+    RegionEmbedding,
+    VisualBertRegionEmbedding,
+    per_image_positions,
+)
 from vlp.layers.visual_dictionary import VisualDictionary
 
 
@@ -127,11 +132,14 @@ class PatchInput(VisualInput):
         if min(pixels.shape[2:]) < e.patch_size:
             raise VlpError(f"images of {pixels.shape[2]}×{pixels.shape[3]} pixels are smaller "
                            f"than one patch ({e.patch_size}, model.patch_size)")
-        tokens = e(pixels)  # (B, 1 + h·w, D)
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        real = None
         if batch.pixel_mask is not None:
             grid = (pixels.shape[2] // e.patch_size, pixels.shape[3] // e.patch_size)
-            mask[:, 1:] = any_real(batch.pixel_mask, e.patch_size, grid).flatten(1)
+            real = any_real(batch.pixel_mask, e.patch_size, grid)  # (B, h, w)
+        tokens = e(pixels, real)  # (B, 1 + h·w, D)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        if real is not None:
+            mask[:, 1:] = real.flatten(1)
         return VisualTokens(tokens, mask)
 
 
@@ -156,9 +164,9 @@ class GridInput(VisualInput):
     A cell is real when any pixel under it is (``batch.pixel_mask``; all when None).
 
     Positions: ``grid_size`` rows and columns (the grid of a ``model.image_size``
-    image). A smaller grid — a smaller image, or the real top-left part of a padded one —
-    takes the first rows and columns, so a padded image gets the positions it would get
-    alone; a larger one gets the tables linearly resized to its size.
+    image). A smaller grid takes the first rows and columns; a larger one gets the tables
+    linearly resized to its size. In a padded batch each image gets the positions of its
+    own grid (its real top-left rectangle), as it would alone.
 
     Args:
         backbone: pixels → feature map (:mod:`vlp.layers.backbones`).
@@ -209,10 +217,13 @@ class GridInput(VisualInput):
         b, _, h, w = x.shape
         if batch.pixel_mask is None:
             mask = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
+            pos = self.positions(h, w)[None]  # (1, h·w, D)
         else:
             cells = any_real(batch.pixel_mask, self.backbone.stride,
                              (fmap.shape[2], fmap.shape[3]))  # (B, h0, w0)
-            mask = any_real(cells, 2, (h, w)).flatten(1)  # (B, h·w)
+            real = any_real(cells, 2, (h, w))  # (B, h, w)
+            mask = real.flatten(1)  # (B, h·w)
+            pos = per_image_positions(real, self.positions)  # (B, h·w, D), each its own
         v = x.flatten(2).transpose(1, 2)  # (B, h·w, D)
         out = VisualTokens(v, mask)
         tokens = v
@@ -223,7 +234,7 @@ class GridInput(VisualInput):
             out.vd_masked = mvm_mask(out.vd_indices, batch.vd_draw, self.dictionary.size)
             tokens = torch.where(out.vd_masked[..., None], self.mask_embedding.to(v.dtype),
                                  v + quantised)
-        out.tokens = self.drop(self.norm(tokens + self.positions(h, w)))  # (B, h·w, D)
+        out.tokens = self.drop(self.norm(tokens + pos))  # (B, h·w, D)
         return out
 
     def positions(self, h: int, w: int) -> Tensor:
