@@ -113,7 +113,9 @@ def test_pretraining_starts_its_visual_side_from_vit(tmp_path: Path, dataset: Pa
         f"train.out={tmp_path / 'run'}", "train.steps=0", "train.progress=false",
         "train.tensorboard=false", "data.max_text_len=16", "model.max_positions=16",
         "objectives.weights={mlm: 1.0, itm: 1.0}"])
-    encoder = build_pretraining(cfg).model.encoder
+    trainer = build_pretraining(cfg)
+    assert trainer.cfg.model.pixel_mean == trainer.cfg.model.pixel_std == [0.5] * 3  # ViT's
+    encoder = trainer.model.encoder
     assert isinstance(encoder, SingleStreamModel)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

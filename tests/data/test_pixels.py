@@ -144,7 +144,7 @@ def test_images_of_other_shapes_are_padded_with_a_mask(images: Path) -> None:
 
 
 def _pairs(tokenizer: Tokenizer, source: PixelSource) -> PairDataset:
-    """Two captions of each of images 1–6."""
+    """Two captions of each of images 1–6 (a red and a blue one)."""
     texts = [f"a {c} circle left of a square" for c in ("red", "blue")] * 6
     image_ids = [i for i in range(1, 7) for _ in range(2)]
     return PairDataset(image_ids, tokenizer.encode(texts, 16), source)
@@ -169,6 +169,13 @@ def test_soho_sampling_gives_each_image_two_positive_and_two_negative_texts(
     texts_of = batch.image_ids.view(3, 4)
     assert (texts_of[:, :2] == torch.tensor([1, 3, 5])[:, None]).all()
     assert (texts_of[:, 2:] != torch.tensor([1, 3, 5])[:, None]).all()
+    # the two positives are the image's two captions: the red and the blue one
+    red, blue = tokenizer.token_id("red"), tokenizer.token_id("blue")
+    for first in (0, 4, 8):
+        unmasked = [set(batch.input_ids[first + k].tolist()) | set(
+            batch.mlm_labels[first + k][batch.mlm_labels[first + k] >= 0].tolist())
+                    for k in (0, 1)]
+        assert {red, blue} <= unmasked[0] | unmasked[1]
     # MLM and MVM score positives only
     assert batch.mlm_labels is not None and batch.vd_draw is not None
     negative = batch.itm_labels == 0

@@ -106,3 +106,25 @@ def test_a_grid_model_starts_from_a_hugging_face_resnet(dataset: Path, tmp_path:
         want = ref(pixel_values=x).last_hidden_state
         got = grid.backbone.eval()(x)
     assert (got - want).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_broken_image_stops_the_run_with_one_line(dataset: Path, tmp_path: Path,
+                                                    workers: int,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in a loader worker or in the training process, a truncated image is one
+    ``error:`` line naming the file and the record that wanted it."""
+    import shutil
+
+    from vlp.train.cli import main
+
+    world = tmp_path / "world"
+    shutil.copytree(dataset, world)
+    broken = world / "images" / "img_2.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    code = main(["pretrain", *SOHO, f"data.world={world}", f"train.out={tmp_path / 'run'}",
+                 "train.steps=2", f"data.num_workers={workers}", "data.batch_size=14"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and "img_2.png" in err[0], err
+    assert "wanted by captions.json images[1]" in err[0] and "Traceback" not in err[0]

@@ -21,6 +21,7 @@ from vlp.convert.common import (
     read_hf,
     transformer_layer,
 )
+from vlp.data.readers import load_json
 from vlp.errors import VlpError, input_error
 from vlp.layers.embeddings import PatchEmbedding
 from vlp.layers.transformer import TransformerEncoder, TransformerLayer
@@ -143,3 +144,24 @@ def load_vit_weights(model: SingleStreamModel, path: str | Path) -> list[str]:
 
 
 __all__ = ["load_vit_weights", "vit_forward", "vit_state"]
+
+
+def vit_normalisation(path: str | Path) -> tuple[list[float], list[float]]:
+    """The pixel mean and std a ViT directory's weights expect: its
+    ``preprocessor_config.json``'s ``image_mean`` / ``image_std`` when it has them,
+    otherwise ``ViTImageProcessor``'s default, 0.5 and 0.5 (pixels scaled to [-1, 1]).
+
+    Raises:
+        VlpError: the preprocessor file is not JSON, or its values are not three numbers.
+    """
+    file = Path(path) / "preprocessor_config.json"
+    mean, std = [0.5] * 3, [0.5] * 3
+    if file.is_file():
+        config = load_json(file)
+        for key, default in (("image_mean", mean), ("image_std", std)):
+            value = config.get(key, default) if isinstance(config, dict) else default
+            if not (isinstance(value, list) and len(value) == 3
+                    and all(isinstance(v, (int, float)) for v in value)):
+                raise input_error(file, key, f"expected three numbers, found {value!r}")
+            default[:] = [float(v) for v in value]
+    return mean, std

@@ -11,7 +11,6 @@ same for both, so every objective and task runs on region, grid and patch models
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -202,7 +201,3 @@ class PixelSource(Visuals):
         batch.pixel_values, batch.pixel_mask = pad_images(images, self.token_pixels)
         return flipped
 
-
-def tokens_for(size: tuple[int, int], token_pixels: int) -> int:
-    """Visual tokens of an image of ``(height, width)`` pixels cut in ``token_pixels``."""
-    return math.ceil(size[0] / token_pixels) * math.ceil(size[1] / token_pixels)

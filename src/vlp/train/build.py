@@ -18,7 +18,7 @@ import torch
 
 from vlp.convert import Imported, load_imported, with_text_config
 from vlp.convert.backbones import pretrained_backbone
-from vlp.convert.vit import load_vit_weights
+from vlp.convert.vit import load_vit_weights, vit_normalisation
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
 from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
@@ -81,7 +81,8 @@ def start(cfg: RunT) -> tuple[RunT, Start]:
     torch.manual_seed(cfg.train.seed)
     data = cfg.data
     if cfg.model.visual != "regions" and not (cfg.model.pixel_mean and cfg.model.pixel_std):
-        cfg = dataclasses.replace(cfg, model=with_pixel_normalisation(cfg.model))
+        cfg = dataclasses.replace(cfg, model=with_pixel_normalisation(cfg.model,
+                                                                      cfg.train.init_vision))
     with strict_mode(data.strict or is_strict()):
         tokenizer = Tokenizer.from_vocab(data.require("vocab"), field="data.vocab")
         visuals = open_visuals(cfg, flip=isinstance(cfg, PretrainConfig))
@@ -128,14 +129,18 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
                        augment=data.augment, cache=cache)
 
 
-def with_pixel_normalisation(model: ModelConfig) -> ModelConfig:
+def with_pixel_normalisation(model: ModelConfig, vit: str = "") -> ModelConfig:
     """``model`` with the pixel normalisation its visual input expects where the config
-    leaves it empty: a grid's backbone's own (EfficientNet-lite0: 127/255 and 128/255),
-    otherwise ImageNet's."""
-    reference = (build_backbone(model.backbone) if model.visual == "grid"
-                 else Backbone())  # the base class holds ImageNet's values
-    return dataclasses.replace(model, pixel_mean=model.pixel_mean or list(reference.pixel_mean),
-                               pixel_std=model.pixel_std or list(reference.pixel_std))
+    leaves it empty: a grid's backbone's own (EfficientNet-lite0: 127/255 and 128/255), the
+    ViT's that starts a patch model (``train.init_vision``), otherwise ImageNet's."""
+    if vit:
+        mean, std = vit_normalisation(vit)
+    else:
+        reference = (build_backbone(model.backbone) if model.visual == "grid"
+                     else Backbone())  # the base class holds ImageNet's values
+        mean, std = list(reference.pixel_mean), list(reference.pixel_std)
+    return dataclasses.replace(model, pixel_mean=model.pixel_mean or mean,
+                               pixel_std=model.pixel_std or std)
 
 
 def image_index(data: DataConfig) -> ImageIndex:

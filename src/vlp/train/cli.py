@@ -68,20 +68,32 @@ def _features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _message(err: VlpError) -> str:
+    """The error's one line. A loader worker's error arrives wrapped in torch's "Caught
+    VlpError in DataLoader worker process N. Original Traceback …": its own message is the
+    text after the traceback's last ``VlpError:``."""
+    text = str(err)
+    marker = "VlpError: "
+    if "Original Traceback" in text and marker in text:
+        text = text.rsplit(marker, 1)[1]
+    return " ".join(text.split())
+
+
 def _features_draw(args: argparse.Namespace) -> int:
     from vlp.data.draw import draw_regions
     from vlp.data.features import RegionStore
     from vlp.data.image_files import ImageIndex
-    from vlp.fileio import atomic_path
+    from vlp.fileio import atomic_path, claim_output
 
+    out = claim_output(args.out, overwrite=args.overwrite,
+                       inputs=[p for p in (args.store, args.images, args.image_root) if p])
     store = RegionStore.open(args.store)
     index = ImageIndex.read(args.images, args.image_root)
-    image_id = args.image_id if args.image_id is not None else index.ids()[0]
+    image_id = args.image_id if args.image_id is not None else min(index.ids())
     if image_id not in store:
         raise VlpError(f"{args.store}: no regions for image {image_id}")
     drawn = draw_regions(index.open(image_id), store.get(image_id),
                          store.meta.get("class_names") or (), args.top)
-    out = Path(args.out)
     with atomic_path(out) as target:
         drawn.save(target, format="PNG")
     print(f"image {image_id} with its {min(args.top, len(store.get(image_id)))} first "
@@ -255,10 +267,11 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
                                      "caption list or a folder")
     draw.add_argument("out", help="the PNG to write")
     draw.add_argument("--image-id", type=int, default=None,
-                      help="which image (default: the first listed)")
+                      help="which image (default: the lowest id)")
     draw.add_argument("--image-root", default=None,
                       help="folder the file names are relative to (default: the list's)")
     draw.add_argument("--top", type=int, default=10, help="regions drawn (default 10)")
+    _overwrite_option(draw, "an existing file at OUT")
     draw.set_defaults(handler=_features_draw)
 
 
@@ -435,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return handler(args)
     except VlpError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)

@@ -165,6 +165,9 @@ class ObjectivesConfig:
         check(self.sampling == "pairs" or not self.itm_hard_negatives, "objectives.sampling",
               "soho draws its own negative texts; it cannot be combined with "
               "objectives.itm_hard_negatives")
+        check(self.sampling == "pairs" or self.mix == "sum", "objectives.sampling",
+              "soho builds every batch for all objectives at once (four rows a pair); it "
+              "needs objectives.mix: sum")
 
 
 @dataclass
