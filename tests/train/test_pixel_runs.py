@@ -96,9 +96,10 @@ def test_a_grid_model_starts_from_a_hugging_face_resnet(dataset: Path, tmp_path:
     ref = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
                                    layer_type="basic")).eval()
     ref.save_pretrained(tmp_path / "resnet")
+    resnet = ["model.backbone=resnet", f"model.backbone_weights={tmp_path / 'resnet'}"]
     cfg = load_config(PretrainConfig, None, [
-        *SOHO, f"data.world={dataset}", f"train.out={tmp_path / 'run'}", "train.steps=0",
-        "model.backbone=resnet", f"model.backbone_weights={tmp_path / 'resnet'}"])
+        *SOHO, *resnet, f"data.world={dataset}", f"train.out={tmp_path / 'run'}",
+        "train.steps=0"])
     grid = build_pretraining(cfg).model.encoder.visual_input
     assert isinstance(grid, GridInput) and grid.proj.in_channels == 16
     x = torch.randn(2, 3, 64, 64)
@@ -106,6 +107,19 @@ def test_a_grid_model_starts_from_a_hugging_face_resnet(dataset: Path, tmp_path:
         want = ref(pixel_values=x).last_hidden_state
         got = grid.backbone.eval()(x)
     assert (got - want).abs().max() <= 1e-4
+    # a run trained on it starts another (its checkpoint has the ResNet's shape)
+    cfg = load_config(PretrainConfig, None, [
+        *SOHO, *resnet, f"data.world={dataset}", f"train.out={tmp_path / 'trained'}",
+        "train.steps=1", "train.save_every=0"])
+    trained = build_pretraining(cfg)
+    trained.run()
+    cfg = load_config(PretrainConfig, None, [
+        f"data.world={dataset}", f"train.out={tmp_path / 'next'}", "train.steps=0",
+        f"train.init={tmp_path / 'trained'}", "data.max_text_len=16", *SOHO[10:]])
+    again = build_pretraining(cfg).model.encoder.visual_input
+    assert isinstance(again, GridInput)
+    for key, value in trained.model.encoder.visual_input.backbone.state_dict().items():
+        assert torch.equal(again.backbone.state_dict()[key], value), key
 
 
 @pytest.mark.parametrize("workers", [0, 1])

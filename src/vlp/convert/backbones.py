@@ -207,6 +207,13 @@ def resnet_from_config(path: str | Path) -> ResNet:
     return backbone
 
 
+def resnet_shape(path: str | Path) -> ResNet:
+    """The ResNet a Hugging Face directory describes, with random weights (its
+    ``config.json`` only: the shape a grid model on it has)."""
+    _, spec, names = _read_resnet(Path(path))
+    return ResNet(spec, names)
+
+
 def _fill_resnet(backbone: ResNet, ck: HFCheckpoint) -> None:
     prefix = _resnet_prefix(ck)
     _load_mapped(backbone, ck, lambda key: _resnet_key(key, prefix), "ResNet backbone")

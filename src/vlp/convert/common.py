@@ -257,11 +257,17 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, Shape]:
     """Weight name → shape of the vlp model of ``cfg`` (built on the meta device: no
     memory, no time). Sizes left at 0 (filled from data) count as 1."""
     from vlp.models import build_model  # the models import this package's siblings
+    from vlp.models.single_stream import build_grid_input
 
     filled = dataclasses.replace(cfg, vocab_size=cfg.vocab_size or max(1, cfg.pad_id + 1),
                                  region_feature_dim=cfg.region_feature_dim or 1)
     with torch.device("meta"):
         model = build_model(filled)
+        if cfg.visual == "grid" and cfg.backbone == "resnet" and cfg.backbone_weights:
+            # a grid model on a Hugging Face ResNet has that ResNet's shape
+            from vlp.convert.backbones import resnet_shape
+
+            model.visual_input = build_grid_input(filled, resnet_shape(cfg.backbone_weights))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

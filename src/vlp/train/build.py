@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vlp.convert import Imported, load_imported, with_text_config
-from vlp.convert.backbones import pretrained_backbone
+from vlp.convert.backbones import pretrained_backbone, resnet_shape
 from vlp.convert.vit import load_vit_weights, vit_normalisation
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
@@ -201,9 +201,14 @@ def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:
         _check_init_sizes(cfg, mcfg, begin.init.config)
     encoder = build_model(mcfg)
     if mcfg.visual == "grid" and _has_pretrained_backbone(mcfg):
-        # the CNN with its weights (and, for a ResNet directory, its shape)
-        backbone = pretrained_backbone(mcfg.backbone, mcfg.backbone_weights)
-        encoder.visual_input = build_grid_input(mcfg, backbone)
+        # the CNN with its weights (and, for a ResNet directory, its shape); a whole model
+        # to start from brings its own weights, so only the shape is read then
+        backbone = (resnet_shape(mcfg.backbone_weights)
+                    if begin.init is not None and mcfg.backbone == "resnet"
+                    else None if begin.init is not None
+                    else pretrained_backbone(mcfg.backbone, mcfg.backbone_weights))
+        if backbone is not None:
+            encoder.visual_input = build_grid_input(mcfg, backbone)
     return dataclasses.replace(cfg, model=mcfg), encoder
 
 
