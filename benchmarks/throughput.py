@@ -38,7 +38,7 @@ from vlp.data.batching import ResumableBatchSampler, token_budget_batches
 from vlp.data.features import Regions
 from vlp.data.pretrain import BatchPlan, Example, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.visuals import RegionSource
+from vlp.data.visuals import RegionsInMemory, RegionSource
 from vlp.models import ModelConfig, build_model
 from vlp.objectives import LossModel, build_objectives
 from vlp.train.demo import demo_config
@@ -86,21 +86,6 @@ def random_regions(rng: np.random.Generator, image_id: int, n: int, feature_dim:
     return Regions(image_id, 640, 480, features, boxes, probs / probs.sum(axis=1, keepdims=True))
 
 
-class DictStore:
-    """Regions held in memory, with what a :class:`RegionSource` reads of a store."""
-
-    root = "random regions"
-
-    def __init__(self, regions: dict[int, Regions]) -> None:
-        self.regions = regions
-
-    def get(self, image_id: int) -> Regions:
-        return self.regions[image_id]
-
-    def region_counts(self) -> dict[int, int]:
-        return {i: len(r) for i, r in self.regions.items()}
-
-
 def make_batches(args: argparse.Namespace) -> tuple[list[Batch], str]:
     """A fixed set of token-budget batches with real caption lengths; and a description."""
     texts = [c for caps in load_captions(args.captions) for c in caps]
@@ -116,9 +101,9 @@ def make_batches(args: argparse.Namespace) -> tuple[list[Batch], str]:
     index_batches = [b for b in index_batches
                      if len(b) * lengths[b].max(axis=0).sum() >= MIN_FILL * args.token_budget]
     used = sorted({i for b in index_batches[:args.batches] for i in b})
-    store = DictStore({i: random_regions(rng, i, int(regions[i]), args.feature_dim,
-                                         args.num_classes) for i in used})
-    collate = PretrainCollator(tokenizer, RegionSource(store))  # type: ignore[arg-type]
+    store = RegionsInMemory({i: random_regions(rng, i, int(regions[i]), args.feature_dim,
+                                               args.num_classes) for i in used})
+    collate = PretrainCollator(tokenizer, RegionSource(store))
     plan = BatchPlan(mask_text=True, mask_image=True, pairs=True)
     batches = []
     for k, indices in enumerate(index_batches[:args.batches]):

@@ -10,22 +10,7 @@ from vlp.data.batch import IGNORE_INDEX
 from vlp.data.features import Regions
 from vlp.data.pretrain import BatchPlan, Example, ImagePool, PretrainCollator
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.visuals import RegionSource
-
-
-class FakeStore:
-    """Just enough of a RegionStore for a RegionSource."""
-
-    root = "fake-store"
-
-    def __init__(self, regions: dict[int, Regions]) -> None:
-        self.regions = regions
-
-    def get(self, image_id: int) -> Regions:
-        return self.regions[image_id]
-
-    def region_counts(self) -> dict[int, int]:
-        return {i: len(r) for i, r in self.regions.items()}
+from vlp.data.visuals import RegionsInMemory, RegionSource
 
 
 def _regions(image_id: int, n: int, rng: np.random.Generator) -> Regions:
@@ -47,7 +32,7 @@ def _source(n: int = 32, pool: int = 0) -> RegionSource:
     rng = np.random.default_rng(0)
     regions = {i: _regions(i, int(rng.integers(2, 7)), rng) for i in range(n)}
     regions.update({i: _regions(i, 3, rng) for i in range(100, 100 + pool)})
-    return RegionSource(FakeStore(regions), 100, 7)  # type: ignore[arg-type]
+    return RegionSource(RegionsInMemory(regions), 100, 7)
 
 
 def _examples(tokenizer: Tokenizer, n: int = 32) -> list[Example]:

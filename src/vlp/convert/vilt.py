@@ -24,8 +24,8 @@ from vlp.convert.common import (
     copy,
     expect,
     replace_config,
-    transformer_layer,
 )
+from vlp.convert.vit import vit_encoder
 from vlp.models.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -62,13 +62,7 @@ def vilt_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
     # rows 0 (text) and 1 (image); NLVR2's ViLT has a row 2 for a second image, which
     # vlp does not need: it encodes each image of a pair in its own row of the batch
     out["modality.weight"] = ck.take(f"{p}embeddings.token_type_embeddings.weight")[:2]
-    for i in range(num_layers):
-        hf = f"{p}encoder.layer.{i}"
-        transformer_layer(ck, out, f"encoder.layers.{i}", qkv=f"{hf}.attention.attention",
-                          attn_out=f"{hf}.attention.output.dense",
-                          norm1=f"{hf}.layernorm_before", fc1=f"{hf}.intermediate.dense",
-                          fc2=f"{hf}.output.dense", norm2=f"{hf}.layernorm_after")
-    copy(ck, out, "encoder.norm", f"{p}layernorm")
+    vit_encoder(ck, out, p, num_layers)  # ViLT's transformer is ViT's
     copy(ck, out, "pooler.dense", f"{p}pooler.dense")
     return out
 

@@ -101,14 +101,20 @@ def vit_state(ck: HFCheckpoint, num_layers: int) -> dict[str, Tensor]:
     out[f"{PATCHES}.cls"] = ck.take(f"{p}embeddings.cls_token", ck.shape_of(f"{PATCHES}.cls"))
     out[f"{PATCHES}.position"] = ck.take(f"{p}embeddings.position_embeddings",
                                          ck.shape_of(f"{PATCHES}.position"))
+    vit_encoder(ck, out, p, num_layers)
+    return out
+
+
+def vit_encoder(ck: HFCheckpoint, out: dict[str, Tensor], prefix: str, num_layers: int) -> None:
+    """ViT's pre-LayerNorm layers and final LayerNorm (``{prefix}encoder.layer.N``,
+    ``{prefix}layernorm``, as ViLT has them too) into ``out`` under vlp's names."""
     for i in range(num_layers):
-        hf = f"{p}encoder.layer.{i}"
+        hf = f"{prefix}encoder.layer.{i}"
         transformer_layer(ck, out, f"encoder.layers.{i}", qkv=f"{hf}.attention.attention",
                           attn_out=f"{hf}.attention.output.dense",
                           norm1=f"{hf}.layernorm_before", fc1=f"{hf}.intermediate.dense",
                           fc2=f"{hf}.output.dense", norm2=f"{hf}.layernorm_after")
-    copy(ck, out, "encoder.norm", f"{p}layernorm")
-    return out
+    copy(ck, out, "encoder.norm", f"{prefix}layernorm")
 
 
 def load_vit_weights(model: SingleStreamModel, path: str | Path) -> list[str]:

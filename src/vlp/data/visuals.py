@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -79,8 +79,41 @@ class Visuals(ABC):
         return self
 
 
+class RegionsInMemory:
+    """Regions held in a dict, read as a :class:`RegionStore` is (``get``,
+    ``region_counts``, ``root``): regions computed on the fly, in tests and benchmarks.
+
+    Args:
+        regions: image id → its regions.
+        root: what to call the source in messages.
+    """
+
+    def __init__(self, regions: Mapping[int, Regions], root: str = "regions in memory") -> None:
+        self.regions, self.root = dict(regions), root
+
+    def get(self, image_id: int) -> Regions:
+        """The regions of one image."""
+        return self.regions[image_id]
+
+    def region_counts(self) -> dict[int, int]:
+        """Regions per image id."""
+        return {i: len(r) for i, r in self.regions.items()}
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of a region feature (0 when empty)."""
+        first = next(iter(self.regions.values()), None)
+        return 0 if first is None else int(first.features.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the class distributions (0 when empty)."""
+        first = next(iter(self.regions.values()), None)
+        return 0 if first is None else int(first.cls_probs.shape[1])
+
+
 class RegionSource(Visuals):
-    """Detector regions from a :class:`RegionStore`.
+    """Detector regions from a :class:`RegionStore` (or :class:`RegionsInMemory`).
 
     Args:
         store: the region store.
@@ -90,7 +123,8 @@ class RegionSource(Visuals):
 
     kind = "regions"
 
-    def __init__(self, store: RegionStore, max_regions: int = 100, loc_dim: int = 7) -> None:
+    def __init__(self, store: RegionStore | RegionsInMemory, max_regions: int = 100,
+                 loc_dim: int = 7) -> None:
         self.store, self.max_regions, self.loc_dim = store, max_regions, loc_dim
         self.source = str(store.root)
         self._counts = store.region_counts()
