@@ -181,8 +181,8 @@ def test_soho_sampling_gives_each_image_two_positive_and_two_negative_texts(
     negative = batch.itm_labels == 0
     assert not (batch.mlm_labels[negative] != IGNORE_INDEX).any()
     assert (batch.mlm_labels[~negative] != IGNORE_INDEX).any()
-    assert (batch.vd_draw[negative] == -1).all()
-    assert ((batch.vd_draw[~negative] >= 0) & (batch.vd_draw[~negative] < 1)).all()
+    # every image is masked alike, or ITM could tell negatives by their [MASK] tokens
+    assert ((batch.vd_draw >= 0) & (batch.vd_draw < 1)).all()
 
 
 def test_a_mirrored_image_has_left_and_right_swapped_in_its_text(

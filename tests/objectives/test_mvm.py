@@ -122,6 +122,19 @@ def test_loss_is_cross_entropy_at_masked_tokens_only() -> None:
     assert not torch.equal(mvm(dataclasses.replace(out, image=moved), batch).loss, result.loss)
 
 
+def test_mismatched_pairs_are_masked_but_not_scored() -> None:
+    """Row 0 holds the masked tokens; as a mismatched pair (ITM label 0) it is not scored."""
+    model = build_model(GRID)
+    mvm = build_objectives(["mvm"], GRID, model)["mvm"]
+    out = fake_output()
+    ids = torch.zeros(3, 4, dtype=torch.long)
+    true = Batch(input_ids=ids, text_mask=ids >= 0, itm_labels=torch.tensor([1, 0, 1]))
+    assert int(mvm(out, true).count) == 2  # type: ignore[arg-type]
+    false = Batch(input_ids=ids, text_mask=ids >= 0, itm_labels=torch.tensor([0, 1, 1]))
+    result = mvm(out, false)
+    assert float(result.loss.detach()) == 0.0 and result.count is None
+
+
 def test_no_masked_row_gives_a_zero_loss_with_graph() -> None:
     model = build_model(GRID)
     mvm = build_objectives(["mvm"], GRID, model)["mvm"]

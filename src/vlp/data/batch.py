@@ -34,7 +34,8 @@ class Batch:
             padded.
         vd_draw: (B,) masked visual modelling on a visual dictionary (SOHO's MVM): a
             number in [0, 1) picks, among the dictionary entries present in the row's
-            image, the one whose tokens are masked; -1 masks nothing in that row.
+            image, the one whose tokens are masked; -1 masks nothing in that row. Rows of
+            mismatched pairs are masked too and left unscored (``itm_labels`` 0).
     Pairs:
         itm_labels: (B,) 1 when text and image belong together, 0 for a swapped negative.
         example_ids: (B,) dataset index of each example, for predictions.

@@ -200,8 +200,8 @@ class PretrainCollator:
                 batch.mlm_labels[negative] = IGNORE_INDEX
             if batch.region_masked is not None:
                 batch.region_masked[negative] = False
-            if batch.vd_draw is not None:
-                batch.vd_draw[negative] = -1.0
+            # a negative's image is masked like a positive's (vd_draw kept), or ITM could
+            # answer from the [MASK] tokens alone; MVM scores true pairs only (itm_labels)
         return batch
 
     def _soho_rows(self, examples: list[Example], gen: torch.Generator

@@ -5,7 +5,9 @@ dictionary entry present in the image and replaces every token mapped to it by t
 embedding: neighbouring cells often share an entry, so masking one cell alone would let the
 model copy the answer from the next. This objective predicts the entry's index from each
 masked token's contextual state, by cross-entropy over the k entries, and scores no other
-position (``VLOutput.vd_masked``, ``VLOutput.vd_indices``).
+position (``VLOutput.vd_masked``, ``VLOutput.vd_indices``). In a batch of mismatched pairs
+(``itm_labels``) only the true pairs are scored; the others are masked alike, so that ITM
+cannot tell them apart by their [MASK] tokens.
 
 SOHO's released code scores a state against the entries themselves (cosine similarity);
 here a classifier head (transform → linear to k) does, as MLM's and MRC's heads do: the
@@ -50,6 +52,8 @@ class MVM(Objective[VLOutput]):
         if output.vd_masked is None or output.vd_indices is None:
             raise ValueError("MVM needs a model with a visual dictionary (VLOutput.vd_masked)")
         where = output.vd_masked & output.image_mask  # (B, R)
+        if batch.itm_labels is not None:  # a foreign text says nothing of the masked entry
+            where = where & (batch.itm_labels == 1)[:, None]
         if not bool(where.any()):
             return ObjectiveOutput(zero_loss(output.image))
         logits = self.head(output.image[where]).float()  # (N_masked, k)
