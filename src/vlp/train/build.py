@@ -104,7 +104,7 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
     index = image_index(data)
     # one visual token covers a patch, or a 2×2 max-pooled cell of the backbone's map
     token_pixels = (model.patch_size if model.visual == "patches"
-                    else 2 * build_backbone(model.backbone).stride)
+                    else 2 * grid_backbone(model).stride)
     side = math.ceil(model.image_size / token_pixels)
     if data.resize == "shorter":  # the longer side: a 4:3 photo's, within the cap
         longer = data.max_image_size or round(model.image_size * 1333 / 800)
@@ -136,11 +136,19 @@ def with_pixel_normalisation(model: ModelConfig, vit: str = "") -> ModelConfig:
     if vit:
         mean, std = vit_normalisation(vit)
     else:
-        reference = (build_backbone(model.backbone) if model.visual == "grid"
+        reference = (grid_backbone(model) if model.visual == "grid"
                      else Backbone())  # the base class holds ImageNet's values
         mean, std = list(reference.pixel_mean), list(reference.pixel_std)
     return dataclasses.replace(model, pixel_mean=model.pixel_mean or mean,
                                pixel_std=model.pixel_std or std)
+
+
+def grid_backbone(model: ModelConfig) -> Backbone:
+    """The CNN a grid model names, with random weights: its shape (stride, channels) and
+    normalisation. A Hugging Face ResNet directory gives its own shape (its config.json)."""
+    if model.backbone == "resnet" and model.backbone_weights:
+        return resnet_shape(model.backbone_weights)
+    return build_backbone(model.backbone)
 
 
 def image_index(data: DataConfig) -> ImageIndex:
