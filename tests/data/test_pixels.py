@@ -102,6 +102,15 @@ def test_a_bad_image_is_one_line_naming_file_and_record(images: Path, damage: st
         assert "wanted by vqa train question 7" in message
 
 
+def test_missing_files_are_found_before_any_image_is_read(images: Path) -> None:
+    (images / "img" / "photo_4.png").unlink()
+    (images / "img" / "photo_5.png").unlink()
+    with pytest.raises(VlpError, match=r"photo_4.png: image file not found \(listed in "
+                                       r"captions.json images\[3\]; 2 of the 6 images of "
+                                       r"vqa train are missing\)"):
+        _source(images).require(range(1, 7), "vqa train")
+
+
 def test_an_unlisted_image_names_the_records(images: Path) -> None:
     index = ImageIndex.from_list(images / "captions.json", images / "img")
     with pytest.raises(VlpError, match=r"captions.json: no image with id 9 \(2 images of "

@@ -206,6 +206,22 @@ class PixelSource(Visuals):
     def tokens(self, image_ids: Sequence[int]) -> np.ndarray:
         return np.full(len(image_ids), self.tokens_per_image, dtype=np.int64)
 
+    def require(self, image_ids: Iterable[int], what: str) -> None:
+        """Every image must be listed and its file present (checked now, not hours into
+        a run; decoding errors still come when an image is read).
+
+        Raises:
+            VlpError: the first unlisted id, or the first missing file, with counts.
+        """
+        ids = sorted(set(image_ids))
+        self.index.require(ids, what)
+        missing = [f for f in (self.index.file(i) for i in ids) if not f.path.is_file()]
+        if missing:
+            first = missing[0]
+            what_is = "is a directory, not an image" if first.path.is_dir() else "not found"
+            raise VlpError(f"{first.path}: image file {what_is} (listed in {first.listed}; "
+                           f"{len(missing)} of the {len(ids)} images of {what} are missing)")
+
     def for_eval(self) -> PixelSource:
         return dataclasses.replace(self, augment=False)
 
