@@ -280,8 +280,9 @@ def _add_features_extract(fsub: argparse._SubParsersAction) -> None:
 
     ext = fsub.add_parser("extract", help="regions of your own images: selective search "
                                           "boxes, a pretrained CNN, RoIAlign")
-    ext.add_argument("images_json", help="a COCO captions or instances file, or a JSON list "
-                                         "of images {id, file_name, width, height}")
+    ext.add_argument("images_json", help="where the images are: a COCO captions or instances "
+                                         "file, a JSON list of images {id, file_name, width, "
+                                         "height}, an ALBEF/BLIP caption list or a folder")
     ext.add_argument("out", help="store directory (OUT.partial/ holds finished shards "
                                  "until it is complete)")
     ext.add_argument("--image-root", default=None,
