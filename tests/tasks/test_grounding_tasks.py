@@ -134,9 +134,9 @@ def test_head_overfits_one_batch(world: Path, tmp_path: Path, task: str,
 
 # ------------------------------------------------------------------------- grouped rows
 def test_nlvr2_groups_stay_together_and_in_order(world: Path) -> None:
-    tokenizer, store = _parts(world)
+    tokenizer, regions = _parts(world)
     data = NLVR2Data({"json": world / "annotations" / "nlvr2_train.json"}, "train",
-                     tokenizer, store)
+                     tokenizer, regions)
     assert len(data) == len(data.records) == len(data.lengths())  # samplers see records
     picked = [5, 0, 3]
     batch = data.collate([data[i] for i in picked], seed=7)
@@ -151,7 +151,7 @@ def test_nlvr2_groups_stay_together_and_in_order(world: Path) -> None:
     assert batch.targets is not None
     assert batch.targets.tolist() == [int(r.label) for r in records]  # one label per group
     # a record costs both its rows in the token budget
-    counts = store.region_counts()
+    counts = regions.store.region_counts()
     row_regions = [counts[i] for i in images[:2]]
     assert data.lengths()[5].tolist() == [2 * len(data[5].token_ids), 2 * max(row_regions)]
 
