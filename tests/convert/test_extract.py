@@ -213,7 +213,8 @@ def test_bad_images_are_one_line_naming_file_and_record(images: Path, tmp_path: 
     broken = tmp_path / "img" / "000003.png"
     cases = []
     missing = [dict(doc["images"][0], file_name="img/gone.png")]
-    cases.append((missing, "gone.png: image file not found (listed in list.json [0], id 7)"))
+    cases.append((missing, "gone.png: image file not found (listed in list.json [0], id 7; "
+                           "1 of the 1 images of list.json are missing)"))
     resized = [dict(doc["images"][0], width=65)]
     cases.append((resized, "is 64x48 pixels, but list.json gives 65x48"))
     broken.write_bytes(b"not a png at all")
@@ -223,7 +224,7 @@ def test_bad_images_are_one_line_naming_file_and_record(images: Path, tmp_path: 
             extract_regions(_write(tmp_path, listed), tmp_path / "out", TinyBackbone(),
                             options=SMALL, progress=False, overwrite=True)
         text = _one_line(err)
-        assert expected in text and "(listed in list.json [0], id" in text
+        assert expected in text and "list.json [0], id" in text  # the record that wanted it
 
 
 def test_refusals_before_any_work(images: Path, tmp_path: Path) -> None:

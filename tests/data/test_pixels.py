@@ -106,7 +106,7 @@ def test_missing_files_are_found_before_any_image_is_read(images: Path) -> None:
     (images / "img" / "photo_4.png").unlink()
     (images / "img" / "photo_5.png").unlink()
     with pytest.raises(VlpError, match=r"photo_4.png: image file not found \(listed in "
-                                       r"captions.json images\[3\]; 2 of the 6 images of "
+                                       r"captions.json images\[3\], id 4; 2 of the 6 images of "
                                        r"vqa train are missing\)"):
         _source(images).require(range(1, 7), "vqa train")
 

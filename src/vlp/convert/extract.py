@@ -53,7 +53,6 @@ from tqdm import tqdm
 from vlp.convert.backbones import pretrained_backbone
 from vlp.data.features import Regions, RegionStore, build_store, claim_store
 from vlp.data.image_files import ImageFile, ImageIndex
-from vlp.data.images import check_image_size, load_image
 from vlp.data.readers import load_json
 from vlp.errors import VlpError, input_error
 from vlp.fileio import TMP_PREFIX, claim_output, remove_stale_temporaries, sha256_file
@@ -185,25 +184,6 @@ def read_image_list(images_json: str | Path, image_root: str | Path | None = Non
             id; one line naming the file and the record.
     """
     return list(ImageIndex.read(images_json, image_root).files.values())
-
-
-def _check_files_exist(entries: Sequence[ImageFile]) -> None:
-    for entry in entries:
-        if not entry.path.is_file():
-            what = "is a directory, not an image" if entry.path.is_dir() else \
-                "image file not found"
-            raise VlpError(f"{entry.path}: {what} (listed in {entry.listed}, id "
-                           f"{entry.image_id})")
-
-
-def _load(entry: ImageFile, images_json: Path) -> Image.Image:
-    try:
-        image = load_image(entry.path)
-        if entry.width is not None and entry.height is not None:
-            check_image_size(entry.path, image, entry.width, entry.height, images_json)
-    except VlpError as err:
-        raise VlpError(f"{err} (listed in {entry.listed}, id {entry.image_id})") from None
-    return image
 
 
 # --------------------------------------------------------------------------- one image
@@ -435,13 +415,14 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
     images_json, out = Path(images_json), Path(out)
     options = options or ExtractOptions()
     extractor = RegionExtractor(backbone, mean, std, options)
-    entries = read_image_list(images_json, image_root)
+    index = ImageIndex.read(images_json, image_root)
+    entries = list(index.files.values())
     partial = out.with_name(f"{out.name}.partial")
     inputs = [images_json, *sorted({e.path.parent for e in entries})]
     claim_store(out, overwrite=overwrite, inputs=[images_json])
     for target in (out, partial):  # may lie beside the images, never over them
         claim_output(target, overwrite=True, inputs=inputs, inside_ok=True)
-    _check_files_exist(entries)
+    index.require_files(index.ids(), f"{images_json.name}")
     settings = _settings(images_json, entries, extractor)
     _open_partial(partial, settings, resume, overwrite)
     shards = _shards(entries, options.shard_size)
@@ -452,7 +433,7 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
             if _shard_done(path, shard):
                 bar.update(len(shard))
                 continue
-            build_store(_extract_shard(extractor, shard, images_json, bar), path,
+            build_store(_extract_shard(extractor, shard, index, bar), path,
                         dtype="float32", class_names=_class_names(backbone))
     _assemble(paths, out, backbone, settings, overwrite)
     shutil.rmtree(partial)
@@ -460,9 +441,10 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
 
 
 def _extract_shard(extractor: RegionExtractor, shard: Sequence[ImageFile],
-                   images_json: Path, bar: tqdm) -> Iterator[Regions]:
+                   index: ImageIndex, bar: tqdm) -> Iterator[Regions]:
     for entry in shard:
-        yield extractor(entry.image_id, _load(entry, images_json))
+        yield extractor(entry.image_id, index.open(entry.image_id,
+                                                   f"{entry.listed}, id {entry.image_id}"))
         bar.update()
 
 

@@ -192,7 +192,29 @@ class ImageIndex:
                 than listed — one line naming the file and the record that wanted it.
         """
         f = self.file(image_id, record)
-        image = load_image(f.path, record or f.listed)
+        wanted = record or f.listed
+        image = load_image(f.path, wanted)
         if f.width is not None and f.height is not None:
-            check_image_size(f.path, image, f.width, f.height, f.listed.split(" ")[0])
+            try:
+                check_image_size(f.path, image, f.width, f.height, self.source)
+            except VlpError as err:
+                raise VlpError(f"{err} (wanted by {wanted})") from None
         return image
+
+    def require_files(self, image_ids: Iterable[int], what: str) -> None:
+        """Every image of ``image_ids`` listed and its file present: checked before a run
+        or an extraction reads any (decoding errors still come when an image is read).
+
+        Raises:
+            VlpError: the first unlisted id, or the first missing file with where it is
+                listed, and how many are missing.
+        """
+        ids = sorted(set(image_ids))
+        self.require(ids, what)
+        missing = [f for f in (self.files[i] for i in ids) if not f.path.is_file()]
+        if missing:
+            first = missing[0]
+            what_is = "is a directory, not an image" if first.path.is_dir() else "not found"
+            raise VlpError(f"{first.path}: image file {what_is} (listed in {first.listed}, id "
+                           f"{first.image_id}; {len(missing)} of the {len(ids)} images of "
+                           f"{what} are missing)")

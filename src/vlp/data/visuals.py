@@ -63,16 +63,14 @@ class Visuals(ABC):
             "left" and "right").
         """
 
+    @abstractmethod
     def require(self, image_ids: Iterable[int], what: str) -> None:
-        """Every image of ``image_ids`` must be in the source.
+        """Every image of ``image_ids`` must be in the source (``what``: whose images, for
+        the message).
 
         Raises:
-            VlpError: naming the first missing id and how many are missing.
+            VlpError: naming the first missing image and how many are missing.
         """
-        missing = sorted({i for i in image_ids if i not in self})
-        if missing:
-            raise VlpError(f"{self.source}: no image {missing[0]} ({len(missing)} images of "
-                           f"{what} are missing)")
 
     def for_eval(self) -> Visuals:
         """The source as evaluation reads it (no augmentation)."""
@@ -207,20 +205,8 @@ class PixelSource(Visuals):
         return np.full(len(image_ids), self.tokens_per_image, dtype=np.int64)
 
     def require(self, image_ids: Iterable[int], what: str) -> None:
-        """Every image must be listed and its file present (checked now, not hours into
-        a run; decoding errors still come when an image is read).
-
-        Raises:
-            VlpError: the first unlisted id, or the first missing file, with counts.
-        """
-        ids = sorted(set(image_ids))
-        self.index.require(ids, what)
-        missing = [f for f in (self.index.file(i) for i in ids) if not f.path.is_file()]
-        if missing:
-            first = missing[0]
-            what_is = "is a directory, not an image" if first.path.is_dir() else "not found"
-            raise VlpError(f"{first.path}: image file {what_is} (listed in {first.listed}; "
-                           f"{len(missing)} of the {len(ids)} images of {what} are missing)")
+        """Every image must be listed and its file present (:meth:`ImageIndex.require_files`)."""
+        self.index.require_files(image_ids, what)
 
     def for_eval(self) -> PixelSource:
         return dataclasses.replace(self, augment=False)
