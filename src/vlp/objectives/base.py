@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
@@ -96,6 +97,13 @@ def classifier(dim: int, num_classes: int, eps: float = 1e-12) -> nn.Sequential:
 def zero_loss(reference: Tensor) -> Tensor:
     """A zero loss still connected to the graph (a batch with nothing to predict)."""
     return reference.sum() * 0.0
+
+
+def classification(logits: Tensor, targets: Tensor) -> ObjectiveOutput:
+    """Cross-entropy of (N, C) ``logits`` against (N,) class ``targets``, with argmax
+    accuracy counts (MLM, MVM, MRC, ITM)."""
+    correct, count = accuracy_counts(logits, targets)
+    return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
 
 
 def accuracy_counts(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
@@ -13,7 +12,7 @@ from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, accuracy_counts
+from vlp.objectives.base import Objective, ObjectiveOutput, classification
 from vlp.objectives.itc import ITC
 
 if TYPE_CHECKING:
@@ -69,8 +68,7 @@ class ITM(Objective[VLOutput]):
         if batch.itm_labels is None:
             raise ValueError("ITM needs batch.itm_labels")
         logits = self.scores(output, batch)  # (B, 2)
-        correct, count = accuracy_counts(logits, batch.itm_labels)
-        return ObjectiveOutput(F.cross_entropy(logits, batch.itm_labels), correct, count)
+        return classification(logits, batch.itm_labels)
 
 
 @torch.no_grad()

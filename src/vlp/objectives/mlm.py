@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import IGNORE_INDEX, Batch
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, Transform, accuracy_counts, zero_loss
+from vlp.objectives.base import Objective, ObjectiveOutput, Transform, classification, zero_loss
 
 
 class MLMHead(nn.Module):
@@ -46,9 +45,7 @@ class MLM(Objective[VLOutput]):
         if not bool(where.any()):
             return ObjectiveOutput(zero_loss(output.text))
         logits = self.head(output.text[where]).float()  # (N_masked, V)
-        targets = batch.mlm_labels[where]
-        correct, count = accuracy_counts(logits, targets)
-        return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
+        return classification(logits, batch.mlm_labels[where])
 
 
 def build_mlm(cfg: ModelConfig, model: VLEncoder) -> MLM:

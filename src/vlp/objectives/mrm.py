@@ -22,6 +22,7 @@ from vlp.objectives.base import (
     Objective,
     ObjectiveOutput,
     accuracy_counts,
+    classification,
     classifier,
     zero_loss,
 )
@@ -38,9 +39,7 @@ def _feature_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
 def _class_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
     """MRC: cross-entropy to the detector's argmax class."""
     assert batch.region_cls is not None
-    targets = batch.region_cls[where].argmax(-1)
-    correct, count = accuracy_counts(pred, targets)
-    return ObjectiveOutput(F.cross_entropy(pred, targets), correct, count)
+    return classification(pred, batch.region_cls[where].argmax(-1))
 
 
 def _distribution_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:

@@ -17,7 +17,6 @@ confident prediction.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import nn
 
 from vlp.data.batch import Batch
@@ -28,7 +27,7 @@ from vlp.models.outputs import VLOutput
 from vlp.objectives.base import (
     Objective,
     ObjectiveOutput,
-    accuracy_counts,
+    classification,
     classifier,
     zero_loss,
 )
@@ -57,9 +56,7 @@ class MVM(Objective[VLOutput]):
         if not bool(where.any()):
             return ObjectiveOutput(zero_loss(output.image))
         logits = self.head(output.image[where]).float()  # (N_masked, k)
-        targets = output.vd_indices[where]
-        correct, count = accuracy_counts(logits, targets)
-        return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
+        return classification(logits, output.vd_indices[where])
 
 
 def build_mvm(cfg: ModelConfig, model: VLEncoder) -> MVM:
