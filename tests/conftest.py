@@ -18,6 +18,10 @@ from vlp.data.locations import location_features
 from vlp.data.tokenizer import Tokenizer
 from vlp.models import ModelConfig
 
+# the real data every machine and CI have beside the project (../shared/data/README.md)
+COCO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco"
+COCO_IMAGES = COCO / "images"  # six COCO val2014 photos
+
 VOCAB = 50
 FEAT = 12
 CLASSES = 5

@@ -14,6 +14,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from safetensors.torch import save_file
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel
 
+from conftest import COCO_IMAGES
 from vlp.convert.backbones import (
     load_backbone_weights,
     packaged_efficientnet_file,
@@ -27,7 +28,6 @@ from vlp.layers.backbones.efficientnet import EfficientNetLite
 from vlp.layers.backbones.resnet import ResNet
 
 TOL = 1e-4
-COCO_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco" / "images"
 
 
 def _one_line_error(call: object, *args: object) -> str:

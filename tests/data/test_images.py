@@ -9,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import COCO_IMAGES
 from vlp.data.images import image_to_tensor, load_image
 from vlp.errors import VlpError
-
-COCO_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco" / "images"
 
 
 def _error(path: Path) -> str:

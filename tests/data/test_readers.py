@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
+from conftest import COCO
 from vlp.data.formats.caption_list import read_image_caption_list
 from vlp.data.formats.captions import read_caption_texts
 from vlp.data.formats.coco import read_coco_captions, read_coco_instances
 from vlp.data.formats.karpathy import read_karpathy
 from vlp.data.records import CaptionRecord, ImageInfo, InstanceRecord, restval_as_train
 from vlp.errors import VlpError
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco"
 
 # the layout of captions_val2014.json, cut to two images
 COCO_CAPTIONS: dict[str, Any] = {
@@ -133,15 +132,15 @@ def test_caption_texts_of_every_format(tmp_path: Path) -> None:
     assert len(read_caption_texts(_write(tmp_path, "c.json", COCO_CAPTIONS))) == 3
     assert read_caption_texts(_write(tmp_path, "k.json", KARPATHY))[-1] == \
         "A woman cutting a cake."
-    texts = read_caption_texts(SHARED / "sample_captions.json")
-    assert len(texts) == 5 * len(json.loads((SHARED / "sample_captions.json").read_text()))
+    texts = read_caption_texts(COCO / "sample_captions.json")
+    assert len(texts) == 5 * len(json.loads((COCO / "sample_captions.json").read_text()))
     assert texts[0] == "A young girl inhales with the intent of blowing out a candle. "
     message = _error(read_caption_texts, _write(tmp_path, "x.json", {"foo": 1}))
     assert "not a caption file" in message
 
 
 def test_image_caption_list_real_file() -> None:
-    records = read_image_caption_list(SHARED / "karpathy_test_captions.json")
+    records = read_image_caption_list(COCO / "karpathy_test_captions.json")
     assert len(records) == 5000
     assert records[0].image == "val2014/COCO_val2014_000000391895.jpg"
     assert len(records[0].captions) == 5

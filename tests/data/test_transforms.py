@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import COCO_IMAGES
 from vlp.config import FieldError
 from vlp.data.images import load_image
 from vlp.data.transforms import (
@@ -25,14 +26,12 @@ from vlp.data.transforms import (
 )
 from vlp.errors import VlpError
 
-COCO_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco" / "images"
 RAW = ImageTransform(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # pixels in [0, 1]
 
 
 def _coco() -> list[Path]:
     paths = sorted(COCO_IMAGES.glob("*.jpg"))
-    if not paths:
-        pytest.skip(f"no COCO photos in {COCO_IMAGES}")
+    assert len(paths) == 6, f"expected the six COCO photos in {COCO_IMAGES}"
     return paths
 
 
