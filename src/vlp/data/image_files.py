@@ -15,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from vlp.data.features import parse_image_id
 from vlp.data.formats.caption_list import parse_caption_list
-from vlp.data.formats.coco import read_image_list
+from vlp.data.formats.coco import parse_image_list, read_image_list
 from vlp.data.images import check_image_size, load_image
 from vlp.data.readers import load_json
-from vlp.data.records import ImageCaptions, KarpathyImage
+from vlp.data.records import ImageCaptions, ImageEntry, KarpathyImage
 from vlp.errors import VlpError, input_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -75,10 +76,14 @@ class ImageIndex:
         """The images of a COCO-style ``images`` list, relative to ``root`` (by default the
         list's own folder)."""
         path = Path(path)
+        return cls._listed(path, read_image_list(path), root)
+
+    @classmethod
+    def _listed(cls, path: Path, entries: Iterable[ImageEntry],
+                root: str | Path | None) -> ImageIndex:
         base = Path(root) if root else path.parent
         return cls((ImageFile(e.image_id, base / e.file_name, e.width, e.height,
-                              f"{path.name} {e.where}") for e in read_image_list(path)),
-                   str(path))
+                              f"{path.name} {e.where}") for e in entries), str(path))
 
     @classmethod
     def read(cls, path: str | Path, root: str | Path | None = None) -> ImageIndex:
@@ -88,10 +93,17 @@ class ImageIndex:
         path = Path(path)
         if path.is_dir():
             return cls.from_folder(path)
-        doc = load_json(path)
+        return cls.from_document(path, load_json(path), root)
+
+    @classmethod
+    def from_document(cls, path: str | Path, doc: Any,
+                      root: str | Path | None = None) -> ImageIndex:
+        """:meth:`read` on a JSON document already parsed from ``path`` (a large COCO
+        file is read once)."""
+        path = Path(path)
         if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "image" in doc[0]:
             return cls.from_caption_list(path, parse_caption_list(path, doc), root)
-        return cls.from_list(path, root)
+        return cls._listed(path, parse_image_list(path, doc), root)
 
     @classmethod
     def from_caption_list(cls, path: str | Path, records: Iterable[ImageCaptions],

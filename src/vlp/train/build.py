@@ -162,7 +162,7 @@ def image_index(data: DataConfig) -> ImageIndex:
         if is_karpathy(doc):
             return ImageIndex.from_karpathy(data.captions, parse_karpathy(
                 Path(data.captions), doc), data.require("image_root"))
-        return ImageIndex.read(data.captions, data.image_root or None)
+        return ImageIndex.from_document(data.captions, doc, data.image_root or None)
     return ImageIndex.from_folder(data.require("image_root"))
 
 
