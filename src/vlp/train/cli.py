@@ -68,17 +68,6 @@ def _features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _message(err: VlpError) -> str:
-    """The error's one line. A loader worker's error arrives wrapped in torch's "Caught
-    VlpError in DataLoader worker process N. Original Traceback …": its own message is the
-    text after the traceback's last ``VlpError:``."""
-    text = str(err)
-    marker = "VlpError: "
-    if "Original Traceback" in text and marker in text:
-        text = text.rsplit(marker, 1)[1]
-    return " ".join(text.split())
-
-
 def _features_draw(args: argparse.Namespace) -> int:
     from vlp.data.draw import draw_regions
     from vlp.data.features import RegionStore
@@ -449,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return handler(args)
     except VlpError as err:
-        print(f"error: {_message(err)}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)

@@ -213,7 +213,7 @@ class Trainer:
         micro = 0
         self.model.train()
         while self.step < t.steps:
-            for key, batch in self._loader():
+            for key, batch in self._batches():
                 micro += 1
                 last = micro % t.grad_accum == 0
                 self._micro_step(key, batch, window, sync=last)
@@ -225,6 +225,18 @@ class Trainer:
                 if self.step >= t.steps:
                     break
         bar.close()
+
+    def _batches(self) -> Iterator[tuple[BatchKey, Batch]]:
+        """The loader's batches. A loader worker's :class:`VlpError` (a missing or broken
+        image) comes back as torch wraps it — "Caught VlpError in DataLoader worker process
+        N. Original Traceback …" — and is raised again as its own one line."""
+        try:
+            yield from self._loader()
+        except VlpError as err:
+            text = str(err)
+            if "Original Traceback" not in text:
+                raise
+            raise VlpError(text.rsplit("VlpError: ", 1)[-1].strip()) from None
 
     def _loader(self) -> DataLoader[tuple[BatchKey, Batch]]:
         # a private generator keeps the loader from drawing on the global RNG, which
