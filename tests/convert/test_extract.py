@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -258,3 +259,92 @@ def test_cli_extract(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "already exists" in capsys.readouterr().err
     assert main([*args[:4], "--backbone", "nope"]) == 2
     assert "error: --backbone: no pretrained backbone 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a detector
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random YOLOS (pure transformer: no timm backbone) and its image processor,
+    saved as a Hugging Face object-detection directory."""
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path_factory.mktemp("yolos")
+    torch.manual_seed(0)
+    config = transformers.YolosConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=[48, 64], patch_size=8, num_detection_tokens=24, num_labels=3)
+    transformers.YolosForObjectDetection(config).save_pretrained(path)
+    # the Pillow processor where transformers has one (its default needs torchvision)
+    processor = getattr(transformers, "YolosImageProcessorPil", None) \
+        or transformers.YolosImageProcessor
+    processor(size={"shortest_edge": 48, "longest_edge": 64}).save_pretrained(path)
+    return path
+
+
+def test_detector_boxes_are_the_models_own_post_processing(detector_dir: Path,
+                                                             images: Path) -> None:
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    from vlp.convert.detector import HFDetector
+
+    image = Image.open(images.parent / "img" / "000007.png").convert("RGB")
+    boxes, scores = HFDetector(detector_dir)(image)
+    # the reference: transformers' own pipeline, by hand
+    model = AutoModelForObjectDetection.from_pretrained(detector_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(detector_dir)
+    with torch.no_grad():
+        out = model(**processor(images=image, return_tensors="pt"))
+    ref = processor.post_process_object_detection(out, threshold=0.0,
+                                                  target_sizes=[(48, 64)])[0]
+    order = torch.argsort(ref["scores"], descending=True, stable=True)
+    ref_boxes = ref["boxes"][order].clamp(min=0)
+    ref_boxes = torch.minimum(ref_boxes, torch.tensor([64.0, 48, 64, 48]))
+    thick = ((ref_boxes[:, 2:] - ref_boxes[:, :2]) >= 1).all(dim=1)
+    np.testing.assert_allclose(boxes, ref_boxes[thick].numpy(), atol=1e-5)
+    np.testing.assert_allclose(scores, ref["scores"][order][thick].numpy(), atol=1e-6)
+    assert (np.diff(scores) <= 0).all() and len(boxes) > 0
+
+
+def test_extraction_with_a_detector_keeps_its_boxes_by_its_confidence(
+        detector_dir: Path, images: Path, tmp_path: Path) -> None:
+    from vlp.convert.detector import HFDetector
+
+    detector = HFDetector(detector_dir)
+    options = dataclasses.replace(SMALL, min_boxes=3, max_boxes=8, threshold=0.0)
+    out = extract_regions(images, tmp_path / "feats", TinyBackbone(), options=options,
+                          progress=False, detector=detector)
+    store = RegionStore.open(out, verify=True)
+    assert store.meta["info"]["proposals"] == "Hugging Face yolos detector"
+    assert store.meta["info"]["score"] == "detector confidence"
+    for image_id in (3, 7, 11):
+        r = store.get(image_id)
+        image = Image.open(images.parent / "img" / f"{image_id:06d}.png").convert("RGB")
+        found, _ = detector(image)
+        candidates = np.concatenate([found, [[0, 0, 64, 48]]])
+        # every kept box is a detection (or the whole image), the most confident first
+        for box in r.boxes:
+            assert np.abs(candidates - box).max(axis=1).min() < 1e-3
+        np.testing.assert_allclose(r.boxes[0], found[0], atol=1e-3)
+        assert 3 <= len(r) <= 8
+        assert r.cls_probs.shape[1] == len(CLASSES)  # classes stay the CNN's
+
+
+def test_cli_extract_with_a_detector(detector_dir: Path, images: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from vlp.convert import extract
+
+    monkeypatch.setitem(extract.PRETRAINED, "tiny",
+                        lambda: extract.Pretrained(TinyBackbone(), (0.5,) * 3, (0.5,) * 3))
+    args = ["features", "extract", str(images), str(tmp_path / "f"), "--backbone", "tiny",
+            "--image-side", "48", "--max-boxes", "6", "--min-boxes", "2"]
+    assert main([*args, "--detector", str(detector_dir)]) == 0
+    info = RegionStore.open(tmp_path / "f").meta["info"]
+    assert info["proposals"] == "Hugging Face yolos detector"
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*args[:3], str(tmp_path / "g"), *args[4:], "--detector", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"--detector {empty}: no config.json there" in err

@@ -7,15 +7,18 @@ each image:
 1. **proposals** — OpenCV's selective search (fast mode) on a copy whose longer side is
    ``proposal_side`` pixels, boxes scaled back to the image; duplicates and boxes thinner
    than ``min_box_frac`` of the shorter image side dropped, at most ``max_proposals``
-   kept (the largest). The whole-image box is always added as one more proposal, so every
-   image has at least one region; it competes in NMS like the others.
+   kept (the largest). Or, with ``--detector DIR``, the boxes of a local Hugging Face
+   object detector (:class:`~vlp.convert.detector.HFDetector`), most confident first.
+   The whole-image box is always added as one more proposal, so every image has at least
+   one region; it competes in NMS like the others.
 2. **features** — the CNN (:class:`~vlp.layers.backbones.Backbone`) runs once over the
    whole image, resized to ``image_side`` pixels on the shorter side (at most
    ``max_image_side`` on the longer) and normalised with the backbone's mean and std;
    each proposal is RoIAligned (``roi_size``², ``sampling_ratio``² samples a bin) on the
    final feature map and average-pooled: a C-dimensional region feature.
 3. **class distribution** — the backbone's classifier on the pooled feature, softmaxed:
-   the soft label MRC-KL learns. A region's score is its largest class probability.
+   the soft label MRC-KL learns. A region's score is its largest class probability, or,
+   with a detector, the detector's confidence (0 for the whole-image box).
 4. **selection**, as bottom-up attention keeps detections: class-agnostic NMS at
    ``nms_iou``, then the survivors scoring at least ``threshold``, no fewer than
    ``min_boxes`` and no more than ``max_boxes``. Short of ``min_boxes`` survivors, the
@@ -51,6 +54,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from vlp.convert.backbones import pretrained_backbone
+from vlp.convert.detector import HFDetector
 from vlp.data.features import Regions, RegionStore, build_store, claim_store
 from vlp.data.image_files import ImageFile, ImageIndex
 from vlp.data.readers import load_json
@@ -83,7 +87,8 @@ class ExtractOptions:
                                  "this, within --min-boxes … --max-boxes")
     nms_iou: float = _opt(0.3, "class-agnostic NMS: suppress a box overlapping a better "
                                "one by more than this IoU")
-    max_proposals: int = _opt(2000, "selective search boxes kept per image (the largest)")
+    max_proposals: int = _opt(2000, "proposals kept per image (selective search: the "
+                                    "largest; --detector: the most confident)")
     proposal_side: int = _opt(224, "longer side, in pixels, of the copy selective search "
                                    "sees (smaller: faster, fewer small boxes)")
     min_box_frac: float = _opt(0.02, "drop proposals thinner than this fraction of the "
@@ -255,13 +260,14 @@ class RegionExtractor:
         mean: per-channel pixel mean (pixels in [0, 1]).
         std: per-channel pixel standard deviation.
         options: proposal, pooling and selection settings.
+        detector: boxes and scores from this detector instead of selective search.
 
     Raises:
         VlpError: the backbone has no classifier or the options are out of range.
     """
 
     def __init__(self, backbone: Backbone, mean: Sequence[float], std: Sequence[float],
-                 options: ExtractOptions) -> None:
+                 options: ExtractOptions, detector: HFDetector | None = None) -> None:
         options.check()
         if backbone.num_classes < 1:
             raise VlpError(f"backbone {type(backbone).__name__} has no classifier; region "
@@ -269,7 +275,7 @@ class RegionExtractor:
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise VlpError(f"pixel normalisation: expected 3 means and 3 positive standard "
                            f"deviations, got {list(mean)} and {list(std)}")
-        self.backbone, self.options = backbone.eval(), options
+        self.backbone, self.options, self.detector = backbone.eval(), options, detector
         self.mean = torch.tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).reshape(3, 1, 1)
 
@@ -288,7 +294,10 @@ class RegionExtractor:
         """The kept regions of one image, most confident first."""
         w, h = image.size
         o = self.options
-        proposals = propose_boxes(np.asarray(image), o)
+        if self.detector is None:
+            proposals, detected = propose_boxes(np.asarray(image), o), None
+        else:
+            proposals, detected = self.detector(image)
         whole = np.array([[0, 0, w, h]], dtype=np.float32)
         boxes = torch.from_numpy(np.concatenate([proposals, whole]))  # (n, 4) image pixels
         pixels, sx, sy = self.cnn_input(image)
@@ -299,7 +308,9 @@ class RegionExtractor:
             pooled = roi_align_mean(fmap.float(), rois, o.roi_size,
                                     1.0 / self.backbone.stride, o.sampling_ratio)  # (n, C)
             probs = self.backbone.classify(pooled).float().softmax(dim=1)  # (n, K)
-        keep = select_regions(boxes, probs.max(dim=1).values, o)
+        scores = probs.max(dim=1).values if detected is None else \
+            torch.from_numpy(np.concatenate([detected, np.zeros(1, np.float32)]))
+        keep = select_regions(boxes, scores, o)
         return Regions(image_id, w, h, pooled[keep].numpy(), boxes[keep].numpy(),
                        probs[keep].numpy())
 
@@ -320,11 +331,15 @@ def weights_sha256(module: torch.nn.Module) -> str:
 def _settings(images_json: Path, entries: Sequence[ImageFile], extractor: RegionExtractor
               ) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (no paths, no times)."""
-    return {"format": PARTIAL_FORMAT, "images_json_sha256": sha256_file(images_json),
-            "images": len(entries), "options": dataclasses.asdict(extractor.options),
-            "backbone": type(extractor.backbone).__name__,
-            "weights_sha256": weights_sha256(extractor.backbone),
-            "mean": extractor.mean.flatten().tolist(), "std": extractor.std.flatten().tolist()}
+    settings = {"format": PARTIAL_FORMAT, "images_json_sha256": sha256_file(images_json),
+                "images": len(entries), "options": dataclasses.asdict(extractor.options),
+                "backbone": type(extractor.backbone).__name__,
+                "weights_sha256": weights_sha256(extractor.backbone),
+                "mean": extractor.mean.flatten().tolist(),
+                "std": extractor.std.flatten().tolist()}
+    if extractor.detector is not None:
+        settings.update(extractor.detector.settings())
+    return settings
 
 
 def _is_ours(name: str) -> bool:
@@ -385,7 +400,8 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                     options: ExtractOptions | None = None,
                     image_root: str | Path | None = None, resume: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> Path:
+                    overwrite: bool = False, progress: bool = True,
+                    detector: HFDetector | None = None) -> Path:
     """Propose, pool and classify regions of every listed image into a region store.
 
     Args:
@@ -403,6 +419,7 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
         overwrite: replace an existing store at ``out`` and start an existing
             ``OUT.partial/`` over.
         progress: a tqdm bar with images per second (on a terminal only).
+        detector: a Hugging Face detector whose boxes replace selective search.
 
     Returns:
         ``out``.
@@ -414,7 +431,7 @@ def extract_regions(images_json: str | Path, out: str | Path, backbone: Backbone
     """
     images_json, out = Path(images_json), Path(out)
     options = options or ExtractOptions()
-    extractor = RegionExtractor(backbone, mean, std, options)
+    extractor = RegionExtractor(backbone, mean, std, options, detector)
     index = ImageIndex.read(images_json, image_root)
     entries = list(index.files.values())
     partial = out.with_name(f"{out.name}.partial")
@@ -458,13 +475,19 @@ def _assemble(paths: Sequence[Path], out: Path, backbone: Backbone, settings: di
     """The final store from the shards, shard by shard (the same bytes however many runs
     the shards took)."""
     info = {key: settings[key] for key in ("backbone", "weights_sha256", "mean", "std")}
-    info.update(proposals="selective search (OpenCV, fast mode)",
-                score="largest class probability", options=settings["options"])
+    if "detector" in settings:
+        proposals = f"Hugging Face {settings['detector']} detector"
+        info.update(proposals=proposals, score="detector confidence",
+                    detector_weights_sha256=settings["detector_weights_sha256"])
+    else:
+        proposals = "selective search (OpenCV, fast mode)"
+        info.update(proposals=proposals, score="largest class probability")
+    info["options"] = settings["options"]
     regions = itertools.chain.from_iterable(RegionStore.open(p).regions() for p in paths)
     build_store(regions, out, dtype=settings["options"]["dtype"],
                 class_names=_class_names(backbone), info=info, overwrite=overwrite,
-                source=f"vlp features extract: {settings['backbone']} on selective search "
-                       "proposals")
+                source=f"vlp features extract: {settings['backbone']} on "
+                       f"{proposals.split(' (')[0]} boxes")
 
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRETRAINED", "ExtractOptions",

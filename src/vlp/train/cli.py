@@ -59,11 +59,15 @@ def _features_extract(args: argparse.Namespace) -> int:
     options = ExtractOptions(**{f.name: getattr(args, f.name)
                                 for f in dataclasses.fields(ExtractOptions)})
     options.check()  # before the backbone's weights are loaded
+    detector = None
+    if args.detector:
+        from vlp.convert.detector import HFDetector
+        detector = HFDetector(args.detector, options.max_proposals, options.min_box_frac)
     pretrained = load_pretrained(args.backbone)
     out = extract_regions(Path(args.images_json), Path(args.out), pretrained.backbone,
                           mean=pretrained.mean, std=pretrained.std, options=options,
                           image_root=args.image_root, resume=args.resume,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, detector=detector)
     print(f"region features written to {out}")
     return 0
 
@@ -268,7 +272,7 @@ def _add_features_extract(fsub: argparse._SubParsersAction) -> None:
     from vlp.convert.extract import ExtractOptions
 
     ext = fsub.add_parser("extract", help="regions of your own images: selective search "
-                                          "boxes, a pretrained CNN, RoIAlign")
+                                          "(or detector) boxes, a pretrained CNN, RoIAlign")
     ext.add_argument("images_json", help="where the images are: a COCO captions or instances "
                                          "file, a JSON list of images {id, file_name, width, "
                                          "height}, an ALBEF/BLIP caption list or a folder")
@@ -279,6 +283,10 @@ def _add_features_extract(fsub: argparse._SubParsersAction) -> None:
     ext.add_argument("--backbone", default="efficientnet_lite0",
                      help="pretrained CNN with an ImageNet classifier (default "
                           "efficientnet_lite0)")
+    ext.add_argument("--detector", default="", metavar="DIR",
+                     help="a local Hugging Face object-detection directory (save_pretrained: "
+                          "config.json, weights, preprocessor_config.json) whose boxes and "
+                          "confidences replace selective search (default: none)")
     for f in dataclasses.fields(ExtractOptions):
         ext.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default),
                          default=f.default, help=f"{f.metadata['help']} (default {f.default})")
