@@ -220,3 +220,31 @@ def test_an_image_reads_the_same_alone_and_padded_beside_a_wider_one(visual: str
     real = b.mask[0]
     assert int(real.sum()) == a.mask.shape[1]
     torch.testing.assert_close(b.tokens[0][real], a.tokens[0], atol=1e-5, rtol=1e-5)
+
+
+def test_repeated_images_run_through_the_backbone_once_with_the_same_result() -> None:
+    """SOHO's four rows of an image: the backbone sees it once; tokens, dictionary indices
+    and the gradient it receives are those of four separate passes."""
+    model = build_model(GRID).eval()
+    visual = grid_input(model)
+    base = pixel_batch(b=3)
+    assert base.pixel_values is not None
+    pixels = base.pixel_values.repeat_interleave(4, dim=0)  # rows 0-3 image 0, …
+    pixels[5] += 1.0  # one row of image 1 is another crop: its own pass
+    seen: list[int] = []
+    visual.backbone.register_forward_hook(lambda _m, args, _o: seen.append(args[0].shape[0]))
+    def rows(p: torch.Tensor) -> Batch:
+        n = p.shape[0]
+        return Batch(input_ids=torch.full((n, 2), 5), text_mask=torch.ones(n, 2, dtype=torch.bool),
+                     pixel_values=p.clone().requires_grad_())
+
+    shared = rows(pixels)
+    out = visual.embed(shared)
+    assert seen == [5]  # image 0, image 1, its other crop, image 1 again, image 2
+    separate = [visual.embed(rows(pixels[i:i + 1])) for i in range(12)]
+    torch.testing.assert_close(out.tokens, torch.cat([s.tokens for s in separate]))
+    assert out.vd_indices is not None
+    assert torch.equal(out.vd_indices, torch.cat([s.vd_indices for s in separate]))  # type: ignore[misc]
+    out.tokens.sum().backward()
+    assert shared.pixel_values is not None and shared.pixel_values.grad is not None
+    assert shared.pixel_values.grad[0].abs().sum() > 0

@@ -212,8 +212,11 @@ class GridInput(VisualInput):
     def embed(self, batch: Batch) -> VisualTokens:
         """Tokens (B, h·w, D), mask, and with a dictionary its indices and MVM mask."""
         pixels = _pixels(batch, self.channels, "grid")
-        fmap = self.proj(self.backbone(pixels))  # (B, D, h0, w0), h0 ≈ ⌈H / stride⌉
-        x = F.max_pool2d(fmap, 2, 2, ceil_mode=True)  # (B, D, h, w), h = ⌈h0 / 2⌉
+        images, rows = distinct_images(pixels, batch.pixel_mask)
+        fmap = self.proj(self.backbone(images))  # (N, D, h0, w0), h0 ≈ ⌈H / stride⌉
+        x = F.max_pool2d(fmap, 2, 2, ceil_mode=True)  # (N, D, h, w), h = ⌈h0 / 2⌉
+        if rows is not None:
+            x = x[rows]  # (B, D, h, w): each row its image's cells
         b, _, h, w = x.shape
         if batch.pixel_mask is None:
             mask = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
@@ -242,6 +245,25 @@ class GridInput(VisualInput):
         rows = _resized(self.rows.weight, h)  # (h, D)
         cols = _resized(self.cols.weight, w)  # (w, D)
         return (rows[:, None, :] + cols[None, :, :]).flatten(0, 1)  # (h·w, D)
+
+
+def distinct_images(pixels: Tensor, pixel_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The batch's images with runs of identical neighbours kept once, and each row's
+    image among them (None when no row repeats the one before).
+
+    SOHO's sampling shows each image in four consecutive rows (two positive texts, two
+    negative): the backbone then sees it once, not four times. Rows are compared exactly
+    (pixels and mask), so differently augmented copies each get their own pass.
+    """
+    if pixels.shape[0] < 2:
+        return pixels, None
+    same = (pixels[1:] == pixels[:-1]).flatten(1).all(1)  # (B-1,)
+    if pixel_mask is not None:
+        same &= (pixel_mask[1:] == pixel_mask[:-1]).flatten(1).all(1)
+    if not bool(same.any()):
+        return pixels, None
+    first = torch.cat([same.new_ones(1), ~same])  # (B,) a row that starts a run
+    return pixels[first], first.long().cumsum(0) - 1
 
 
 def _resized(table: Tensor, n: int) -> Tensor:
