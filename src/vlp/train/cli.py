@@ -407,9 +407,13 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="world → features → tokenizer → pre-training → report")
-    demo.add_argument("--out", default="demo")
-    demo.add_argument("--images", type=int, default=3000)
-    demo.add_argument("--steps", type=int, default=1000)
+    demo.add_argument("--out", default="demo",
+                      help="directory of the world and every run; a rerun skips the stages "
+                           "done there (default demo)")
+    demo.add_argument("--images", type=int, default=3000,
+                      help="synthetic scenes in the world (default 3000)")
+    demo.add_argument("--steps", type=int, default=250,
+                      help="pre-training steps of each model (default 250)")
     demo.set_defaults(handler=_demo)
 
 

@@ -1,10 +1,13 @@
 """``vlp demo``: the whole path on the built-in world, on CPU, in minutes.
 
 world → detector-like region features → WordPiece vocabulary → the ablation: UNITER
-(single-stream) and ViLBERT (two-stream) pre-trained alike → held-out MLM / ITM / ITC / MRC
-accuracy against chance → zero-shot retrieval → VQA, retrieval and visual entailment
-fine-tuned from scratch and from the pre-trained model, side by side, with their curves
-as a PNG.
+(single-stream, regions), ViLBERT (two-stream, regions), ViLT (patches of the pixels) and
+SOHO (a CNN grid with a visual dictionary), pre-trained with the same transformer, steps
+and positions a batch → held-out accuracy of each objective against chance → zero-shot
+retrieval → VQA fine-tuned on all four (and retrieval and visual entailment on ViLBERT)
+from scratch and from the pre-trained model, side by side, with their curves as a PNG.
+
+The schedule is sized for 2 CPU cores without fast bf16 (fp32): under 25 minutes in all.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from vlp.train.finetune import build_finetuning, evaluate_model
 from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import build_pretraining
 
-# The two encoders the demo compares (configs/uniter_world.yaml, configs/vilbert_world.yaml):
-# ViLBERT is UNITER's width, depth and training with the two-stream layout. Small models
-# trained from scratch for 1000 steps: BERT's 0.02 initialisation and 0.1 dropout (made
-# for 768-wide models started from a checkpoint) keep UNITER's [CLS] ITM at chance here;
-# std 0.05 (about 0.8 / sqrt(width)) and no dropout let both models ground
+# The four encoders the demo compares (configs/{uniter,vilbert,vilt,soho}_world.yaml): one
+# transformer width and depth. ViLBERT is UNITER with the two-stream layout; ViLT reads the
+# world's 64-pixel images as 4 × 4 patches (pre-LayerNorm, modality embeddings); SOHO a
+# small CNN's 4 × 4 grid through a 256-entry visual dictionary. Small models trained from
+# scratch: BERT's 0.02 initialisation and 0.1 dropout (made for 768-wide models started
+# from a checkpoint) keep UNITER's [CLS] ITM at chance here; std 0.05 (about
+# 0.8 / sqrt(width)) and no dropout let the region models ground after about 500 steps
 # (docs/design.md, "Cross-modal grounding from scratch").
 _UNITER = ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
                       initializer_range=0.05, dropout=0.0)
@@ -46,26 +51,43 @@ MODELS = {
     "ViLBERT": dataclasses.replace(_UNITER, arch="two_stream", image_hidden_size=256,
                                    image_num_heads=4, image_intermediate_size=512,
                                    num_image_layers=2, num_cross_layers=2),
+    "ViLT": dataclasses.replace(_UNITER, visual="patches", image_size=64, patch_size=16,
+                                norm_first=True, modality_embed=True),
+    "SOHO": dataclasses.replace(_UNITER, visual="grid", backbone="convnet", image_size=128,
+                                vd_size=256, vd_momentum=0.99),
 }
+REGION_OBJECTIVES = ObjectivesConfig(weights={"mlm": 2.0, "mrfr": 1.0, "mrc_kl": 1.0,
+                                              "itm": 2.0, "itc": 2.0})
+# Every model's batches hold about the same number of positions (text + image tokens):
+# 1536, which at 250 steps keeps the whole demo under 25 minutes on 2 cores in fp32.
+# SOHO's budget counts each image once and its sampling makes four rows of it.
+TOKEN_BUDGET = 1536
 
 
 def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> PretrainConfig:
-    """The demo's pre-training experiment (as ``configs/uniter_world.yaml`` and
-    ``configs/vilbert_world.yaml``): same data, objectives and schedule for both models."""
+    """The demo's pre-training experiment for ``model`` (as ``configs/<model>_world.yaml``):
+    the same transformer, schedule and positions a batch for all four; each model's own
+    visual input, objectives and (pixels) augmentation."""
+    data = DataConfig(world=str(world), eval_split="test", eval_pairs=500,
+                      token_budget=TOKEN_BUDGET, max_text_len=40)
+    objectives = REGION_OBJECTIVES
+    if model == "ViLT":  # random resized crops, and mirrored images with "left" ↔ "right"
+        data = dataclasses.replace(data, augment=True, crop_scale=[0.8, 1.0], flip="swap")
+        objectives = ObjectivesConfig(weights={"mlm": 2.0, "itm": 2.0, "itc": 2.0})
+    elif model == "SOHO":  # MLM + MVM + ITM summed, each image with 2 + 2 texts
+        data = dataclasses.replace(data, token_budget=TOKEN_BUDGET // 4)
+        objectives = ObjectivesConfig(weights={"mlm": 1.0, "mvm": 1.0, "itm": 1.0},
+                                      mix="sum", sampling="soho")
     return PretrainConfig(
-        model=MODELS[model],
-        data=DataConfig(world=str(world), eval_split="test", eval_pairs=1000,
-                        token_budget=3072, max_text_len=40),
-        objectives=ObjectivesConfig(weights={"mlm": 2.0, "mrfr": 1.0, "mrc_kl": 1.0,
-                                             "itm": 2.0, "itc": 2.0}),
+        model=MODELS[model], data=data, objectives=objectives,
         train=TrainConfig(out=str(out), steps=steps, lr=3e-4, warmup_steps=steps // 10,
                           save_every=max(1, steps // 3), log_every=10),
     )
 
 
 def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps: int,
-                    labelled: int, model: str = "UNITER", eval_limit: int = 1000,
-                    evals: int = 6) -> FinetuneConfig:
+                    labelled: int, model: str = "UNITER", eval_limit: int = 500,
+                    evals: int = 3) -> FinetuneConfig:
     """A demo fine-tuning run: ``labelled`` training records, ``steps`` steps, evaluated
     on the validation split every ``steps // evals`` steps (as ``configs/vqa_world.yaml``).
 
@@ -74,7 +96,7 @@ def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps:
     """
     return FinetuneConfig(
         model=MODELS[model],
-        data=DataConfig(world=str(world), token_budget=0, batch_size=64, max_text_len=40),
+        data=DataConfig(world=str(world), token_budget=0, batch_size=32, max_text_len=40),
         task=TaskConfig(name=task, train_limit=labelled, eval_limit=eval_limit),
         train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=3e-4,
                           warmup_steps=steps // 10, save_every=0, log_every=10,
@@ -150,26 +172,32 @@ class DemoTask:
     steps: int
     metric: str  # the table's column
     models: tuple[str, ...]
-    eval_limit: int = 1000  # validation records (retrieval: images ranked, × 5 captions)
-    evals: int = 6  # evaluations during training (for the curves)
+    eval_limit: int = 500  # validation records (retrieval: images ranked, × 5 captions)
+    evals: int = 3  # evaluations during training (for the curves)
 
 
 DEMO_TASKS = (
-    DemoTask("vqa", 1000, 300, "vqa_acc", ("UNITER", "ViLBERT")),
-    DemoTask("retrieval", 600, 200, "retrieval/r_mean", ("ViLBERT",), eval_limit=50, evals=3),
-    DemoTask("ve", 3000, 200, "ve_acc", ("ViLBERT",)),
+    DemoTask("vqa", 1000, 150, "vqa_acc", ("UNITER", "ViLBERT", "ViLT", "SOHO")),
+    DemoTask("retrieval", 600, 100, "retrieval/r_mean", ("ViLBERT",), eval_limit=50, evals=2),
+    DemoTask("ve", 3000, 100, "ve_acc", ("ViLBERT",), evals=2),
 )
 
 
-def run_demo(root: Path, images: int = 3000, steps: int = 1000,
-             tasks: tuple[DemoTask, ...] = DEMO_TASKS) -> dict[str, float]:
-    """Run the demo under ``root``; returns the final held-out and fine-tuned metrics."""
+def run_demo(root: Path, images: int = 3000, steps: int = 250,
+             tasks: tuple[DemoTask, ...] = DEMO_TASKS,
+             models: tuple[str, ...] = tuple(MODELS)) -> dict[str, float]:
+    """Run the demo under ``root``; returns the final held-out and fine-tuned metrics.
+
+    ``models``: which of :data:`MODELS` to pre-train (every task's models among them)."""
     world = prepare_world(root, images)
     results: dict[str, float] = {}
     pretrained = {}
-    for model in MODELS:
+    for model in models:
         out = root / f"pretrain_{model.lower()}"
         pretrained[model] = pretrain_stage(world, out, steps, model)
+        if "itc" not in demo_config(world, out, steps, model).objectives.weights:
+            print(f"\n   (no zero-shot retrieval for {model}: it learns no ITC embeddings)")
+            continue
         results.update({f"{model}/{k}": v for k, v in
                         zero_shot_stage(world, out, root / f"zero_shot_{model.lower()}",
                                         model).items()})
@@ -193,9 +221,11 @@ def run_demo(root: Path, images: int = 3000, steps: int = 1000,
                     for r in read_metrics(out / "metrics.jsonl") if f"eval/{task.metric}" in r]
             table.append((task.name, model, task.metric, row[0], row[1]))
     print("\n== fine-tuned, validation split (same model, steps and labelled records)")
-    print(f"   {'task':9s} {'model':8s} {'metric':16s} {'scratch':>9s} {'pre-trained':>12s}")
+    print(f"   {'task':9s} {'model':8s} {'input':8s} {'metric':16s} {'scratch':>9s} "
+          f"{'pre-trained':>12s}")
     for name, model, metric, scratch, pre in table:
-        print(f"   {name:9s} {model:8s} {metric:16s} {scratch:9.2f} {pre:12.2f}")
+        print(f"   {name:9s} {model:8s} {MODELS[model].visual:8s} {metric:16s} {scratch:9.2f} "
+              f"{pre:12.2f}")
     png = plot_series(curves, root / "finetune_curves.png", "fine-tuning",
                       panels={task.name: [k for k in curves if k.startswith(f"{task.name}: ")]
                               for task in tasks})
@@ -223,8 +253,11 @@ def _resume_or_restart(out: Path) -> dict[str, bool]:
 def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
     """Pre-train (or resume) and print losses and held-out accuracy against chance."""
     cfg = demo_config(world, out, steps, model)
-    t = _stage(f"pre-training a {cfg.model.num_layers}-layer {model} for {steps} steps "
-               f"({cfg.train.precision}, dynamic batches of ≤{cfg.data.token_budget} positions)")
+    what = {"regions": "region features", "patches": "image patches",
+            "grid": "a CNN grid"}[cfg.model.visual]
+    budget = TOKEN_BUDGET if cfg.objectives.sampling == "soho" else cfg.data.token_budget
+    t = _stage(f"pre-training a {cfg.model.num_layers}-layer {model} on {what} for {steps} "
+               f"steps (dynamic batches of ≤{budget} positions)")
     trainer = build_pretraining(cfg)
     data = trainer.parts.data
     before = trainer.evaluate()
@@ -237,6 +270,8 @@ def pretrain_stage(world: Path, out: Path, steps: int, model: str) -> Path:
     chance = {"mlm": 1.0 / data.tokenizer.vocab_size, "itm": 0.5, "itc": 5 / 64}  # 5 an image in 64
     if isinstance(data.visuals, RegionSource):
         chance["mrc_kl"] = 1.0 / data.visuals.store.num_classes
+    if cfg.model.vd_size:  # one of the entries present in the image, at best 1 / k
+        chance["mvm"] = 1.0 / cfg.model.vd_size
     for name, p in chance.items():
         key = f"eval/{name}_acc"
         if key in after:
