@@ -17,9 +17,8 @@ from torch import Tensor
 
 from vlp.config import check, check_fields, ranged
 from vlp.data.batch import Batch
-from vlp.data.formats.karpathy import read_karpathy
+from vlp.data.formats.caption_files import CaptionedImage, read_captioned_images
 from vlp.data.readers import check_kind, json_field, load_json
-from vlp.data.records import KarpathyImage
 from vlp.errors import input_error
 from vlp.eval.ranking import recall_at_k
 from vlp.fileio import write_text_atomic
@@ -62,8 +61,10 @@ class RetrievalOptions:
               f"{', '.join(RANKS)}, got {self.rank!r}")
 
 
-class RetrievalData(TaskData[KarpathyImage, str, RankingField]):
-    """One Karpathy split as a retrieval task.
+class RetrievalData(TaskData[CaptionedImage, str, RankingField]):
+    """One split of a caption file as a retrieval task: a Karpathy file, COCO captions, an
+    ALBEF / BLIP list or JSONL (:mod:`vlp.data.formats.caption_files`; ``task.files.captions``
+    may hold ``{split}`` for one file per split).
 
     Records are images (with their captions). Training rows are the true pairs; each batch
     swaps the image of about half of them (``neg_prob``) for another image (label 0): a
@@ -91,8 +92,9 @@ class RetrievalData(TaskData[KarpathyImage, str, RankingField]):
         self.uses_model_in_training = self.hard_negatives > 0
         super().__init__(*args, **kwargs)
 
-    def read(self) -> list[KarpathyImage]:
-        images = [im for im in read_karpathy(self.files["captions"])
+    def read(self) -> list[CaptionedImage]:
+        # any caption format; a file of one split serves the split its name says
+        images = [im for im in read_captioned_images(self.files["captions"])
                   if im.split == self.split or (self.split == "train" and im.split == "restval")]
         return [im for im in images if im.captions]
 

@@ -21,9 +21,10 @@ from vlp.convert.backbones import pretrained_backbone, resnet_shape
 from vlp.convert.vit import load_vit_weights, vit_normalisation
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
-from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
-from vlp.data.image_files import ImageIndex
-from vlp.data.readers import load_json
+from vlp.data.formats.caption_files import detect_caption_format, read_captioned_images
+from vlp.data.formats.karpathy import parse_karpathy
+from vlp.data.image_files import ImageFile, ImageIndex
+from vlp.data.readers import parse_json, read_text
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.transforms import DecodedImageCache, ImageTransform
 from vlp.data.visuals import PixelSource, RegionSource, Visuals
@@ -153,17 +154,38 @@ def grid_backbone(model: ModelConfig) -> Backbone:
 
 def image_index(data: DataConfig) -> ImageIndex:
     """Where a run's image files are: ``data.images`` (a COCO-style list, a caption list or
-    a folder), the paths of the ``data.captions`` file (Karpathy or a caption list) under
-    ``data.image_root``, or the files of ``data.image_root``."""
+    a folder); else the images of its caption files (``data.captions`` or
+    ``data.split_files``, any caption format) under ``data.image_root`` (a Karpathy file's
+    ``filepath/filename`` need it; the others default to the file's folder); else the
+    files of ``data.image_root``."""
     if data.images:
         return ImageIndex.read(data.images, data.image_root or None)
-    if data.captions:
-        doc = load_json(data.captions)
-        if is_karpathy(doc):
-            return ImageIndex.from_karpathy(data.captions, parse_karpathy(
-                Path(data.captions), doc), data.require("image_root"))
-        return ImageIndex.from_document(data.captions, doc, data.image_root or None)
-    return ImageIndex.from_folder(data.require("image_root"))
+    paths = list(dict.fromkeys(data.split_files.values())) or \
+        ([data.captions] if data.captions else [])
+    if not paths:
+        return ImageIndex.from_folder(data.require("image_root"))
+    indices = [_caption_file_images(Path(path), data) for path in paths]
+    if len(indices) == 1:
+        return indices[0]
+    return ImageIndex([f for index in indices for f in index.files.values()],
+                      ", ".join(index.source for index in indices))
+
+
+def _caption_file_images(path: Path, data: DataConfig) -> ImageIndex:
+    """The images one caption file names (see :func:`image_index`)."""
+    text = read_text(path, "a caption file")
+    fmt = data.caption_format if data.caption_format != "auto" else \
+        detect_caption_format(path, text)
+    if fmt == "jsonl":
+        base = Path(data.image_root) if data.image_root else path.parent
+        return ImageIndex([ImageFile(im.image_id, base / im.file, listed=f"{path.name}, image "
+                                     f"{im.file}") for im in read_captioned_images(path, fmt)],
+                          str(path))
+    doc = parse_json(path, text)
+    if fmt == "karpathy":
+        return ImageIndex.from_karpathy(path, parse_karpathy(path, doc),
+                                        data.require("image_root"))
+    return ImageIndex.from_document(path, doc, data.image_root or None)
 
 
 def _with_init_vocab(data: DataConfig, init: Imported, key: str, src: str) -> DataConfig:

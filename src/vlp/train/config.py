@@ -13,7 +13,8 @@ from vlp.models.config import ModelConfig
 from vlp.tasks.config import TaskConfig  # the task section, re-exported for FinetuneConfig
 
 # what each path of the data section names, for the message when one is empty
-_PATHS = {"captions": "a captions file (Karpathy split JSON)",
+_PATHS = {"captions": "a caption file (Karpathy, COCO captions, an ALBEF/BLIP list or "
+                      "JSONL), or set data.split_files",
           "image_root": "the folder of the image files",
           "features": "a region feature store directory",
           "vocab": "a WordPiece vocab.txt"}
@@ -40,6 +41,14 @@ class DataConfig:
     (pre-training only: a task's label may name a side). ``image_cache_mb`` keeps that
     many MB of decoded images in memory, per loader worker.
 
+    ``captions`` is a caption file in any published format
+    (:mod:`vlp.data.formats.caption_files`: Karpathy, COCO captions, the ALBEF / BLIP /
+    LAVIS list, JSONL ``{image, text}``), told apart by its content unless
+    ``caption_format`` names it. A Karpathy file gives each image its split; a file of one
+    split belongs to the split its name says (``coco_karpathy_test.json``), else ``train``.
+    ``split_files`` (``{train: …, val: …}``) gives one file per split instead, and then
+    ``captions`` is not read.
+
     ``max_text_len`` counts [CLS] and [SEP] (so at least 3: one token between them).
     ``token_budget`` > 0 batches by padded positions and must hold one whole caption
     (``max_text_len``); 0 batches ``batch_size`` pairs. ``verify_features`` checks every
@@ -50,6 +59,8 @@ class DataConfig:
 
     world: str = ""
     captions: str = ""
+    caption_format: Literal["auto", "karpathy", "coco", "caption_list", "jsonl"] = "auto"
+    split_files: dict[str, str] = field(default_factory=dict)
     features: str = ""
     vocab: str = ""
     images: str = ""
@@ -102,6 +113,22 @@ class DataConfig:
             raise VlpError(f"data.{name}: empty; set it to {_PATHS.get(name, 'a path')}, or "
                            "set data.world to a 'vlp world' directory that holds one")
         return value
+
+    def caption_files(self, splits: list[str]) -> list[tuple[str, str | None]]:
+        """The caption files that hold ``splits``, each with the split it is read as
+        (None: the file says, see the class docstring).
+
+        Raises:
+            VlpError: ``split_files`` has no file for one of ``splits``, or neither it nor
+                ``captions`` is set.
+        """
+        if not self.split_files:
+            return [(self.require("captions"), None)]
+        wanted = [s for s in splits if s in self.split_files]
+        if not wanted:
+            raise VlpError(f"data.split_files: no file for split(s) {', '.join(splits)} "
+                           f"(it names {', '.join(sorted(self.split_files))})")
+        return [(self.split_files[s], s) for s in wanted]
 
     def resolved(self) -> DataConfig:
         """A copy with paths filled from ``world``."""

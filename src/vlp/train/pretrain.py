@@ -16,10 +16,7 @@ from typing import Any
 import torch
 
 from vlp.data.batch import Batch
-from vlp.data.features import parse_image_id
-from vlp.data.formats.caption_list import parse_caption_list
-from vlp.data.formats.karpathy import is_karpathy, parse_karpathy
-from vlp.data.image_files import ImageIndex
+from vlp.data.formats.caption_files import CaptionedImage, read_captioned_images
 from vlp.data.pretrain import (
     BatchKey,
     BatchPlan,
@@ -30,7 +27,6 @@ from vlp.data.pretrain import (
     PretrainKeySampler,
     TextPool,
 )
-from vlp.data.readers import load_json
 from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
@@ -43,36 +39,42 @@ from vlp.train.runtime import Env
 from vlp.train.trainer import Parts, RunData, Trainer, check_finite_eval, mean_losses
 
 
-def read_captions(path: str | Path) -> list[tuple[int, str, tuple[str, ...]]]:
-    """Each image's id, split and captions, from a Karpathy split file or an ALBEF / BLIP
-    caption list (``[{"image", "caption"}]``: one split, ``train``; ids from the file
-    names, as :meth:`vlp.data.image_files.ImageIndex.from_caption_list` takes them)."""
-    path = Path(path)
-    doc = load_json(path)
-    if not isinstance(doc, list) or is_karpathy(doc):
-        return [(im.image_id, im.split, im.captions) for im in parse_karpathy(path, doc)]
-    records = parse_caption_list(path, doc)
-    ImageIndex.from_caption_list(path, records)  # every image named by an id, once
-    merged: dict[int, list[str]] = {}  # the ALBEF training files list an image per caption
-    for r in records:
-        merged.setdefault(parse_image_id(Path(r.image).stem), []).extend(r.captions)
-    return [(image_id, "train", tuple(texts)) for image_id, texts in merged.items()]
+def read_captions(data: DataConfig, splits: list[str]) -> list[CaptionedImage]:
+    """The captioned images of ``splits``, from ``data.captions`` or ``data.split_files``
+    in any published caption format (:func:`read_captioned_images`).
+
+    Raises:
+        VlpError: a caption file is bad, or none of its images is in ``splits`` (naming the
+            splits it holds and how to choose them).
+    """
+    images: list[CaptionedImage] = []
+    held: set[str] = set()
+    files = data.caption_files(splits)
+    for path, split in files:
+        found = read_captioned_images(path, data.caption_format, split)
+        held.update(im.split for im in found)
+        images += [im for im in found if im.split in splits]
+    if not images:
+        where = ", ".join(path for path, _ in files)
+        raise VlpError(f"{where}: no images in split(s) {', '.join(splits)}; it holds "
+                       f"{', '.join(sorted(held))} (choose with data.train_splits / "
+                       "data.eval_split, or name each file's split with data.split_files)")
+    return images
 
 
 def load_pairs(data: DataConfig, tokenizer: Tokenizer, visuals: Visuals, splits: list[str],
                limit: int | None = None) -> PairDataset:
-    """Caption-image pairs of ``splits`` from a captions file (:func:`read_captions`),
-    tokenised."""
-    images = [im for im in read_captions(data.require("captions")) if im[1] in splits]
-    if not images:
-        raise VlpError(f"{data.captions}: no images in split(s) {', '.join(splits)}")
-    image_ids = [image_id for image_id, _, captions in images for _ in captions]
-    texts = [c for _, _, captions in images for c in captions]
+    """Caption-image pairs of ``splits`` (:func:`read_captions`), tokenised."""
+    images = read_captions(data, splits)
+    image_ids = [im.image_id for im in images for _ in im.captions]
+    texts = [c for im in images for c in im.captions]
     if limit is not None:
         image_ids, texts = image_ids[:limit], texts[:limit]
     ids = tokenizer.encode(texts, data.max_text_len)
+    source = data.captions if not data.split_files else ", ".join(
+        data.split_files[s] for s in splits if s in data.split_files)
     return PairDataset(image_ids, ids, visuals,
-                       f"the captions of split(s) {', '.join(splits)} ({data.captions})")
+                       f"the captions of split(s) {', '.join(splits)} ({source})")
 
 
 def objective_plan(objective: Objective) -> BatchPlan:
