@@ -174,3 +174,39 @@ def test_retrieval_fine_tunes_with_hard_negatives(world: Path, tmp_path: Path) -
     run.trainer.run()
     assert run.trainer.step == 4
     assert "retrieval/t2i_r1" in run.write_results()
+
+
+def test_predictions_are_scored_from_annotation_files_alone(
+        world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """VQA, VE and retrieval predictions scored in a directory that holds only them and the
+    official annotation files: no vocabulary, features, images, world or training split."""
+    import shutil
+
+    ann = world / "annotations"
+    cases = {  # task: (annotation files by role, the run's predictions file)
+        "vqa": {"questions": ann / "vqa_val_questions.json",
+                "annotations": ann / "vqa_val_annotations.json"},
+        "ve": {"jsonl": ann / "snli_ve_dev.jsonl"},
+        "retrieval": {"captions": ann / "dataset_world.json"},
+    }
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for task, files in cases.items():
+        run = tmp_path / task
+        extra = ["task.eval_limit=6"] if task == "retrieval" else []
+        assert main(["finetune", task, f"data.world={world}", f"train.out={run}",
+                     "train.steps=2", *TINY, *extra]) == 0
+        written = json.loads((run / "metrics_val.json").read_text())
+        for path in files.values():
+            shutil.copy(path, bare / path.name)
+        shutil.copy(run / "predictions_val.json", bare / f"{task}_predictions.json")
+        monkeypatch.chdir(bare)
+        capsys.readouterr()
+        assert main(["evaluate", task, "--predictions", f"{task}_predictions.json", *extra,
+                     *(f"task.files.{role}={path.name}" for role, path in files.items())]) == 0
+        assert json.loads(capsys.readouterr().out) == written, task
+        monkeypatch.chdir(tmp_path)
+    assert sorted(p.name for p in bare.iterdir()) == sorted(
+        [*(p.name for f in cases.values() for p in f.values()),
+         *(f"{t}_predictions.json" for t in cases)])  # nothing else was there, or made

@@ -269,7 +269,9 @@ def _finetune_and_score(world: Path, tmp_path: Path, task: str, capsys: pytest.C
     capsys.readouterr()
     assert main(["evaluate", task, "--predictions", str(predictions),
                  f"data.world={world}", f"train.out={tmp_path / 'scored'}", *extra]) == 0
-    assert json.loads(capsys.readouterr().out) == written
+    scored = json.loads(capsys.readouterr().out)
+    # scoring reads the annotations alone: RefCOCO's ceiling needs the region store
+    assert scored == {k: v for k, v in written.items() if k != "refcoco_ceiling"}
     return predictions, written
 
 

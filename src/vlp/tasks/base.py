@@ -67,8 +67,11 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
     Args:
         files: role → path of this split's file.
         split: the split's name.
-        tokenizer: text → ids.
-        visuals: the images, as the model reads them (regions or pixels).
+        tokenizer: text → ids; None reads the records only, for scoring a predictions
+            file (:meth:`score` needs what the official evaluation script needs: no
+            vocabulary, no images).
+        visuals: the images, as the model reads them (regions or pixels); None with
+            ``tokenizer`` None.
         max_text_len: tokens kept per text.
         limit: keep the first ``limit`` records only (a labelled budget); 0 keeps all.
     """
@@ -81,18 +84,39 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
     predictions_suffix: ClassVar[str] = ".json"  # of the official predictions file
     predictions_source: str = "predictions"  # named in scoring errors; read_predictions sets it
 
-    def __init__(self, files: dict[str, Path], split: str, tokenizer: Tokenizer,
-                 visuals: Visuals, max_text_len: int = 40, limit: int = 0) -> None:
+    def __init__(self, files: dict[str, Path], split: str, tokenizer: Tokenizer | None,
+                 visuals: Visuals | None, max_text_len: int = 40, limit: int = 0) -> None:
         self.files, self.split = files, split
-        self.tokenizer, self.visuals = tokenizer, visuals
+        self._tokenizer, self._visuals = tokenizer, visuals
         self.max_text_len = max_text_len
         self.all_records: list[RecordT] = self.read()  # the whole split, for scoring files
         self.records: list[RecordT] = self.all_records[:limit] if limit else self.all_records
         if not self.records:
             raise VlpError(f"{self.name}: no records in split '{split}' "
                            f"({', '.join(str(p) for p in files.values())})")
-        self.examples: list[TaskExample] = self.build_examples()
-        visuals.require((e.image_id for e in self.examples), f"{self.name} {split}")
+        self.examples: list[TaskExample] = []
+        if tokenizer is not None:
+            self.examples = self.build_examples()
+            self.visuals.require((e.image_id for e in self.examples), f"{self.name} {split}")
+
+    @property
+    def scoring_only(self) -> bool:
+        """Read for scoring a predictions file: records, no rows, tokens or images."""
+        return self._tokenizer is None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise VlpError(f"{self.name}: split '{self.split}' was read for scoring only "
+                           "(no vocabulary)")
+        return self._tokenizer
+
+    @property
+    def visuals(self) -> Visuals:
+        if self._visuals is None:
+            raise VlpError(f"{self.name}: split '{self.split}' was read for scoring only "
+                           "(no images)")
+        return self._visuals
 
     # ---------------------------------------------------------------- reading
     @abstractmethod

@@ -105,15 +105,18 @@ class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
         """Accuracy at IoU ≥ 0.5 on the expressions ``predictions`` name, and the store's
         ceiling on the evaluated rows."""
         pool = [((r.ref_id, s), r.box_xywh) for r in self.all_records for s in r.sent_ids]
-        evaluated = [(k, None) for k in self.keys]
+        keys = [(r.ref_id, s) for r in self.records for s in r.sent_ids]  # the rows' order
+        evaluated = [(k, None) for k in keys]
         # items of the pool, each with its box (the evaluated rows carry only their key)
         scored = cast(list[tuple[RefKey, tuple[float, float, float, float]]],
                       self.scored_records(predictions, lambda item: item[0], "expressions",
                                           pool=pool, evaluated=evaluated))
         pred = xywh_to_xyxy([predictions[k] for k, _ in scored])  # (N, 4)
         gt = xywh_to_xyxy([box for _, box in scored])  # (N, 4)
-        return {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD),
-                "refcoco_ceiling": self.ceiling()}
+        out = {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD)}
+        if not self.scoring_only:  # the ceiling needs the region store
+            out["refcoco_ceiling"] = self.ceiling()
+        return out
 
     def ceiling(self) -> float:
         """The share of rows with a region at IoU ≥ 0.5: the best accuracy possible with

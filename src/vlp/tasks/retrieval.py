@@ -178,8 +178,10 @@ class RetrievalData(TaskData[CaptionedImage, str, RankingField]):
         """Recall@K both ways; the predictions must rank this split's pool (the images and
         captions :meth:`eval_rows` scores, ``task.eval_limit`` images)."""
         source = self.predictions_source
+        # each image's first captions, in the order build_examples makes the rows
         expected = {"image_ids": [im.image_id for im in self.records],
-                    "text_image_ids": [self.records[e.record].image_id for e in self.examples]}
+                    "text_image_ids": [im.image_id for im in self.records
+                                       for _ in im.captions[:self.texts_per_image]]}
         for key, ids in expected.items():
             if list(predictions[key]) != ids:
                 raise input_error(source, key, f"the predictions rank another pool: {len(ids)} "

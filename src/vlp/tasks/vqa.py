@@ -62,14 +62,15 @@ class VQAData(TaskData[VQAQuestion, int, str]):
     def read(self) -> list[VQAQuestion]:
         annotations = self.annotations_file()
         records = read_vqa(self.files["questions"], annotations)
-        if self.answers is None:  # the training split: its answers are the label space
+        if self.answers is None and not self.scoring_only:  # the training split: its
+            # answers are the label space
             if annotations is None:
                 raise self.no_annotations("the training split needs them (its answers are "
                                           "the targets and the answer vocabulary)")
             self.answers = build_answer_vocab((q.answers for q in records),
                                               self.min_answer_count)
-        self.labels = self.answers  # the head's outputs
-        self.answer_index = {a: i for i, a in enumerate(self.answers)}
+        self.labels = self.answers or []  # the head's outputs (none when only scoring)
+        self.answer_index = {a: i for i, a in enumerate(self.labels)}
         return records
 
     def shared(self) -> dict[str, object]:

@@ -8,6 +8,7 @@ task's official metrics on predictions, :mod:`vlp.tasks.predict`) differ.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,13 +195,17 @@ def evaluate_model(cfg: FinetuneConfig) -> dict[str, float]:
 
 
 def score_predictions(cfg: FinetuneConfig, path: Path) -> dict[str, float]:
-    """The official metrics of a predictions file against ``data.eval_split``."""
+    """The official metrics of a predictions file against ``data.eval_split``.
+
+    Only what the official evaluation script reads is opened: the split's annotation
+    files (``task.files`` or ``data.world``). No vocabulary, images, region features or
+    training split."""
     spec = get_task(cfg.task.name)
-    cfg, begin = start(cfg)
-    data = load_split(cfg, spec, begin, cfg.data.eval_split, cfg.task.eval_limit,
-                      load_split(cfg, spec, begin, cfg.data.train_splits[0],
-                                 cfg.task.train_limit))
+    split = cfg.data.eval_split
+    options = dataclasses.asdict(spec.parse_options(cfg.task.options))  # type: ignore[call-overload]
     with strict_mode(cfg.data.strict or is_strict()):
+        data = spec.data(spec.files(cfg.task, cfg.data.world, split), split, None, None,
+                         cfg.data.max_text_len, cfg.task.eval_limit, **options)
         return data.score(data.read_predictions(path))
 
 
