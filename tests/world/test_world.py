@@ -46,7 +46,9 @@ def test_same_seed_same_bytes_any_workers(world: Path, tmp_path: Path) -> None:
     tasks = json.loads((world / "world.json").read_text())["tasks"]
     vcr_metadata = len(list((world / "vcr_metadata").iterdir()))
     # images + 3 annotation files + 2 meta files + task files + VCR's per-image metadata
-    assert len(_hashes(world)) == N_IMAGES + 5 + len(tasks) + vcr_metadata
+    # + the vocabulary
+    assert len(_hashes(world)) == N_IMAGES + 5 + len(tasks) + vcr_metadata + 1
+    assert "vocab.txt" in _hashes(world)
 
 
 def test_different_seed_different_world(world: Path, tmp_path: Path) -> None:
@@ -348,3 +350,17 @@ def test_karpathy_file(world: Path) -> None:
     assert Counter(im.split for im in images) == {"train": 24, "val": 3, "test": 3}
     assert [c for im in images for c in im.captions] == [r.caption for r in captions]
     assert all((world / im.file_path / im.file_name).is_file() for im in images)
+
+
+def test_the_world_comes_with_its_vocabulary(world: Path) -> None:
+    """vocab.txt covers the training texts the demo and the tasks read: captions, questions
+    (with their '?') and hypotheses, with no [UNK]; a run can take it as data.vocab."""
+    from vlp.data.tokenizer import Tokenizer
+    from vlp.world.make import training_texts
+
+    tok = Tokenizer.from_vocab(world / "vocab.txt")
+    texts = training_texts(world)
+    assert any(t.endswith("?") for t in texts)
+    encoded = tok.encode(texts, 64)
+    assert all(tok.unk_id not in ids for ids in encoded)
+    assert tok.token_id("?") is not None and tok.token_id("circle") is not None

@@ -223,12 +223,17 @@ def _demo(args: argparse.Namespace) -> int:
 def _add_world(sub: argparse._SubParsersAction) -> None:
     world = sub.add_parser("world", help="the built-in synthetic world")
     wsub = world.add_subparsers(dest="action", required=True)
-    make = wsub.add_parser("make", help="generate images, captions and annotations")
+    make = wsub.add_parser("make", help="generate images, captions, task annotations and "
+                                        "the vocabulary (vocab.txt)")
     make.add_argument("out", help="output directory")
-    make.add_argument("--images", type=int, default=1000)
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--size", type=int, default=64, help="image side in pixels")
-    make.add_argument("--workers", type=int, default=1)
+    make.add_argument("--images", type=int, default=1000,
+                      help="number of scenes (default 1000)")
+    make.add_argument("--seed", type=int, default=0,
+                      help="the world's seed: same seed, same bytes (default 0)")
+    make.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    make.add_argument("--workers", type=int, default=1,
+                      help="processes drawing images; the output does not depend on it "
+                           "(default 1)")
     _overwrite_option(make, "an existing world at OUT")
     make.set_defaults(handler=_world_make)
 

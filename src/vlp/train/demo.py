@@ -1,6 +1,6 @@
 """``vlp demo``: the whole path on the built-in world, on CPU, in minutes.
 
-world → detector-like region features → WordPiece vocabulary → the ablation: UNITER
+world (with its WordPiece vocabulary) → detector-like region features → the ablation: UNITER
 (single-stream, regions), ViLBERT (two-stream, regions), ViLT (patches of the pixels) and
 SOHO (a CNN grid with a visual dictionary), pre-trained with the same transformer, steps
 and positions a batch → held-out accuracy of each objective against chance → zero-shot
@@ -17,10 +17,6 @@ import json
 import time
 from pathlib import Path
 
-from vlp.data.formats.karpathy import read_karpathy
-from vlp.data.formats.snli_ve import read_snli_ve
-from vlp.data.formats.vqa import read_vqa
-from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import RegionSource
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints
@@ -120,7 +116,7 @@ def prepare_world(root: Path, images: int) -> Path:
     vlp is never mixed with a newer world.
     """
     from vlp.world.detector import build_world_features
-    from vlp.world.make import make_world
+    from vlp.world.make import make_world, write_vocabulary
     from vlp.world.vocab import GENERATOR_VERSION
 
     world = root / f"world_v{GENERATOR_VERSION}"
@@ -133,22 +129,12 @@ def prepare_world(root: Path, images: int) -> Path:
         t = _stage("region features: training the world's region classifier, then detecting")
         build_world_features(world)
         _done(t)
-    if not (world / "vocab.txt").is_file():
+    if not (world / "vocab.txt").is_file():  # a world made before vlp world make wrote it
         t = _stage("tokenizer: WordPiece on the training captions, questions and hypotheses")
-        tok = Tokenizer.train(training_texts(world), world / "vocab.txt", vocab_size=1000)
+        tok = write_vocabulary(world)
         print(f"   {tok.vocab_size} WordPieces")
         _done(t)
     return world
-
-
-def training_texts(world: Path) -> list[str]:
-    """The training split's captions, VQA questions and SNLI-VE hypotheses."""
-    ann = world / "annotations"
-    texts = [c for im in read_karpathy(ann / "dataset_world.json") if im.split == "train"
-             for c in im.captions]
-    texts += [q.question for q in read_vqa(ann / "vqa_train_questions.json")]
-    texts += [r.hypothesis for r in read_snli_ve(ann / "snli_ve_train.jsonl")]
-    return texts
 
 
 def _loss_table(run: Path) -> list[str]:

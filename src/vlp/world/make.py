@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vlp.data.tokenizer import Tokenizer
 from vlp.errors import VlpError
 from vlp.fileio import atomic_path, claim_output
 from vlp.world.captions import make_captions
@@ -119,7 +120,9 @@ def _check_make_args(out: Path, n_images: int, seed: int, size: int, workers: in
 
 def make_world(out: Path, n_images: int, seed: int = 0, size: int = 64,
                workers: int = 1, overwrite: bool = False) -> Path:
-    """Generate a world of ``n_images`` images and write it to ``out``.
+    """Generate a world of ``n_images`` images and write it to ``out``: the images, the
+    caption and task files in their published formats, and ``vocab.txt`` (WordPiece on the
+    training split's captions, questions and hypotheses, :func:`write_vocabulary`).
 
     Everything is built in a temporary directory beside ``out`` and renamed into place, so
     an interrupted run leaves nothing behind. The output is byte-identical for equal
@@ -145,4 +148,28 @@ def make_world(out: Path, n_images: int, seed: int = 0, size: int = 64,
         (tmp / "images").mkdir(parents=True)
         made = _make_all(tmp / "images", n_images, seed, size, workers)
         _write_files(tmp, made, seed, size)
+        write_vocabulary(tmp)
     return out
+
+
+VOCAB_SIZE = 1000  # WordPieces: the world's words whole, with room to spare
+
+
+def training_texts(world: Path) -> list[str]:
+    """The training split's captions, VQA questions and SNLI-VE hypotheses."""
+    from vlp.data.formats.karpathy import read_karpathy
+    from vlp.data.formats.snli_ve import read_snli_ve
+    from vlp.data.formats.vqa import read_vqa
+
+    ann = world / "annotations"
+    texts = [c for im in read_karpathy(ann / "dataset_world.json") if im.split == "train"
+             for c in im.captions]
+    texts += [q.question for q in read_vqa(ann / "vqa_train_questions.json")]
+    texts += [r.hypothesis for r in read_snli_ve(ann / "snli_ve_train.jsonl")]
+    return texts
+
+
+def write_vocabulary(world: Path) -> Tokenizer:
+    """``world/vocab.txt``: WordPiece on :func:`training_texts` (the same texts give the same
+    bytes), so every command runs on a new world as written."""
+    return Tokenizer.train(training_texts(world), world / "vocab.txt", vocab_size=VOCAB_SIZE)
