@@ -125,3 +125,32 @@ def test_hard_itm_negatives_train_and_need_itc(dataset: Path, tmp_path: Path) ->
     assert trainer.step == 4 and "eval/itm_acc" in metrics
     with pytest.raises(VlpError, match="itm_hard_negatives': .*needs both itm and itc"):
         dataclasses.replace(both, weights={"itm": 1.0})  # a config rule: refused on load
+
+
+def test_start_up_summary_names_data_model_device_init_and_schedule_warnings(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = tiny_config(dataset, tmp_path / "first", progress="true", warmup_steps=6,
+                        save_every=10)
+    build_pretraining(first).run()
+    out = capsys.readouterr().out
+    assert f"pretrain: {tmp_path / 'first'}" in out
+    # 14 images, the last 3 val: 11 train images × 2 captions
+    assert "data: 22 training rows of 11 images (split(s) train, restval" in out
+    assert "dataset_world.json" in out and "held out (split val)" in out
+    assert "model: single_stream, 2 × 32 (2 heads), visual input regions" in out
+    assert "running: cpu, fp32" in out and "6 steps" in out
+    assert "warning: train.warmup_steps 6 ≥ train.steps 6: the learning rate never " \
+        "reaches train.lr 0.001" in out
+    assert "warning: train.save_every 10 > train.steps 6" in out
+    assert "train.init" not in out  # nothing loaded: nothing to say
+    # a run started from the first says what it loaded and what starts random
+    second = tiny_config(dataset, tmp_path / "second", progress="true",
+                         init=str(tmp_path / "first"))
+    second = dataclasses.replace(second, objectives=dataclasses.replace(
+        second.objectives, weights={"mlm": 1.0, "itm": 1.0, "itc": 1.0}))
+    build_pretraining(second).run()
+    out = capsys.readouterr().out
+    total = len(build_pretraining(second).model.encoder.state_dict())
+    assert f"train.init: {total} of {total} encoder tensors from {tmp_path / 'first'}" in out
+    assert "heads: itm, mlm loaded; itc start random" in out
+    assert "warning:" not in out

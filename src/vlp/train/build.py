@@ -260,10 +260,17 @@ def _check_init_sizes(cfg: RunConfig, mcfg: ModelConfig, init: ModelConfig) -> N
 
 
 def load_init(cfg: RunConfig, begin: Start, encoder: VLEncoder,
-              objectives: dict[str, Objective]) -> None:
+              objectives: dict[str, Objective]) -> list[str]:
     """Start from ``train.init_vision`` (ViT's weights on a patch model's visual side and
     layers), ``train.init_text`` (BERT's weights on the text side) or ``train.init`` (a
-    whole model), and load the heads the source has for objectives of the same name."""
+    whole model), and load the heads the source has for objectives of the same name.
+
+    Returns:
+        One line for each source: what it loaded and what starts random (for the run's
+        start-up summary); none when everything starts random.
+    """
+    notes: list[str] = []
+    total = len(encoder.state_dict())
     if cfg.train.init_vision:
         if cfg.train.init:
             raise VlpError("train.init and train.init_vision are both set; the whole model "
@@ -272,18 +279,52 @@ def load_init(cfg: RunConfig, begin: Start, encoder: VLEncoder,
             raise VlpError(f"train.init_vision: {cfg.train.init_vision} starts a "
                            "single-stream patch model (model.visual: patches)")
         load_vit_weights(encoder, cfg.train.init_vision)
+        notes.append(f"train.init_vision: the patch embedding and the layers from ViT "
+                     f"({cfg.train.init_vision})")
+    loaded: set[str] = set()
     if begin.text_init is not None:
-        encoder.load_text_weights(begin.text_init.model, cfg.train.init_text)
-        _load_heads(objectives, begin.text_init, cfg.train.init_text)
+        kept = _untied(encoder, encoder.load_text_weights(begin.text_init.model,
+                                                          cfg.train.init_text))
+        loaded |= _load_heads(objectives, begin.text_init, cfg.train.init_text)
+        notes.append(f"train.init_text: {total - len(kept)} of {total} encoder tensors from "
+                     f"{cfg.train.init_text}; random: {_groups(kept)}")
     if begin.init is not None:
-        load_partial(encoder, begin.init.model, cfg.train.init)
-        _load_heads(objectives, begin.init, cfg.train.init)
+        kept = _untied(encoder, load_partial(encoder, begin.init.model, cfg.train.init))
+        loaded |= _load_heads(objectives, begin.init, cfg.train.init)
+        notes.append(f"train.init: {total - len(kept)} of {total} encoder tensors from "
+                     f"{cfg.train.init}" + (f"; random: {_groups(kept)}" if kept else ""))
+    if notes:
+        fresh = sorted(set(objectives) - loaded)
+        notes.append("heads: " + (f"{', '.join(sorted(loaded))} loaded" if loaded else "") +
+                     ("; " if loaded and fresh else "") +
+                     (f"{', '.join(fresh)} start random" if fresh else ""))
+    return notes
 
 
-def _load_heads(objectives: dict[str, Objective], source: Imported, name: str) -> None:
+def _untied(module: torch.nn.Module, kept: list[str]) -> list[str]:
+    """Of the names a load left as they were, those not tied to a loaded tensor (a
+    checkpoint stores a tied weight once, under one of its names)."""
+    state = module.state_dict(keep_vars=True)
+    loaded = {state[n].data_ptr() for n in state if n not in set(kept)}
+    return [n for n in kept if state[n].data_ptr() not in loaded]
+
+
+def _groups(names: list[str]) -> str:
+    """Parameter names summed up by their first two parts (``visual_input.proj``)."""
+    if not names:
+        return "nothing"
+    groups = sorted({".".join(n.split(".")[:2]) for n in names})
+    return ", ".join(groups[:8]) + (f" and {len(groups) - 8} more" if len(groups) > 8 else "")
+
+
+def _load_heads(objectives: dict[str, Objective], source: Imported, name: str) -> set[str]:
+    """Load the source's heads into the objectives of the same name; returns their names."""
+    loaded = set()
     for head_name, head in source.heads.items():
         if head_name in objectives:
             load_partial(objectives[head_name], head, name)
+            loaded.add(head_name)
+    return loaded
 
 
 def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBatchSampler:

@@ -114,7 +114,7 @@ def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
     head = spec.head(spec.parse_options(cfg.task.options))
     head_name = head.name
     heads: dict[str, Objective] = {head_name: head.build(cfg.model, encoder, train)}
-    load_init(cfg, begin, encoder, heads)
+    notes = load_init(cfg, begin, encoder, heads)
     task = Task(spec, cfg, begin, train, held_out, head_name)
     plans = {head_name: BatchPlan()}
     keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
@@ -123,7 +123,7 @@ def finetuning_parts(cfg: FinetuneConfig) -> tuple[Parts, Env, Task]:
                   TaskEvaluation(task, begin.env.device),
                   RunData(begin.tokenizer, begin.visuals, train, held_out),
                   stage="finetune", plot_name="curves.png", plot=_plotter(spec.name),
-                  inputs=run_inputs(cfg),
+                  inputs=run_inputs(cfg), notes=notes,
                   prepare=_with_model(task) if train.uses_model_in_training else None)
     return parts, begin.env, task
 

@@ -139,7 +139,7 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
         texts=TextPool(train) if obj.sampling == "soho" else None)
     cfg, encoder = build_encoder(cfg, begin)
     objectives = build_objectives(list(obj.weights), cfg.model, encoder, obj)
-    load_init(cfg, begin, encoder, objectives)
+    notes = load_init(cfg, begin, encoder, objectives)
     plans = {n: objective_plan(o) for n, o in objectives.items()}
     weights = obj.weights if obj.mix == "sum" else dict.fromkeys(obj.weights, 1.0)
     keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
@@ -152,7 +152,7 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     parts = Parts(cfg, LossModel(encoder, objectives, weights), PretrainBatches(train, collator),
                   keys, evaluate, RunData(begin.tokenizer, begin.visuals, train, held_out),
                   stage="pretrain", plot_name="losses.png", plot=plot_losses,
-                  inputs=run_inputs(cfg),
+                  inputs=run_inputs(cfg), notes=notes,
                   prepare=_prepare if any(o.prepares for o in objectives.values()) else None)
     return parts, begin.env
 

@@ -107,6 +107,7 @@ class Parts:
         inputs: paths the run reads (``train.out`` may not be or hold one).
         prepare: rebuilds a training batch with the model before its step (in scoring
             mode), or None.
+        notes: what the run's start loaded (``--init``, ``--init-text``), for its summary.
     """
 
     cfg: RunConfig
@@ -120,6 +121,7 @@ class Parts:
     plot: Plot
     inputs: list[str] = field(default_factory=list)
     prepare: Prepare | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -194,6 +196,8 @@ class Trainer:
                          enabled=self.rank == 0)
         if self.rank == 0:
             write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
+            if self.cfg.train.progress:
+                print("\n".join(self.summary()), flush=True)
         try:
             self._loop(log)
             metrics = self.evaluate()
@@ -204,6 +208,34 @@ class Trainer:
         finally:
             log.close()
         return metrics
+
+    def summary(self) -> list[str]:
+        """The run's start-up lines: what it reads, the model, where it runs, what was
+        loaded, and a ``warning:`` line for each part of the schedule that cannot do what
+        it says."""
+        c, data = self.cfg, self.parts.data
+        m = c.model
+        params = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        width = f"{m.num_layers} × {m.hidden_size} ({m.num_heads} heads)"
+        if m.arch == "two_stream":
+            image = m.image_hidden_size or m.hidden_size
+            width += (f", image stream {m.num_image_layers} × {image}, "
+                      f"{m.num_cross_layers} co-attention")
+        start = f" (from step {self.step})" if self.step else ""
+        lines = [
+            f"{self.parts.stage}: {c.train.out}{start}",
+            f"  data: {len(data.train)} training rows{_images(data.train)} (split(s) "
+            f"{', '.join(c.data.train_splits)}{_source(c)}), {len(data.held_out)} held out "
+            f"(split {c.data.eval_split}); images from {data.visuals.source}",
+            f"  model: {m.arch}, {width}, visual input {m.visual}; {params / 1e6:.2f} M "
+            f"parameters ({trainable / 1e6:.2f} M trained)",
+            f"  running: {self.env.device}, {self.env.precision}, "
+            f"{torch.get_num_threads()} threads, {self.env.world_size} process(es); "
+            f"{c.train.steps} steps, lr {c.train.lr:g}, warm-up {c.train.warmup_steps}",
+            *(f"  {note}" for note in self.parts.notes),
+        ]
+        return lines + [f"warning: {w}" for w in schedule_warnings(c)]
 
     def _loop(self, log: MetricsLog) -> None:
         t = self.cfg.train
@@ -458,6 +490,40 @@ class _Window:
         row["samples_per_s"] = self.samples / elapsed
         self.reset()
         return row
+
+
+def _images(rows: Sized) -> str:
+    ids = getattr(rows, "image_ids", None)
+    return f" of {len(set(ids))} images" if ids is not None else ""
+
+
+def _source(cfg: RunConfig) -> str:
+    files = cfg.data.split_files or ({"": cfg.data.captions} if cfg.data.captions else {})
+    task = getattr(cfg, "task", None)
+    if task is not None:
+        return f", task {task.name}"
+    return f", from {', '.join(files.values())}" if files else ""
+
+
+def schedule_warnings(cfg: RunConfig) -> list[str]:
+    """What the schedule of ``cfg`` cannot do as it says (each a sentence naming the
+    fields)."""
+    t, out = cfg.train, []
+    if t.steps and t.warmup_steps >= t.steps:
+        out.append(f"train.warmup_steps {t.warmup_steps} ≥ train.steps {t.steps}: the learning "
+                   f"rate never reaches train.lr {t.lr:g}")
+    if t.steps and t.save_every > t.steps:
+        out.append(f"train.save_every {t.save_every} > train.steps {t.steps}: the only "
+                   "checkpoint is the final one")
+    weights = getattr(getattr(cfg, "objectives", None), "weights", None)
+    mix = getattr(getattr(cfg, "objectives", None), "mix", "sum")
+    if weights and mix == "sample" and t.steps:
+        total = sum(weights.values())
+        rare = [n for n, w in weights.items() if w / total * t.steps < 1]
+        if rare:
+            out.append(f"objectives.weights: {', '.join(rare)} expect fewer than one batch in "
+                       f"{t.steps} steps (mix: sample draws one objective a batch)")
+    return out
 
 
 def mean_losses(outputs: Iterator[tuple[LossOutput, int]]) -> dict[str, float]:
