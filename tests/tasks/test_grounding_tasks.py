@@ -285,7 +285,7 @@ def test_nlvr2_commands_write_the_official_csv(world: Path, tmp_path: Path,
     assert [line.split(",")[0] for line in lines] == [r.identifier for r in records]
     assert {line.split(",")[1] for line in lines} <= {"True", "False"}
     assert set(metrics) == {"nlvr2_acc", "nlvr2_consistency"}
-    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert all(0.0 <= v <= 100.0 for v in metrics.values())  # percent
 
 
 def test_refcoco_commands_write_boxes(world: Path, tmp_path: Path,
@@ -301,7 +301,7 @@ def test_refcoco_commands_write_boxes(world: Path, tmp_path: Path,
         assert set(row) == {"ref_id", "sent_id", "box"}
         regions = store.get(ref.image_id).boxes  # the box is one of the image's regions
         assert np.abs(regions - np.asarray(xywh_to_xyxy(row["box"]))).sum(1).min() < 1e-4
-    assert metrics["refcoco_ceiling"] == 1.0 and 0.0 <= metrics["refcoco_acc"] <= 1.0
+    assert metrics["refcoco_ceiling"] == 100.0 and 0.0 <= metrics["refcoco_acc"] <= 100.0
 
 
 def test_vcr_commands_and_q2ar_from_both_files(world: Path, tmp_path: Path,
@@ -338,7 +338,7 @@ def test_q2ar_needs_both_right(tmp_path: Path, world: Path) -> None:
 
     q2a, qa2r = picks("q2a", range(0, 6)), picks("qa2r", range(3, 9))
     n = len(records)
-    expected = {"vcr_q2a": 6 / n, "vcr_qa2r": 6 / n, "vcr_q2ar": 3 / n}
+    expected = {"vcr_q2a": 600 / n, "vcr_qa2r": 600 / n, "vcr_q2ar": 300 / n}  # percent
     assert vcr_joint_accuracy(records, q2a, qa2r) == pytest.approx(expected)
     write_vcr_predictions(tmp_path / "a.json", "q2a", q2a)
     write_vcr_predictions(tmp_path / "r.json", "qa2r", qa2r)

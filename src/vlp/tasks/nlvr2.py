@@ -61,7 +61,8 @@ class NLVR2Data(GroupedTaskData[NLVR2Record, str, bool]):
         metrics = nlvr2_metrics([r.identifier for r in scored],
                                 [bool(predictions[r.identifier]) for r in scored],
                                 [r.label for r in scored])
-        return {"nlvr2_acc": metrics["accuracy"], "nlvr2_consistency": metrics["consistency"]}
+        return {"nlvr2_acc": 100.0 * metrics["accuracy"],  # percent, as every task reports
+                "nlvr2_consistency": 100.0 * metrics["consistency"]}
 
     def write_predictions(self, path: Path, predictions: dict[str, bool]) -> None:
         write_text_atomic(path, "".join(f"{k},{bool(v)}\n" for k, v in predictions.items()))

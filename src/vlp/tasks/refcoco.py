@@ -113,9 +113,9 @@ class RefCOCOData(TaskData[RefRecord, RefKey, list[float]]):
                                           pool=pool, evaluated=evaluated))
         pred = xywh_to_xyxy([predictions[k] for k, _ in scored])  # (N, 4)
         gt = xywh_to_xyxy([box for _, box in scored])  # (N, 4)
-        out = {"refcoco_acc": grounding_accuracy(pred, gt, IOU_THRESHOLD)}
+        out = {"refcoco_acc": 100.0 * grounding_accuracy(pred, gt, IOU_THRESHOLD)}  # percent
         if not self.scoring_only:  # the ceiling needs the region store
-            out["refcoco_ceiling"] = self.ceiling()
+            out["refcoco_ceiling"] = 100.0 * self.ceiling()
         return out
 
     def ceiling(self) -> float:

@@ -134,7 +134,7 @@ class VCRData(GroupedTaskData[VCRRecord, str, VCRPrediction]):
         """Accuracy in this mode on the questions ``predictions`` name."""
         scored = self.scored_records(predictions, lambda r: r.annot_id, "questions")
         picks, labels = _aligned(scored, predictions, self.mode)
-        return {f"vcr_{self.mode}": accuracy(picks, labels)}
+        return {f"vcr_{self.mode}": 100.0 * accuracy(picks, labels)}  # percent
 
     def write_predictions(self, path: Path, predictions: VCRPredictions) -> None:
         write_vcr_predictions(path, self.mode, predictions)
@@ -215,7 +215,8 @@ def vcr_joint_accuracy(records: Sequence[VCRRecord], q2a: VCRPredictions,
     """
     a_pick, a_label = _aligned(records, q2a, "q2a")
     r_pick, r_label = _aligned(records, qa2r, "qa2r")
-    return {f"vcr_{k}": v for k, v in vcr_accuracy(a_pick, a_label, r_pick, r_label).items()}
+    return {f"vcr_{k}": 100.0 * v  # percent, as the tasks report
+            for k, v in vcr_accuracy(a_pick, a_label, r_pick, r_label).items()}
 
 
 def vcr_joint_accuracy_of_files(annotations: str | Path, q2a_file: str | Path,

@@ -69,8 +69,8 @@ class VEData(TaskData[VERecord, str, str]):
     def score(self, predictions: dict[str, str]) -> dict[str, float]:
         """Accuracy on the pairs ``predictions`` name."""
         scored = self.scored_records(predictions, lambda r: r.pair_id, "pairs")
-        return {"ve_acc": accuracy([predictions[r.pair_id] for r in scored],
-                                   [r.label for r in scored])}
+        return {"ve_acc": 100.0 * accuracy([predictions[r.pair_id] for r in scored],  # %
+                                           [r.label for r in scored])}
 
     def write_predictions(self, path: Path, predictions: dict[str, str]) -> None:
         lines = [json.dumps({"pairID": k, "gold_label": v}) for k, v in predictions.items()]
