@@ -112,6 +112,7 @@ def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
     assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
+    assert done.stdout.count("held-out:") == 1  # one process reports, not each rank
 
 
 def test_hard_itm_negatives_train_and_need_itc(dataset: Path, tmp_path: Path) -> None:

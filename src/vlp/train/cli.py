@@ -110,13 +110,15 @@ def _pretrain(args: argparse.Namespace) -> int:
     from vlp.config import load_config
     from vlp.train.config import PretrainConfig
     from vlp.train.pretrain import pretrain
+    from vlp.train.runtime import is_main_process
 
     overrides = list(args.overrides)
     if args.init_text:
         overrides.append(f"train.init_text={args.init_text}")
     cfg = load_config(PretrainConfig, args.config, overrides)
     metrics = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
-    print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    if is_main_process():  # under torchrun, one process reports
+        print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return 0
 
 
@@ -149,10 +151,12 @@ def _run_config(checkpoint: str) -> Path | None:
 
 def _finetune(args: argparse.Namespace) -> int:
     from vlp.train.finetune import finetune
+    from vlp.train.runtime import is_main_process
 
     extra = [f"train.init={args.init}"] if args.init else []
     metrics = finetune(_task_config(args, extra), resume=args.resume, overwrite=args.overwrite)
-    print(f"{args.task}: " + "  ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
+    if is_main_process():  # under torchrun, one process reports
+        print(f"{args.task}: " + "  ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
     return 0
 
 

@@ -94,6 +94,13 @@ def warmup_linear(optimizer: torch.optim.Optimizer, warmup: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process: the one that prints results."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def distributed_init() -> tuple[int, int]:
     """Join the process group that ``torchrun`` describes; (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
