@@ -213,8 +213,12 @@ def _load_run_checkpoint(path: Path) -> Imported:
     model = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
     heads = _split_heads(tensors, "objectives.", path / MODEL_FILE)
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
-    vocab = Path(str(data.get("vocab", ""))) if data and data.get("vocab") else None
-    imported = Imported(cfg, model, heads, vocab=vocab if vocab and vocab.is_file() else None)
+    # the vocabulary the run names, else the run's own copy (a run moved elsewhere):
+    # beside a run's config.yaml, or two levels up from one of its checkpoints
+    named = [Path(str(data["vocab"]))] if data and data.get("vocab") else []
+    found = [v for v in (*named, path / "vocab.txt", path.parent.parent / "vocab.txt")
+             if v.is_file()]
+    imported = Imported(cfg, model, heads, vocab=found[0] if found else None)
     check_shapes(imported, path / MODEL_FILE)
     return imported
 

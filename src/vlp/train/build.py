@@ -342,5 +342,7 @@ def batch_sampler(cfg: RunConfig, lengths: np.ndarray, env: Env) -> ResumableBat
 def run_inputs(cfg: RunConfig) -> list[str]:
     """The paths a run reads: ``train.out`` may not be or hold one of them."""
     t, d = cfg.train, cfg.data
-    return [t.init, t.init_text, t.init_vision, d.world, d.captions, d.features, d.vocab, d.images,
-            d.image_root]
+    # the run's own copy of its vocabulary (a resumed run reads it) is the run's, not an input
+    own = d.vocab and t.out and Path(d.vocab).resolve() == (Path(t.out) / "vocab.txt").resolve()
+    return [t.init, t.init_text, t.init_vision, d.world, d.captions, d.features,
+            "" if own else d.vocab, d.images, d.image_root, *d.split_files.values()]

@@ -112,11 +112,16 @@ def _pretrain(args: argparse.Namespace) -> int:
     from vlp.train.pretrain import pretrain
     from vlp.train.runtime import is_main_process
 
+    resume, run = _resumed(args)
     overrides = list(args.overrides)
     if args.init_text:
         overrides.append(f"train.init_text={args.init_text}")
-    cfg = load_config(PretrainConfig, args.config, overrides)
-    metrics = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
+    config = args.config
+    if run is not None:  # the run's own config, its own directory, and what is given now
+        config = config or run / "config.yaml"
+        overrides.append(f"train.out={run}")
+    cfg = load_config(PretrainConfig, config, overrides)
+    metrics = pretrain(cfg, resume=resume, overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
         print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return 0
@@ -153,8 +158,14 @@ def _finetune(args: argparse.Namespace) -> int:
     from vlp.train.finetune import finetune
     from vlp.train.runtime import is_main_process
 
+    resume, run = _resumed(args)
     extra = [f"train.init={args.init}"] if args.init else []
-    metrics = finetune(_task_config(args, extra), resume=args.resume, overwrite=args.overwrite)
+    run_config = None
+    if run is not None:  # the run's own config, its own directory, and what is given now
+        run_config = None if args.config else run / "config.yaml"
+        extra.append(f"train.out={run}")
+    metrics = finetune(_task_config(args, extra, run_config), resume=resume,
+                       overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
         print(f"{args.task}: " + "  ".join(f"{k}={v:.2f}" for k, v in sorted(metrics.items())))
     return 0
@@ -317,13 +328,35 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=_tokenizer_train)
 
 
+def _resume_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                        help="continue from the newest checkpoint: of RUN, with RUN's own "
+                             "config.yaml and only the overrides given (from any directory); "
+                             "without RUN, of train.out (default: start a new run)")
+
+
+def _resumed(args: argparse.Namespace) -> tuple[bool, Path | None]:
+    """Whether to resume, and the run whose config.yaml to read (``--resume RUN``).
+
+    ``--resume key=value`` is the bare flag followed by an override."""
+    value = args.resume
+    if value and "=" in value and not Path(value).is_dir():
+        args.overrides = [value, *args.overrides]
+        value = ""
+    if not value:
+        return value is not None, None
+    run = Path(value)
+    if not (run / "config.yaml").is_file():
+        raise VlpError(f"--resume {run}: no config.yaml there (expected a vlp run directory)")
+    return True, run
+
+
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     pre = sub.add_parser("pretrain", help="pre-train a model",
                          description="Pre-train from a YAML config; key=value overrides any "
                                      "field, e.g. train.lr=1e-4 model.num_layers=6")
     pre.add_argument("--config", default=None, help="experiment YAML (configs/*.yaml)")
-    pre.add_argument("--resume", action="store_true",
-                     help="continue from the newest checkpoint in train.out")
+    _resume_option(pre)
     _overwrite_option(pre, "the run already in train.out")
     pre.add_argument("--init-text", default=None, metavar="DIR",
                      help="start the text side from BERT: a Hugging Face BERT directory, a "
@@ -365,8 +398,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     fine.add_argument("--init", default=None, metavar="RUN",
                       help="start from a pre-training run or checkpoint, a 'vlp import' "
                            "output or a Hugging Face directory (sets train.init)")
-    fine.add_argument("--resume", action="store_true",
-                      help="continue from the newest checkpoint in train.out")
+    _resume_option(fine)
     _overwrite_option(fine, "the run already in train.out")
     fine.set_defaults(handler=_finetune)
 

@@ -1,10 +1,12 @@
-"""A run's directory: claiming it for a new run, and what a resume may change."""
+"""A run's directory: claiming it for a new run, what a resume may change, and the
+portable record of its config."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vlp.config import read_yaml
 from vlp.errors import VlpError
@@ -61,10 +63,64 @@ def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -
         remove_stale_temporaries(directory)
 
 
-# settings that change what is shown or kept, not what is trained
+# settings that change what is shown or kept, not what is trained; and the vocabulary's
+# path (a run keeps its own copy, so a resumed run names another file of the same words)
 _NOT_TRAINING = frozenset(f"train.{k}" for k in (
     "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
-    "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict"}
+    "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict",
+                                       "data.vocab"}
+
+C = TypeVar("C")
+VOCAB = "vocab.txt"  # the run's own copy of its vocabulary
+
+
+def _absolute(value: str, must_exist: bool = False) -> str:
+    """``value`` as an absolute path (relative to the working directory); "" stays "", and
+    with ``must_exist`` a value that names no file (``minilm``) stays as it is."""
+    if not value or Path(value).is_absolute() or (must_exist and not Path(value).exists()):
+        return value
+    return str(Path(value).resolve())
+
+
+def portable_config(cfg: C, out: Path) -> C:
+    """``cfg`` as a run records it in ``config.yaml``: every path absolute, so the run can
+    be evaluated, fine-tuned from or resumed from any working directory, and the
+    vocabulary the run's own copy (``out/vocab.txt``, which :func:`keep_vocabulary`
+    writes)."""
+    data = getattr(cfg, "data")  # noqa: B009 (every run config has one)
+    data = dataclasses.replace(
+        data, **{k: _absolute(getattr(data, k)) for k in
+                 ("world", "captions", "features", "images", "image_root")},
+        split_files={k: _absolute(v) for k, v in data.split_files.items()},
+        vocab=str((Path(out) / VOCAB).resolve()) if data.vocab else "")
+    train = getattr(cfg, "train")  # noqa: B009
+    train = dataclasses.replace(
+        train, out=_absolute(train.out), init=_absolute(train.init, must_exist=True),
+        init_text=_absolute(train.init_text, must_exist=True),
+        init_vision=_absolute(train.init_vision, must_exist=True))
+    model = getattr(cfg, "model")  # noqa: B009
+    model = dataclasses.replace(model, backbone_weights=_absolute(model.backbone_weights,
+                                                                  must_exist=True))
+    out_cfg = dataclasses.replace(cfg, data=data, train=train, model=model)  # type: ignore[type-var]
+    task = getattr(cfg, "task", None)
+    if task is not None:
+        task = dataclasses.replace(task, files={k: _absolute(v) for k, v in task.files.items()})
+        out_cfg = dataclasses.replace(out_cfg, task=task)  # type: ignore[type-var]
+    return out_cfg
+
+
+def keep_vocabulary(vocab: str, out: Path) -> None:
+    """Copy the run's vocabulary into ``out/vocab.txt`` (atomically; kept when it is
+    already that file)."""
+    from vlp.fileio import atomic_path
+
+    src, dst = Path(vocab), Path(out) / VOCAB
+    if not vocab or not src.is_file():
+        return
+    if dst.exists() and dst.resolve() == src.resolve():
+        return
+    with atomic_path(dst) as tmp:
+        tmp.write_bytes(src.read_bytes())
 
 
 def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
@@ -100,4 +156,4 @@ def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
     return diff
 
 
-__all__ = ["claim_run_dir", "config_changes"]
+__all__ = ["VOCAB", "claim_run_dir", "config_changes", "keep_vocabulary", "portable_config"]

@@ -53,7 +53,7 @@ from vlp.train.checkpoint import (
 )
 from vlp.train.config import RunConfig
 from vlp.train.logging import MetricsLog, read_metrics
-from vlp.train.rundir import claim_run_dir, config_changes
+from vlp.train.rundir import claim_run_dir, config_changes, keep_vocabulary, portable_config
 from vlp.train.runtime import (
     Env,
     autocast,
@@ -151,6 +151,8 @@ class Trainer:
         self.model = parts.model.to(env.device)
         self.keys = parts.keys
         self.out = Path(self.cfg.train.out)
+        # what config.yaml records: absolute paths, the run's own vocabulary
+        self.record = portable_config(self.cfg, self.out)
         t = self.cfg.train
         # one objective per batch leaves the other heads unused on that step
         self._ddp: nn.Module = (DistributedDataParallel(self.model, find_unused_parameters=True)
@@ -195,7 +197,8 @@ class Trainer:
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
                          enabled=self.rank == 0)
         if self.rank == 0:
-            write_text_atomic(self.out / "config.yaml", dump_config(self.cfg))
+            keep_vocabulary(self.cfg.data.vocab, self.out)
+            write_text_atomic(self.out / "config.yaml", dump_config(self.record))
             if self.cfg.train.progress:
                 print("\n".join(self.summary()), flush=True)
         try:
@@ -362,7 +365,7 @@ class Trainer:
             return None
         self._check_finite_weights()
         return save_checkpoint(self.out / "checkpoints", self.step, self.model, self.state(),
-                               dump_config(self.cfg), self.cfg.train.keep_checkpoints)
+                               dump_config(self.record), self.cfg.train.keep_checkpoints)
 
     def _check_finite_weights(self) -> None:
         """Stop before a checkpoint of NaN or inf weights is written."""
@@ -392,7 +395,7 @@ class Trainer:
             raise VlpError(f"{problems[0]}; resume from an earlier checkpoint "
                            "(train.verify_checkpoint)")
         saved = upgrade_run_config(read_yaml(found[-1] / "config.yaml"))
-        changes = config_changes(saved, to_dict(self.cfg), found[-1] / "config.yaml")
+        changes = config_changes(saved, to_dict(self.record), found[-1] / "config.yaml")
         load_weights(self.model, found[-1])
         self._load_state(load_state(found[-1]))
         self._apply_optimisation_settings()
