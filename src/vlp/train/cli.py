@@ -446,6 +446,46 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=_verify)
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    from vlp.config import load_config
+    from vlp.train.config import FinetuneConfig, PretrainConfig
+    from vlp.train.config_help import show
+
+    cls = FinetuneConfig if args.kind == "finetune" else PretrainConfig
+    print(show(load_config(cls, args.config, list(args.overrides))))
+    return 0
+
+
+def _config_new(args: argparse.Namespace) -> int:
+    from vlp.train.config_help import new_config
+
+    sys.stdout.write(new_config(args.family))
+    return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    from vlp.train.config_help import FAMILIES
+
+    cfg = sub.add_parser("config", help="every config field, or a starting config")
+    csub = cfg.add_subparsers(dest="action", required=True)
+    show = csub.add_parser("show", help="every field: type, value (default) and meaning",
+                           description="Print every field of a pre-training (or fine-tuning) "
+                                       "config: its type, its value in --config with the "
+                                       "overrides, the default where that differs, and what "
+                                       "it means.")
+    show.add_argument("--config", default=None, help="experiment YAML (default: none, the "
+                                                     "defaults)")
+    show.add_argument("--kind", choices=("pretrain", "finetune"), default="pretrain",
+                      help="which config (default pretrain; finetune adds the task section)")
+    show.add_argument("overrides", nargs="*", help="section.field=value")
+    show.set_defaults(handler=_config_show)
+    new = csub.add_parser("new", help="a commented pre-training config to start from",
+                          description="Write a commented pre-training YAML for a model family "
+                                      "to standard output: vlp config new uniter > my.yaml")
+    new.add_argument("family", choices=sorted(FAMILIES), help="the model family")
+    new.set_defaults(handler=_config_new)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="world → features → tokenizer → pre-training → report")
     demo.add_argument("--out", default="demo",
@@ -466,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "outside the image, …) as errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_finetune,
-                _add_evaluate, _add_import, _add_verify, _add_demo):
+                _add_evaluate, _add_import, _add_verify, _add_demo, _add_config):
         add(sub)
     return parser
 
