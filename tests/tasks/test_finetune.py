@@ -207,6 +207,13 @@ def test_predictions_are_scored_from_annotation_files_alone(
                      *(f"task.files.{role}={path.name}" for role, path in files.items())]) == 0
         assert json.loads(capsys.readouterr().out) == written, task
         monkeypatch.chdir(tmp_path)
+        # and written as JSON where asked
+        assert main(["evaluate", task, "--predictions", str(bare / f"{task}_predictions.json"),
+                     *extra, "--out", str(tmp_path / f"{task}_scores"),
+                     *(f"task.files.{role}={bare / path.name}"
+                       for role, path in files.items())]) == 0
+        assert json.loads((tmp_path / f"{task}_scores" / "metrics_val.json").read_text()) \
+            == written
     assert sorted(p.name for p in bare.iterdir()) == sorted(
         [*(p.name for f in cases.values() for p in f.values()),
          *(f"{t}_predictions.json" for t in cases)])  # nothing else was there, or made

@@ -197,7 +197,18 @@ def _evaluate(args: argparse.Namespace) -> int:
                      inputs=[args.checkpoint], inside_ok=True)
     cfg = _task_config(args, extra, run_config)
     if args.predictions:
+        written = Path(args.out) / f"metrics_{cfg.data.eval_split}.json" if args.out else None
+        if written is not None:  # claimed before scoring: nothing is half written
+            from vlp.fileio import claim_output
+
+            claim_output(written, overwrite=args.overwrite, inputs=[args.predictions])
         metrics = score_predictions(cfg, Path(args.predictions))
+        if written is not None:
+            from vlp.fileio import write_text_atomic
+
+            written.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(written, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            print(f"metrics written to {written}")
     else:
         metrics = evaluate_model(cfg)
         print(f"predictions and metrics written to {cfg.train.out}")
@@ -415,7 +426,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     help="a predictions file in the task's official format")
     ev.add_argument("--split", default="val", help="the split to score (default val)")
     ev.add_argument("--out", default=None, help="where to write predictions and metrics "
-                    "(default: the checkpoint's run directory)")
+                    "(default: the checkpoint's run directory; with --predictions: "
+                    "metrics_SPLIT.json there, default: printed only)")
     _overwrite_option(ev, "a non-empty --out directory")
     ev.set_defaults(handler=_evaluate)
 
