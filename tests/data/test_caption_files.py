@@ -102,7 +102,7 @@ def test_jsonl_lines(tmp_path: Path) -> None:
     assert read_captioned_images(path) == [
         CaptionedImage(123, "train", "shard0/000000123.jpg", ("a red bus", "a bus in the rain")),
         CaptionedImage(124, "train", "shard0/000000124.jpg", ("a cat on a mat",))]
-    assert read_caption_texts(path) == ["a red bus", "a bus in the rain", "a cat on a mat"]
+    assert read_caption_texts(path) == ["a red bus", "a cat on a mat", "a bus in the rain"]
 
 
 def test_detection_and_override(tmp_path: Path) -> None:
@@ -205,3 +205,28 @@ def test_pretrain_on_the_real_albef_test_file_as_published(tmp_path: Path) -> No
             train=TrainConfig(out=str(run), steps=3, warmup_steps=1)))
         assert any(k.startswith("eval/loss") for k in metrics)
         assert all(np.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_tokenizer_texts_need_no_image_ids(tmp_path: Path) -> None:
+    listed = _write(tmp_path / "l.json", [{"image": "a/dog.jpg", "caption": "a dog"},
+                                          {"image": "b/dog.jpg", "caption": ["two", "dogs"]}])
+    assert read_caption_texts(listed) == ["a dog", "two", "dogs"]
+    lines = tmp_path / "l.jsonl"
+    lines.write_text('{"image": "x.jpg", "text": "a cat"}\n{"image": "x.jpg", "text": "b"}\n',
+                     encoding="utf-8")
+    assert read_caption_texts(lines) == ["a cat", "b"]
+
+
+def test_an_id_naming_two_images_across_split_files_is_refused(tmp_path: Path) -> None:
+    from vlp.train.build import image_index
+
+    train = _write(tmp_path / "a.json", [{"image": "cc/2345.jpg", "caption": "x"}])
+    val = _write(tmp_path / "b.json", [{"image": "coco/COCO_val2014_000000002345.jpg",
+                                        "caption": "y"}])
+    data = DataConfig(split_files={"train": str(train), "val": str(val)})
+    with pytest.raises(VlpError, match="image id 2345 is") as err:
+        image_index(data)
+    assert "\n" not in str(err.value)
+    same = _write(tmp_path / "c.json", [{"image": "cc/2345.jpg", "caption": "z"}])
+    index = image_index(DataConfig(split_files={"train": str(train), "val": str(same)}))
+    assert list(index.ids()) == [2345]

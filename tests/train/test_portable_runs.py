@@ -60,6 +60,30 @@ def test_a_run_works_from_any_directory_and_after_a_move(
                  "train.out=ft2", "train.steps=2", "task.eval_limit=2", *TINY]) == 0
     assert read_yaml(elsewhere / "ft2" / "config.yaml")["data"]["vocab"] == \
         str(elsewhere / "ft2" / "vocab.txt")
+    # and resumed and evaluated where it now lies (its config names the old place)
+    assert main(["pretrain", "--resume", str(moved), "train.steps=8"]) == 0
+    assert max(json.loads(x)["step"] for x in
+               (moved / "metrics.jsonl").read_text().splitlines()) == 8
+    assert main(["evaluate", "retrieval", "--checkpoint", str(moved), "--out", "zs2",
+                 "task.eval_limit=2", "task.options.rank=itc"]) == 0
+
+    # a resumed run refuses a vocabulary other than the one it was trained with
+    other = tmp_path / "other_vocab.txt"
+    words = (moved / "vocab.txt").read_text().splitlines()
+    other.write_text("\n".join([*words[:-2], words[-1], words[-2]]) + "\n")  # two ids swapped
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(moved), f"data.vocab={other}",
+                 "train.steps=10"]) == 2
+    assert "is not the vocabulary" in capsys.readouterr().err
+
+
+def test_overwrite_from_the_runs_own_config_keeps_its_vocabulary(
+        dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["pretrain", f"data.world={dataset}", f"train.out={run}", "train.steps=2",
+                 *TINY]) == 0
+    assert main(["pretrain", "--config", str(run / "config.yaml"), "--overwrite"]) == 0
+    assert (run / "vocab.txt").read_bytes() == (dataset / "vocab.txt").read_bytes()
 
 
 def test_resume_names_a_run_without_one(tmp_path: Path,
@@ -68,3 +92,24 @@ def test_resume_names_a_run_without_one(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err == f"error: --resume {tmp_path}: no config.yaml there (expected a vlp run " \
                   "directory)"
+
+
+def test_relative_paths_of_an_older_run_are_not_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config.yaml written before runs recorded absolute paths resumes: the same file
+    named relative and absolute is the same field; another file is still a change, and a
+    model path that differs still refuses."""
+    from vlp.errors import VlpError
+    from vlp.train.rundir import config_changes
+
+    monkeypatch.chdir(tmp_path)
+    before = {"data": {"captions": "a/c.json"}, "model": {"backbone_weights": "r50"}}
+    now = {"data": {"captions": str(tmp_path / "a" / "c.json")},
+           "model": {"backbone_weights": str(tmp_path / "r50")}}
+    assert config_changes(before, now, tmp_path / "config.yaml") == {}
+    moved = {"data": {"captions": str(tmp_path / "b.json")},
+             "model": {"backbone_weights": str(tmp_path / "r50")}}
+    assert list(config_changes(before, moved, tmp_path / "config.yaml")) == ["data.captions"]
+    with pytest.raises(VlpError, match="model.backbone_weights"):
+        config_changes(before, {**now, "model": {"backbone_weights": "/elsewhere"}},
+                       tmp_path / "config.yaml")

@@ -41,7 +41,11 @@ class HFDetector:
 
     def __init__(self, path: str | Path, max_boxes: int = 2000,
                  min_box_frac: float = 0.0) -> None:
-        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+        try:
+            from transformers import AutoImageProcessor, AutoModelForObjectDetection
+        except ImportError:
+            raise VlpError("--detector needs the transformers package: pip install "
+                           "transformers") from None
 
         self.path = Path(path)
         for name in ("config.json", "preprocessor_config.json"):

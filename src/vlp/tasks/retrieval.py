@@ -93,8 +93,8 @@ class RetrievalData(TaskData[CaptionedImage, str, RankingField]):
         super().__init__(*args, **kwargs)
 
     def read(self) -> list[CaptionedImage]:
-        # any caption format; a file of one split serves the split its name says
-        images = [im for im in read_captioned_images(self.files["captions"])
+        # any caption format; a file of one split is the split it is given for
+        images = [im for im in read_captioned_images(self.files["captions"], split=self.split)
                   if im.split == self.split or (self.split == "train" and im.split == "restval")]
         return [im for im in images if im.captions]
 

@@ -167,8 +167,15 @@ def image_index(data: DataConfig) -> ImageIndex:
     indices = [_caption_file_images(Path(path), data) for path in paths]
     if len(indices) == 1:
         return indices[0]
-    return ImageIndex([f for index in indices for f in index.files.values()],
-                      ", ".join(index.source for index in indices))
+    merged: dict[int, ImageFile] = {}
+    for index in indices:  # the same id must name the same file in every caption file
+        for image_id, f in index.files.items():
+            known = merged.setdefault(image_id, f)
+            if known.path != f.path:
+                raise VlpError(f"data.split_files: image id {image_id} is {known.path} in "
+                               f"{known.listed} but {f.path} in {f.listed}; ids must name "
+                               "one image across the split files")
+    return ImageIndex(merged.values(), ", ".join(index.source for index in indices))
 
 
 def _caption_file_images(path: Path, data: DataConfig) -> ImageIndex:

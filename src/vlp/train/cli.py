@@ -119,7 +119,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     config = args.config
     if run is not None:  # the run's own config, its own directory, and what is given now
         config = config or run / "config.yaml"
-        overrides.append(f"train.out={run}")
+        overrides = [*_own_vocabulary(run), *overrides, f"train.out={run}"]
     cfg = load_config(PretrainConfig, config, overrides)
     metrics = pretrain(cfg, resume=resume, overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
@@ -163,7 +163,7 @@ def _finetune(args: argparse.Namespace) -> int:
     run_config = None
     if run is not None:  # the run's own config, its own directory, and what is given now
         run_config = None if args.config else run / "config.yaml"
-        extra.append(f"train.out={run}")
+        extra += [*_own_vocabulary(run), f"train.out={run}"]
     metrics = finetune(_task_config(args, extra, run_config), resume=resume,
                        overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
@@ -184,7 +184,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.checkpoint:
         # the run's own config: same files, label space and model; its weights
         run_config = None if args.config else _run_config(args.checkpoint)
-        extra += [f"train.init={args.checkpoint}", "train.init_text="]
+        extra += [f"train.init={args.checkpoint}", "train.init_text=",
+                  *_own_vocabulary(args.checkpoint)]
         extra.append(f"train.out={args.out or args.checkpoint}")
     elif args.out:
         extra.append(f"train.out={args.out}")
@@ -344,6 +345,16 @@ def _resume_option(parser: argparse.ArgumentParser) -> None:
                         help="continue from the newest checkpoint: of RUN, with RUN's own "
                              "config.yaml and only the overrides given (from any directory); "
                              "without RUN, of train.out (default: start a new run)")
+
+
+def _own_vocabulary(run: str | Path) -> list[str]:
+    """``data.vocab`` set to a run's own copy of its vocabulary (a run, or one of its
+    checkpoints), where it has one: its config may name the copy where the run used to be."""
+    path = Path(run)
+    for candidate in (path / "vocab.txt", path.parent.parent / "vocab.txt"):
+        if candidate.is_file():
+            return [f"data.vocab={candidate}"]
+    return []
 
 
 def _resumed(args: argparse.Namespace) -> tuple[bool, Path | None]:

@@ -64,11 +64,20 @@ def claim_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list[str]) -
 
 
 # settings that change what is shown or kept, not what is trained; and the vocabulary's
-# path (a run keeps its own copy, so a resumed run names another file of the same words)
+# path (a run keeps its own copy, whose bytes keep_vocabulary compares)
 _NOT_TRAINING = frozenset(f"train.{k}" for k in (
     "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
     "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict",
                                        "data.vocab"}
+# path fields: a run written before configs recorded absolute paths names them relative
+_PATHS = frozenset({"data.world", "data.captions", "data.features", "data.images",
+                    "data.image_root", "train.init", "train.init_text", "train.init_vision",
+                    "model.backbone_weights"})
+
+
+def _same_path(key: str, was: Any, now: Any) -> bool:
+    return key in _PATHS and isinstance(was, str) and isinstance(now, str) and \
+        bool(was) and bool(now) and Path(was).resolve() == Path(now).resolve()
 
 C = TypeVar("C")
 VOCAB = "vocab.txt"  # the run's own copy of its vocabulary
@@ -109,18 +118,32 @@ def portable_config(cfg: C, out: Path) -> C:
     return out_cfg
 
 
-def keep_vocabulary(vocab: str, out: Path) -> None:
-    """Copy the run's vocabulary into ``out/vocab.txt`` (atomically; kept when it is
-    already that file)."""
+def read_vocabulary(vocab: str) -> bytes | None:
+    """The bytes of the run's vocabulary file, read when the run is built (before
+    ``--overwrite`` may remove a directory that holds it); None without one."""
+    return Path(vocab).read_bytes() if vocab and Path(vocab).is_file() else None
+
+
+def keep_vocabulary(vocab: bytes | None, out: Path, resume: bool, named: str) -> None:
+    """Write the run's vocabulary (``vocab``, read from ``named``) to ``out/vocab.txt``.
+
+    Raises:
+        VlpError: a resumed run's own copy differs from it: the embeddings were trained on
+            other token ids.
+    """
     from vlp.fileio import atomic_path
 
-    src, dst = Path(vocab), Path(out) / VOCAB
-    if not vocab or not src.is_file():
+    own = Path(out) / VOCAB
+    if vocab is None:
         return
-    if dst.exists() and dst.resolve() == src.resolve():
-        return
-    with atomic_path(dst) as tmp:
-        tmp.write_bytes(src.read_bytes())
+    if own.is_file():
+        if own.read_bytes() == vocab:
+            return
+        if resume:
+            raise VlpError(f"data.vocab: {named} is not the vocabulary {out} was trained "
+                           f"with ({own}); resume with data.vocab={own}")
+    with atomic_path(own) as tmp:
+        tmp.write_bytes(vocab)
 
 
 def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
@@ -133,7 +156,8 @@ def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
     """
     # a field the saved config lacks (written by an older vlp) is not a change
     changes = {key: pair for key, pair in _flat_diff(before, now).items()
-               if key not in _NOT_TRAINING and pair[0] is not None}
+               if key not in _NOT_TRAINING and pair[0] is not None
+               and not _same_path(key, *pair)}
     for key, (was, new) in changes.items():
         if key.startswith("model."):
             raise VlpError(f"--resume: {key} is {was!r} in {saved} but {new!r} now; a "
@@ -156,4 +180,5 @@ def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
     return diff
 
 
-__all__ = ["VOCAB", "claim_run_dir", "config_changes", "keep_vocabulary", "portable_config"]
+__all__ = ["VOCAB", "claim_run_dir", "config_changes", "keep_vocabulary", "portable_config",
+           "read_vocabulary"]

@@ -53,7 +53,13 @@ from vlp.train.checkpoint import (
 )
 from vlp.train.config import RunConfig
 from vlp.train.logging import MetricsLog, read_metrics
-from vlp.train.rundir import claim_run_dir, config_changes, keep_vocabulary, portable_config
+from vlp.train.rundir import (
+    claim_run_dir,
+    config_changes,
+    keep_vocabulary,
+    portable_config,
+    read_vocabulary,
+)
 from vlp.train.runtime import (
     Env,
     autocast,
@@ -153,6 +159,7 @@ class Trainer:
         self.out = Path(self.cfg.train.out)
         # what config.yaml records: absolute paths, the run's own vocabulary
         self.record = portable_config(self.cfg, self.out)
+        self._vocab = read_vocabulary(self.cfg.data.vocab)  # before --overwrite clears out
         t = self.cfg.train
         # one objective per batch leaves the other heads unused on that step
         self._ddp: nn.Module = (DistributedDataParallel(self.model, find_unused_parameters=True)
@@ -194,10 +201,11 @@ class Trainer:
         final = self._final_metrics() if self.finished else None
         if final is not None:
             return final  # a finished run resumed: nothing changes
+        if self.rank == 0:
+            keep_vocabulary(self._vocab, self.out, resume, self.cfg.data.vocab)
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
                          enabled=self.rank == 0)
         if self.rank == 0:
-            keep_vocabulary(self.cfg.data.vocab, self.out)
             write_text_atomic(self.out / "config.yaml", dump_config(self.record))
             if self.cfg.train.progress:
                 print("\n".join(self.summary()), flush=True)

@@ -128,7 +128,24 @@ def read_captioned_images(path: str | Path, caption_format: str = "auto",
     return _merged(path, listed, one_split)
 
 
+def caption_texts(path: str | Path, text: str) -> list[str]:
+    """Every caption of a caption file's ``text``, in file order, without reading image ids
+    (a tokenizer needs none: an ALBEF list or JSONL file of any image names will do)."""
+    path = Path(path)
+    fmt = detect_caption_format(path, text)
+    if fmt == "jsonl":
+        return [c for _, _, texts in _jsonl_records(path, text) for c in texts]
+    if fmt == "caption_list":
+        return [c for r in parse_caption_list(path, parse_json(path, text)) for c in r.captions]
+    return [c for im in read_captioned_images(path, fmt) for c in im.captions]
+
+
 def _from_jsonl(path: Path, text: str, split: str) -> list[CaptionedImage]:
+    return _merged(path, _jsonl_records(path, text), split)
+
+
+def _jsonl_records(path: Path, text: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(where, image, (text,)) of each line of a JSONL caption file."""
     listed: list[tuple[str, str, tuple[str, ...]]] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -140,7 +157,7 @@ def _from_jsonl(path: Path, text: str, split: str) -> list[CaptionedImage]:
     if not listed:
         raise input_error(path, None, "empty: no {image, text} lines")
     check_captions(path, [(f"{where}.text", c) for where, _, texts in listed for c in texts])
-    return _merged(path, listed, split)
+    return listed
 
 
 def _merged(path: Path, listed: list[tuple[str, str, tuple[str, ...]]],
@@ -164,5 +181,5 @@ def _merged(path: Path, listed: list[tuple[str, str, tuple[str, ...]]],
             for i, (image, texts) in merged.items()]
 
 
-__all__ = ["CAPTION_FORMATS", "CaptionedImage", "detect_caption_format",
+__all__ = ["CAPTION_FORMATS", "CaptionedImage", "caption_texts", "detect_caption_format",
            "read_captioned_images", "split_from_name"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlp.data.formats.caption_files import read_captioned_images
+from vlp.data.formats.caption_files import caption_texts
 from vlp.data.readers import read_text
 from vlp.errors import input_error
 
@@ -29,7 +29,7 @@ def read_caption_texts(path: str | Path) -> list[str]:
     text = read_text(path, "a caption file")
     if text.lstrip()[:1] not in ("{", "["):
         return _plain_captions(path, text)
-    return [c for im in read_captioned_images(path) for c in im.captions]
+    return caption_texts(path, text)
 
 
 def _plain_captions(path: Path, text: str) -> list[str]:
