@@ -187,11 +187,14 @@ def _init_config(world: Path, init: Path, out: Path) -> PretrainConfig:
 
 
 @pytest.mark.slow  # a training run
-def test_pretraining_starts_from_an_imported_model(tiny_pretraining: Path,
-                                                   tmp_path: Path) -> None:
+def test_pretraining_starts_from_an_imported_model(tiny_pretraining: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     imported = import_checkpoint(tiny_pretraining, tmp_path / "vlp_visualbert")
     world = _tiny_world(tmp_path / "world", FEAT)
     trainer = build_pretraining(_init_config(world, imported, tmp_path / "run"))
+    # HF's VisualBERT config pads with id 1; the vocabulary's [PAD] is 0: said, not hidden
+    assert "warning: model.pad_id:" in capsys.readouterr().err
+    assert trainer.cfg.model.pad_id == 0
     direct = convert_hf(tiny_pretraining)
     assert trainer.cfg.model.region_embed == "visualbert"
     state = trainer.model.encoder.state_dict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -228,6 +229,13 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
 def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:
     """The encoder of ``cfg.model`` sized to the tokenizer and the store; returns the
     config with those sizes filled in."""
+    source = begin.init or begin.text_init
+    if source is not None and source.config.pad_id != begin.tokenizer.pad_id:
+        # the tokenizer pads the batches: its [PAD] id is the one the model must skip
+        name = cfg.train.init or cfg.train.init_text
+        print(f"warning: model.pad_id: {name} pads with id {source.config.pad_id}, the "
+              f"vocabulary's [PAD] is id {begin.tokenizer.pad_id}; the model uses "
+              f"{begin.tokenizer.pad_id}", file=sys.stderr, flush=True)
     mcfg = dataclasses.replace(cfg.model, vocab_size=begin.tokenizer.vocab_size,
                                pad_id=begin.tokenizer.pad_id)
     if isinstance(begin.visuals, RegionSource):
