@@ -113,3 +113,15 @@ def test_relative_paths_of_an_older_run_are_not_changes(
     with pytest.raises(VlpError, match="model.backbone_weights"):
         config_changes(before, {**now, "model": {"backbone_weights": "/elsewhere"}},
                        tmp_path / "config.yaml")
+
+
+def test_finetune_resume_before_the_task_name_still_parses() -> None:
+    from vlp.train.cli import _task_before_resume
+
+    assert _task_before_resume(["finetune", "--resume", "vqa", "train.lr=1e-4"]) == \
+        ["finetune", "vqa", "--resume", "train.lr=1e-4"]
+    # a run directory after --resume, or the task already in place, stay as they are
+    assert _task_before_resume(["finetune", "--resume", "runs/x", "vqa"]) == \
+        ["finetune", "--resume", "runs/x", "vqa"]
+    assert _task_before_resume(["finetune", "ve", "--resume", "vqa"]) == \
+        ["finetune", "ve", "--resume", "vqa"]

@@ -534,9 +534,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _task_before_resume(argv: list[str]) -> list[str]:
+    """``vlp finetune --resume vqa …``: ``--resume`` takes an optional RUN, so a task name
+    right after it is moved back to where the task goes (``vlp finetune vqa --resume``)."""
+    if len(argv) < 3 or argv[0] != "finetune" or "--resume" not in argv:
+        return argv
+    from vlp.tasks import TASKS
+
+    i = argv.index("--resume")
+    named = [a for a in argv[1:i] if a in TASKS]
+    if i + 1 < len(argv) and argv[i + 1] in TASKS and not named \
+            and not Path(argv[i + 1]).is_dir():
+        return [argv[0], argv[i + 1], *argv[1:i + 1], *argv[i + 2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlp`` console script."""
     parser = build_parser()
+    argv = _task_before_resume(list(sys.argv[1:] if argv is None else argv))
     # key=value overrides may come before or after options (argparse alone takes them
     # only before the first option that follows the positionals)
     args, rest = parser.parse_known_args(argv)
