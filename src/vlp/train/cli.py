@@ -269,20 +269,24 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     feats = sub.add_parser("features", help="region feature stores")
     fsub = feats.add_subparsers(dest="action", required=True)
     world = fsub.add_parser("world", help="detector-like regions for a world directory")
-    world.add_argument("world")
+    world.add_argument("world", help="a 'vlp world make' directory")
     world.add_argument("--out", default=None, help="store directory (default WORLD/features)")
-    world.add_argument("--dim", type=int, default=128, help="region feature size")
-    world.add_argument("--epochs", type=int, default=3, help="region classifier epochs")
-    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--dim", type=int, default=128,
+                       help="region feature size (default 128)")
+    world.add_argument("--epochs", type=int, default=3,
+                       help="region classifier epochs (default 3)")
+    world.add_argument("--seed", type=int, default=0,
+                       help="seed of the classifier and the boxes (default 0)")
     _overwrite_option(world, "an existing store at the output")
     world.set_defaults(handler=_features_world)
     for fmt, what in (("tsv", "a bottom-up-attention TSV file"),
                       ("npz", "a directory of per-image .npz files")):
         imp = fsub.add_parser(f"import-{fmt}", help=f"build a store from {what}")
-        imp.add_argument("src")
-        imp.add_argument("out")
+        imp.add_argument("src", help=what)
+        imp.add_argument("out", help="store directory to write")
         imp.add_argument("--num-classes", type=int, default=1600,
-                         help="detector classes when the source has no distributions")
+                         help="detector classes when the source has no distributions "
+                              "(default 1600, Visual Genome's)")
         _overwrite_option(imp, "an existing store at OUT")
         imp.set_defaults(handler=_features_import, format=fmt)
     _add_features_extract(fsub)
@@ -335,7 +339,8 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--captions", nargs="+", required=True,
                        help="Karpathy split JSON, COCO captions JSON or plain text files")
     train.add_argument("--out", required=True, help="vocab.txt to write")
-    train.add_argument("--vocab-size", type=int, default=4000)
+    train.add_argument("--vocab-size", type=int, default=4000,
+                       help="WordPieces to learn, special tokens included (default 4000)")
     _overwrite_option(train, "an existing vocabulary file")
     train.set_defaults(handler=_tokenizer_train)
 
