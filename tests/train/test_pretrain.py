@@ -97,12 +97,16 @@ def test_cli_one_step_and_unknown_key(dataset: Path, tmp_path: Path,
 
 def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
     """DDP through torchrun (gloo on CPU): both ranks train, rank 0 writes the run."""
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as free:  # a port no other run holds (two suites may run at once)
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29533", "-m", "vlp.train.cli", "pretrain",
+           "--master_port", port, "-m", "vlp.train.cli", "pretrain",
            f"data.world={dataset}", "model.hidden_size=32", "model.num_layers=1",
            "model.num_heads=2", "model.intermediate_size=64", "data.token_budget=60",
            "data.bucket_size=8", "train.steps=2", f"train.out={out}",
