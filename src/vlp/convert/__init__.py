@@ -213,14 +213,20 @@ def _load_run_checkpoint(path: Path) -> Imported:
     model = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
     heads = _split_heads(tensors, "objectives.", path / MODEL_FILE)
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
-    # the vocabulary the run names, else the run's own copy (a run moved elsewhere):
-    # beside a run's config.yaml, or two levels up from one of its checkpoints
-    named = [Path(str(data["vocab"]))] if data and data.get("vocab") else []
-    found = [v for v in (*named, path / "vocab.txt", path.parent.parent / "vocab.txt")
-             if v.is_file()]
-    imported = Imported(cfg, model, heads, vocab=found[0] if found else None)
+    # the run's own copy (also where a moved run lies now), else the file its config names
+    named = Path(str(data["vocab"])) if data and data.get("vocab") else None
+    vocab = run_vocabulary(path) or (named if named is not None and named.is_file() else None)
+    imported = Imported(cfg, model, heads, vocab=vocab)
     check_shapes(imported, path / MODEL_FILE)
     return imported
+
+
+def run_vocabulary(path: str | Path) -> Path | None:
+    """The copy of its vocabulary a vlp run keeps (``RUN/vocab.txt``), for the run or one
+    of its checkpoints (``RUN/checkpoints/step_…``); None without one."""
+    path = Path(path)
+    found = [v for v in (path / "vocab.txt", path.parent.parent / "vocab.txt") if v.is_file()]
+    return found[0] if found else None
 
 
 def load_imported(path: str | Path) -> Imported:
@@ -267,5 +273,5 @@ def _split_heads(tensors: dict[str, Tensor], prefix: str, file: Path
 
 __all__ = ["CONVERTERS", "HFCheckpoint", "Imported", "check_shapes", "convert_hf",
            "import_checkpoint",
-           "load_imported", "read_hf", "resolve_source",
+           "load_imported", "read_hf", "resolve_source", "run_vocabulary",
            "with_text_config"]

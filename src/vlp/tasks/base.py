@@ -34,6 +34,7 @@ RecordT = TypeVar("RecordT")  # one record of a split (question, pair, image, re
 KeyT = TypeVar("KeyT", bound=Hashable)  # what names a record in a predictions file
 PredT = TypeVar("PredT")  # one record's prediction
 ItemT = TypeVar("ItemT")  # what scored_records chooses from (records by default)
+PartT = TypeVar("PartT")  # the vocabulary or the images, which scoring does without
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,18 @@ class TaskData(ABC, Generic[RecordT, KeyT, PredT]):
 
     @property
     def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            raise VlpError(f"{self.name}: split '{self.split}' was read for scoring only "
-                           "(no vocabulary)")
-        return self._tokenizer
+        return self._needed(self._tokenizer, "vocabulary")
 
     @property
     def visuals(self) -> Visuals:
-        if self._visuals is None:
+        return self._needed(self._visuals, "images")
+
+    def _needed(self, part: PartT | None, what: str) -> PartT:
+        """``part``, which a split read for scoring only does not have."""
+        if part is None:
             raise VlpError(f"{self.name}: split '{self.split}' was read for scoring only "
-                           "(no images)")
-        return self._visuals
+                           f"(no {what})")
+        return part
 
     # ---------------------------------------------------------------- reading
     @abstractmethod

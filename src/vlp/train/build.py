@@ -22,7 +22,7 @@ from vlp.convert.backbones import pretrained_backbone, resnet_shape
 from vlp.convert.vit import load_vit_weights, vit_normalisation
 from vlp.data.batching import ResumableBatchSampler, fixed_size_batches, token_budget_batches
 from vlp.data.features import RegionStore
-from vlp.data.formats.caption_files import detect_caption_format, read_captioned_images
+from vlp.data.formats.caption_files import detect_caption_format, parse_captioned_images
 from vlp.data.formats.karpathy import parse_karpathy
 from vlp.data.image_files import ImageFile, ImageIndex
 from vlp.data.readers import parse_json, read_text
@@ -187,7 +187,8 @@ def _caption_file_images(path: Path, data: DataConfig) -> ImageIndex:
     if fmt == "jsonl":
         base = Path(data.image_root) if data.image_root else path.parent
         return ImageIndex([ImageFile(im.image_id, base / im.file, listed=f"{path.name}, image "
-                                     f"{im.file}") for im in read_captioned_images(path, fmt)],
+                                     f"{im.file}")
+                            for im in parse_captioned_images(path, text, fmt)],
                           str(path))
     doc = parse_json(path, text)
     if fmt == "karpathy":

@@ -355,11 +355,10 @@ def _resume_option(parser: argparse.ArgumentParser) -> None:
 def _own_vocabulary(run: str | Path) -> list[str]:
     """``data.vocab`` set to a run's own copy of its vocabulary (a run, or one of its
     checkpoints), where it has one: its config may name the copy where the run used to be."""
-    path = Path(run)
-    for candidate in (path / "vocab.txt", path.parent.parent / "vocab.txt"):
-        if candidate.is_file():
-            return [f"data.vocab={candidate}"]
-    return []
+    from vlp.convert import run_vocabulary
+
+    own = run_vocabulary(run)
+    return [f"data.vocab={own}"] if own is not None else []
 
 
 def _resumed(args: argparse.Namespace) -> tuple[bool, Path | None]:

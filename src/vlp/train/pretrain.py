@@ -71,8 +71,7 @@ def load_pairs(data: DataConfig, tokenizer: Tokenizer, visuals: Visuals, splits:
     if limit is not None:
         image_ids, texts = image_ids[:limit], texts[:limit]
     ids = tokenizer.encode(texts, data.max_text_len)
-    source = data.captions if not data.split_files else ", ".join(
-        data.split_files[s] for s in splits if s in data.split_files)
+    source = ", ".join(path for path, _ in data.caption_files(splits))
     return PairDataset(image_ids, ids, visuals,
                        f"the captions of split(s) {', '.join(splits)} ({source})")
 

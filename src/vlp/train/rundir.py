@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from vlp.config import read_yaml
 from vlp.errors import VlpError
 from vlp.fileio import remove_stale_temporaries
+from vlp.train.config import RunConfig
 
 
 def _is_run(out: Path) -> bool:
@@ -69,17 +70,18 @@ _NOT_TRAINING = frozenset(f"train.{k}" for k in (
     "out", "progress", "tensorboard", "log_every", "save_every", "keep_checkpoints",
     "device", "verify_checkpoint")) | {"data.num_workers", "data.verify_features", "data.strict",
                                        "data.vocab"}
-# path fields: a run written before configs recorded absolute paths names them relative
-_PATHS = frozenset({"data.world", "data.captions", "data.features", "data.images",
+# the path fields portable_config makes absolute (but train.out and data.vocab): a run
+# written before configs recorded absolute paths names them relative
+_PATH_FIELDS = frozenset({"data.world", "data.captions", "data.features", "data.images",
                     "data.image_root", "train.init", "train.init_text", "train.init_vision",
                     "model.backbone_weights"})
 
 
 def _same_path(key: str, was: Any, now: Any) -> bool:
-    return key in _PATHS and isinstance(was, str) and isinstance(now, str) and \
+    return key in _PATH_FIELDS and isinstance(was, str) and isinstance(now, str) and \
         bool(was) and bool(now) and Path(was).resolve() == Path(now).resolve()
 
-C = TypeVar("C")
+RunT = TypeVar("RunT", bound=RunConfig)
 VOCAB = "vocab.txt"  # the run's own copy of its vocabulary
 
 
@@ -91,31 +93,31 @@ def _absolute(value: str, must_exist: bool = False) -> str:
     return str(Path(value).resolve())
 
 
-def portable_config(cfg: C, out: Path) -> C:
+def portable_config(cfg: RunT, out: Path) -> RunT:
     """``cfg`` as a run records it in ``config.yaml``: every path absolute, so the run can
     be evaluated, fine-tuned from or resumed from any working directory, and the
     vocabulary the run's own copy (``out/vocab.txt``, which :func:`keep_vocabulary`
     writes)."""
-    data = getattr(cfg, "data")  # noqa: B009 (every run config has one)
+    d = cfg.data
     data = dataclasses.replace(
-        data, **{k: _absolute(getattr(data, k)) for k in
-                 ("world", "captions", "features", "images", "image_root")},
-        split_files={k: _absolute(v) for k, v in data.split_files.items()},
-        vocab=str((Path(out) / VOCAB).resolve()) if data.vocab else "")
-    train = getattr(cfg, "train")  # noqa: B009
+        d, world=_absolute(d.world), captions=_absolute(d.captions),
+        features=_absolute(d.features), images=_absolute(d.images),
+        image_root=_absolute(d.image_root),
+        split_files={k: _absolute(v) for k, v in d.split_files.items()},
+        vocab=str((Path(out) / VOCAB).resolve()) if d.vocab else "")
+    t = cfg.train
     train = dataclasses.replace(
-        train, out=_absolute(train.out), init=_absolute(train.init, must_exist=True),
-        init_text=_absolute(train.init_text, must_exist=True),
-        init_vision=_absolute(train.init_vision, must_exist=True))
-    model = getattr(cfg, "model")  # noqa: B009
-    model = dataclasses.replace(model, backbone_weights=_absolute(model.backbone_weights,
-                                                                  must_exist=True))
-    out_cfg = dataclasses.replace(cfg, data=data, train=train, model=model)  # type: ignore[type-var]
-    task = getattr(cfg, "task", None)
+        t, out=_absolute(t.out), init=_absolute(t.init, must_exist=True),
+        init_text=_absolute(t.init_text, must_exist=True),
+        init_vision=_absolute(t.init_vision, must_exist=True))
+    model = dataclasses.replace(cfg.model, backbone_weights=_absolute(
+        cfg.model.backbone_weights, must_exist=True))
+    out_cfg = dataclasses.replace(cfg, data=data, train=train, model=model)
+    task = getattr(cfg, "task", None)  # fine-tuning runs: the task's annotation files
     if task is not None:
         task = dataclasses.replace(task, files={k: _absolute(v) for k, v in task.files.items()})
-        out_cfg = dataclasses.replace(out_cfg, task=task)  # type: ignore[type-var]
-    return out_cfg
+        out_cfg = dataclasses.replace(out_cfg, task=task)  # type: ignore[call-arg]
+    return cast(RunT, out_cfg)
 
 
 def read_vocabulary(vocab: str) -> bytes | None:

@@ -509,11 +509,11 @@ def _images(rows: Sized) -> str:
 
 
 def _source(cfg: RunConfig) -> str:
-    files = cfg.data.split_files or ({"": cfg.data.captions} if cfg.data.captions else {})
     task = getattr(cfg, "task", None)
     if task is not None:
         return f", task {task.name}"
-    return f", from {', '.join(files.values())}" if files else ""
+    files = list(cfg.data.split_files.values()) or [cfg.data.captions]
+    return f", from {', '.join(f for f in files if f)}" if any(files) else ""
 
 
 def schedule_warnings(cfg: RunConfig) -> list[str]:

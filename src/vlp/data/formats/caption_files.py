@@ -103,10 +103,17 @@ def read_captioned_images(path: str | Path, caption_format: str = "auto",
             id; one line naming the file and the record.
     """
     path = Path(path)
+    return parse_captioned_images(path, read_text(path, "a caption file"), caption_format,
+                                  split)
+
+
+def parse_captioned_images(path: str | Path, text: str, caption_format: str = "auto",
+                           split: str | None = None) -> list[CaptionedImage]:
+    """:func:`read_captioned_images` on the ``text`` already read from ``path``."""
+    path = Path(path)
     if caption_format != "auto" and caption_format not in CAPTION_FORMATS:
         raise VlpError(f"data.caption_format: expected auto or one of "
                        f"{', '.join(CAPTION_FORMATS)}, got {caption_format!r}")
-    text = read_text(path, "a caption file")
     fmt = detect_caption_format(path, text) if caption_format == "auto" else caption_format
     one_split = split or split_from_name(path) or "train"
     if fmt == "jsonl":
@@ -137,7 +144,7 @@ def caption_texts(path: str | Path, text: str) -> list[str]:
         return [c for _, _, texts in _jsonl_records(path, text) for c in texts]
     if fmt == "caption_list":
         return [c for r in parse_caption_list(path, parse_json(path, text)) for c in r.captions]
-    return [c for im in read_captioned_images(path, fmt) for c in im.captions]
+    return [c for im in parse_captioned_images(path, text, fmt) for c in im.captions]
 
 
 def _from_jsonl(path: Path, text: str, split: str) -> list[CaptionedImage]:
@@ -182,4 +189,4 @@ def _merged(path: Path, listed: list[tuple[str, str, tuple[str, ...]]],
 
 
 __all__ = ["CAPTION_FORMATS", "CaptionedImage", "caption_texts", "detect_caption_format",
-           "read_captioned_images", "split_from_name"]
+           "parse_captioned_images", "read_captioned_images", "split_from_name"]
