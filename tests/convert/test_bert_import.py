@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import assert_same_weights
 from transformers import BertConfig, BertForPreTraining, BertModel
 
 from conftest import save_reference
 from vlp.convert import convert_hf, import_checkpoint, load_imported, resolve_source
+from vlp.convert.export import export_hf
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models import build_model
@@ -62,6 +64,17 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiny_bert_matches_transformers(tiny_bert: Path) -> None:
     ref = BertModel.from_pretrained(tiny_bert).eval()
     hidden, pooled = _max_diff(_vlp_text_model(tiny_bert), ref, _text_batch(120))
+    assert hidden <= TOL and pooled <= TOL, (hidden, pooled)
+
+
+def test_export_gives_back_the_checkpoint(tiny_bert: Path, tmp_path: Path) -> None:
+    done = export_hf(import_checkpoint(tiny_bert, tmp_path / "vlp"), tmp_path / "hf")
+    assert (done.family, done.architecture) == ("bert", "BertForPreTraining")
+    # vlp has no next-sentence head: transformers starts it afresh, and says so
+    assert done.fresh == ["cls.seq_relationship.*"] and done.left == []
+    assert_same_weights(tiny_bert, done.out, fresh=("cls.seq_relationship.",))
+    ref = BertModel.from_pretrained(done.out).eval()
+    hidden, pooled = _max_diff(_vlp_text_model(tiny_bert), ref, _text_batch(120, seed=2))
     assert hidden <= TOL and pooled <= TOL, (hidden, pooled)
 
 

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, region_inputs, text_inputs
+from parity import assert_same_weights, export_model, load_vlp, moved, region_inputs, text_inputs
 from transformers import LxmertConfig, LxmertForPreTraining, LxmertModel
 
 from conftest import save_reference
 from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
+from vlp.convert.export import export_hf
 from vlp.data.batch import Batch
 from vlp.data.locations import location_features
 from vlp.models.two_stream import TwoStreamModel
 from vlp.models.weights import load_partial
-from vlp.objectives import build_objectives
+from vlp.objectives import Objective, build_objectives
 
 TOL = 1e-4
 VOCAB = 120
@@ -105,6 +106,37 @@ def test_cross_attention_is_one_module_for_both_directions(tiny_lxmert: Path) ->
     assert not any(".image_cross." in k for k in ours.state_dict())
 
 
+def _with_heads(ours: TwoStreamModel, imported: Imported,
+                heads: dict[str, dict[str, torch.Tensor]]) -> dict[str, Objective]:
+    objectives = build_objectives(list(heads), imported.config, ours)
+    for name, head in heads.items():
+        assert load_partial(objectives[name], head, name) == (
+            ["head.decoder.weight"] if name == "mlm" else [])  # the decoder is tied
+    return objectives
+
+
+def _head_diffs(ours: TwoStreamModel, objectives: dict[str, Objective],
+                ref: LxmertForPreTraining, batch: Batch,
+                visual: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """The encoder's and the heads' largest differences (``visual``: the vlp region heads
+    to compare, each with its LXMERT decoder)."""
+    diffs = _diffs(ours, ref.lxmert, batch)
+    t, v = batch.text_mask, batch.region_mask
+    assert v is not None
+    with torch.no_grad():
+        out = ours(batch)
+        want = ref(**_hf_inputs(batch))
+        decoded = ref.obj_predict_head(ref.lxmert(**_hf_inputs(batch)).vision_output)
+        mlm = objectives["mlm"].head(out.text)  # (B, L, V)
+        diffs["mlm"] = (mlm[t] - want.prediction_logits[t]).abs().max().item()
+        itm = objectives["itm"].head(out.pooled)  # class 1 = match in both
+        diffs["itm"] = (itm - want.cross_relationship_score).abs().max().item()
+        for name, key in visual:
+            pred = objectives[name].head(out.image)
+            diffs[name] = (pred[v] - decoded[key][v]).abs().max().item()
+    return diffs
+
+
 def test_pretraining_checkpoint_and_heads_match(tiny_pretraining: Path) -> None:
     imported = convert_hf(tiny_pretraining)
     # the attribute decoder and the answer head have no vlp objective
@@ -113,27 +145,34 @@ def test_pretraining_checkpoint_and_heads_match(tiny_pretraining: Path) -> None:
     assert set(imported.heads) == {"mlm", "itm", "mrfr", "mrc", "mrc_kl"}
     assert imported.config.num_region_classes == OBJECTS
     ours = _vlp_model(imported)
-    names = list(imported.heads)
-    objectives = build_objectives(names, imported.config, ours)
-    for name, head in imported.heads.items():
-        assert load_partial(objectives[name], head, name) == (
-            ["head.decoder.weight"] if name == "mlm" else [])  # the decoder is tied
     ref = LxmertForPreTraining.from_pretrained(tiny_pretraining).eval()
-    batch = _batch(seed=1)
-    diffs = _diffs(ours, ref.lxmert, batch)
-    t, v = batch.text_mask, batch.region_mask
-    assert v is not None
-    with torch.no_grad():
-        out = ours(batch)
-        want = ref(**_hf_inputs(batch))
-        visual = ref.obj_predict_head(ref.lxmert(**_hf_inputs(batch)).vision_output)
-        mlm = objectives["mlm"].head(out.text)  # (B, L, V)
-        diffs["mlm"] = (mlm[t] - want.prediction_logits[t]).abs().max().item()
-        itm = objectives["itm"].head(out.pooled)  # class 1 = match in both
-        diffs["itm"] = (itm - want.cross_relationship_score).abs().max().item()
-        for name, key in (("mrfr", "feat"), ("mrc", "obj"), ("mrc_kl", "obj")):
-            pred = objectives[name].head(out.image)
-            diffs[name] = (pred[v] - visual[key][v]).abs().max().item()
+    diffs = _head_diffs(ours, _with_heads(ours, imported, imported.heads), ref, _batch(seed=1),
+                        (("mrfr", "feat"), ("mrc", "obj"), ("mrc_kl", "obj")))
+    assert max(diffs.values()) <= TOL, diffs
+
+
+def test_export_gives_back_the_checkpoint(tiny_pretraining: Path, tmp_path: Path) -> None:
+    done = export_hf(import_checkpoint(tiny_pretraining, tmp_path / "vlp"), tmp_path / "hf")
+    assert (done.family, done.architecture) == ("lxmert", "LxmertForPreTraining")
+    assert done.fresh == done.left == done.overruled == []
+    # vlp has no attribute or answer head: the export's config asks for none
+    assert_same_weights(tiny_pretraining, done.out,
+                        fresh=("answer_head.", "obj_predict_head.decoder_dict.attr."))
+
+
+def test_a_vlp_model_exports_with_the_same_outputs(tiny_pretraining: Path,
+                                                   tmp_path: Path) -> None:
+    imported = convert_hf(tiny_pretraining)
+    ours, heads = moved(imported, TwoStreamModel)
+    done = export_model(ours, heads, imported, tmp_path)
+    # LXMERT's visual decoders share one transform; vlp's heads have one each, and the
+    # MRC-KL head's decoder is MRC's in LXMERT: the first head's values are written
+    assert done.overruled == ["heads.mrc.head.0.dense.*", "heads.mrc.head.0.norm.*",
+                              "heads.mrc_kl.head.0.dense.*", "heads.mrc_kl.head.0.norm.*",
+                              "heads.mrc_kl.head.1.*"], done.overruled
+    ref = LxmertForPreTraining.from_pretrained(done.out).eval()
+    diffs = _head_diffs(ours, _with_heads(ours, imported, heads), ref, _batch(seed=3),
+                        (("mrfr", "feat"),))
     assert max(diffs.values()) <= TOL, diffs
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import load_vlp, text_inputs
+from parity import assert_same_weights, export_model, load_vlp, moved, text_inputs
 from transformers import ViltConfig, ViltForMaskedLM, ViltModel
 
 from conftest import save_reference
 from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
+from vlp.convert.export import export_hf
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.models.single_stream import SingleStreamModel
@@ -137,6 +138,29 @@ def test_mlm_head_matches(tiny_vilt: Path) -> None:
         got = mlm.head(ours(batch).text)  # (B, L, V)
         want = ref(**_hf_inputs(batch)).logits
     assert (got[batch.text_mask] - want[batch.text_mask]).abs().max().item() <= TOL
+
+
+def test_export_gives_back_the_checkpoint(tiny_vilt: Path, tmp_path: Path) -> None:
+    done = export_hf(import_checkpoint(tiny_vilt, tmp_path / "vlp"), tmp_path / "hf")
+    assert (done.family, done.architecture) == ("vilt", "ViltForMaskedLM")
+    assert done.fresh == done.left == done.overruled == []
+    assert_same_weights(tiny_vilt, done.out)
+
+
+def test_a_vlp_model_exports_with_the_same_outputs(tiny_vilt: Path, tmp_path: Path) -> None:
+    imported = convert_hf(tiny_vilt)
+    ours, heads = moved(imported, SingleStreamModel)
+    done = export_model(ours, heads, imported, tmp_path)
+    ref = ViltForMaskedLM.from_pretrained(done.out).eval()
+    batch = _batch(40, 48, seed=6)
+    diffs = _diffs(ours, ref.vilt, batch)
+    mlm = build_objectives(["mlm"], imported.config, ours)["mlm"]
+    load_partial(mlm, heads["mlm"], "mlm")
+    with torch.no_grad():
+        got = mlm.head(ours(batch).text)  # (B, L, V)
+        want = ref(**_hf_inputs(batch)).logits
+    diffs["mlm"] = (got[batch.text_mask] - want[batch.text_mask]).abs().max().item()
+    assert max(diffs.values()) <= TOL, diffs
 
 
 def test_vlp_import_round_trip(tiny_vilt: Path, tmp_path: Path) -> None:

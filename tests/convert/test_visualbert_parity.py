@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from parity import load_vlp, region_inputs, text_inputs
-from transformers import VisualBertConfig, VisualBertForPreTraining, VisualBertModel
+from parity import assert_same_weights, export_model, load_vlp, moved, region_inputs, text_inputs
+from transformers import BertModel, VisualBertConfig, VisualBertForPreTraining, VisualBertModel
 
 from conftest import save_reference
-from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
+from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported, write_model_dir
+from vlp.convert.export import export_hf
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.tokenizer import SPECIAL_TOKENS
 from vlp.errors import VlpError
+from vlp.models import build_model
 from vlp.models.single_stream import SingleStreamModel
 from vlp.models.weights import load_partial
-from vlp.objectives import build_objectives
+from vlp.objectives import Objective, build_objectives
 from vlp.train.config import DataConfig, ObjectivesConfig, PretrainConfig, TrainConfig
 from vlp.train.pretrain import build_pretraining
 
@@ -96,16 +99,9 @@ def test_tiny_visualbert_matches_transformers(tiny_visualbert: Path) -> None:
     assert max(diffs.values()) <= TOL, diffs
 
 
-def test_pretraining_checkpoint_and_heads_match(tiny_pretraining: Path) -> None:
-    imported = convert_hf(tiny_pretraining)
-    assert imported.unused == [] and set(imported.heads) == {"mlm", "itm"}
-    ours = _vlp_model(imported)
-    objectives = build_objectives(["mlm", "itm"], imported.config, ours)
-    for name, head in imported.heads.items():
-        assert load_partial(objectives[name], head, name) == (
-            ["head.decoder.weight"] if name == "mlm" else [])  # the decoder is tied
-    ref = VisualBertForPreTraining.from_pretrained(tiny_pretraining).eval()
-    batch = _batch(seed=1)
+def _head_diffs(ours: SingleStreamModel, objectives: dict[str, Objective],
+                ref: VisualBertForPreTraining, batch: Batch) -> dict[str, float]:
+    """The encoder's, the MLM head's and the ITM head's largest differences."""
     diffs = _diffs(ours, ref.visual_bert, batch)
     with torch.no_grad():
         out = ours(batch)
@@ -116,7 +112,66 @@ def test_pretraining_checkpoint_and_heads_match(tiny_pretraining: Path) -> None:
         diffs["mlm"] = (mlm[real] - want.prediction_logits[:, :n][real]).abs().max().item()
         itm = objectives["itm"].head(out.pooled)  # vlp: class 1 = match; VisualBERT: class 0
         diffs["itm"] = (itm - want.seq_relationship_logits[:, [1, 0]]).abs().max().item()
+    return diffs
+
+
+def _with_heads(ours: SingleStreamModel, imported: Imported,
+                heads: dict[str, dict[str, torch.Tensor]]) -> dict[str, Objective]:
+    objectives = build_objectives(["mlm", "itm"], imported.config, ours)
+    for name, head in heads.items():
+        assert load_partial(objectives[name], head, name) == (
+            ["head.decoder.weight"] if name == "mlm" else [])  # the decoder is tied
+    return objectives
+
+
+def test_pretraining_checkpoint_and_heads_match(tiny_pretraining: Path) -> None:
+    imported = convert_hf(tiny_pretraining)
+    assert imported.unused == [] and set(imported.heads) == {"mlm", "itm"}
+    ours = _vlp_model(imported)
+    objectives = _with_heads(ours, imported, imported.heads)
+    ref = VisualBertForPreTraining.from_pretrained(tiny_pretraining).eval()
+    diffs = _head_diffs(ours, objectives, ref, _batch(seed=1))
     assert max(diffs.values()) <= TOL, diffs
+
+
+def test_export_gives_back_the_checkpoint(tiny_pretraining: Path, tmp_path: Path) -> None:
+    vlp_dir = import_checkpoint(tiny_pretraining, tmp_path / "vlp")
+    done = export_hf(vlp_dir, tmp_path / "hf")
+    assert (done.family, done.architecture) == ("visual_bert", "VisualBertForPreTraining")
+    assert done.fresh == done.left == done.overruled == []
+    assert_same_weights(tiny_pretraining, done.out)
+
+
+def test_a_vlp_model_exports_with_the_same_outputs(tiny_pretraining: Path,
+                                                   tmp_path: Path) -> None:
+    imported = convert_hf(tiny_pretraining)
+    ours, heads = moved(imported, SingleStreamModel)
+    done = export_model(ours, heads, imported, tmp_path)
+    assert done.fresh == done.left == done.overruled == []
+    ref = VisualBertForPreTraining.from_pretrained(done.out).eval()
+    diffs = _head_diffs(ours, _with_heads(ours, imported, heads), ref, _batch(seed=3))
+    assert max(diffs.values()) <= TOL, diffs
+
+
+def test_a_uniter_model_exports_only_its_text_side(tiny_visualbert: Path,
+                                                   tmp_path: Path) -> None:
+    imported = convert_hf(tiny_visualbert)
+    uniter = dataclasses.replace(imported.config, region_embed="uniter")
+    model = build_model(uniter)
+    write_model_dir(dataclasses.replace(imported, config=uniter, model=model.state_dict()),
+                    tmp_path / "uniter")
+    with pytest.raises(VlpError, match=r"model.region_embed: 'uniter'.*--family bert"):
+        export_hf(tmp_path / "uniter", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    done = export_hf(tmp_path / "uniter", tmp_path / "hf", family="bert")
+    assert (done.family, done.architecture) == ("bert", "BertModel")
+    ref = BertModel.from_pretrained(done.out).eval()
+    batch = _batch(seed=4)
+    with torch.no_grad():
+        got = model.eval().encode_text(batch)
+        want = ref(input_ids=batch.input_ids, attention_mask=batch.text_mask.long())
+    real = batch.text_mask
+    assert (got[real] - want.last_hidden_state[real]).abs().max().item() <= TOL
 
 
 def test_import_round_trip(tiny_pretraining: Path, tmp_path: Path) -> None:

@@ -161,18 +161,25 @@ def import_checkpoint(src: str | Path, out: str | Path, overwrite: bool = False)
     claim_output(out, overwrite=overwrite,
                  inputs=[src] if str(src) != "minilm" else [])
     imported = convert_hf(src)
+    with atomic_path(out) as tmp:
+        write_model_dir(imported, tmp, source=Path(src).resolve())
+    return out
+
+
+def write_model_dir(imported: Imported, out: Path, source: str | Path = "") -> None:
+    """Write ``imported`` as a vlp model directory (see :func:`import_checkpoint`) to the
+    new directory ``out``; ``source`` is recorded in the weights' metadata."""
     tensors = dict(imported.model)
     for name, head in imported.heads.items():
         tensors.update({f"heads.{name}.{k}": v for k, v in head.items()})
-    with atomic_path(out) as tmp:
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / MODEL_FILE),
-                  metadata={"source": str(Path(src).resolve()), "format": "vlp"})
-        doc = {"text_only": imported.text_only, "model": to_dict(imported.config)}
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        if imported.vocab is not None:
-            shutil.copyfile(imported.vocab, tmp / "vocab.txt")
-    return out
+    out.mkdir(parents=True)
+    # a copy of each: safetensors refuses tensors that share memory (tied or shared weights)
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()},
+              str(out / MODEL_FILE), metadata={"source": str(source), "format": "vlp"})
+    doc = {"text_only": imported.text_only, "model": to_dict(imported.config)}
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    if imported.vocab is not None:
+        shutil.copyfile(imported.vocab, out / "vocab.txt")
 
 
 # the fields a text initialisation fixes; the rest of the architecture is the user's choice
@@ -272,6 +279,5 @@ def _split_heads(tensors: dict[str, Tensor], prefix: str, file: Path
 
 
 __all__ = ["CONVERTERS", "HFCheckpoint", "Imported", "check_shapes", "convert_hf",
-           "import_checkpoint",
-           "load_imported", "read_hf", "resolve_source", "run_vocabulary",
-           "with_text_config"]
+           "import_checkpoint", "load_imported", "read_hf", "resolve_source",
+           "run_vocabulary", "with_text_config", "write_model_dir"]

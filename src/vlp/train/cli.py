@@ -228,6 +228,23 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from vlp.convert.export import export_hf
+
+    done = export_hf(args.src, args.out, family=args.family, overwrite=args.overwrite)
+    print(f"exported a {done.family} model ({done.architecture}) to {done.out}")
+    if done.fresh:
+        print(f"  left to transformers' initialisation (vlp has no value for them): "
+              f"{', '.join(done.fresh)}")
+    if done.left:
+        print(f"  not exported (no place in {done.family}): the {', '.join(done.left)} "
+              f"head{'s' if len(done.left) > 1 else ''}")
+    if done.overruled:
+        print(f"  not exported ({done.family} shares them with another head, whose values "
+              f"were written): {', '.join(done.overruled)}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from vlp.train.verify import verify_path
 
@@ -459,6 +476,28 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(handler=_import)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from vlp.convert.export import FIELDS
+
+    exp = sub.add_parser("export", help="write a model as a Hugging Face directory",
+                         description="Write the model of a run (its newest checkpoint), a "
+                                     "checkpoint or a vlp import as a Hugging Face directory "
+                                     "(config.json, model.safetensors, vocab.txt) that "
+                                     "transformers loads with the same outputs. Needs "
+                                     "transformers.")
+    exp.add_argument("src", help="a run directory, one of its checkpoints, or a vlp import")
+    exp.add_argument("out", help="Hugging Face directory to write (new or empty)")
+    exp.add_argument("--format", choices=("hf",), default="hf",
+                     help="what to write: hf, a Hugging Face model directory (default hf)")
+    exp.add_argument("--family", choices=sorted(FIELDS), default=None,
+                     help="the Hugging Face model to write: bert (the text side of a "
+                          "single-stream model), visual_bert, lxmert, vilt (default: the "
+                          "model's own: two-stream → lxmert, patches → vilt, regions → "
+                          "visual_bert)")
+    _overwrite_option(exp, "an existing directory at OUT")
+    exp.set_defaults(handler=_export)
+
+
 def _overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace {what} (refused without it)")
@@ -533,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "outside the image, …) as errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_finetune,
-                _add_evaluate, _add_import, _add_verify, _add_demo, _add_config):
+                _add_evaluate, _add_import, _add_export, _add_verify, _add_demo, _add_config):
         add(sub)
     return parser
 
