@@ -51,6 +51,9 @@ def test_a_run_works_from_any_directory_and_after_a_move(
     assert (elsewhere / "zs" / "metrics_val.json").is_file()
     assert main(["finetune", "retrieval", "--init", str(run), f"data.world={work / 'data'}",
                  "train.out=ft", "train.steps=2", "task.eval_limit=2", *TINY]) == 0
+    # a fine-tuning run records the task's annotation files with the rest of its data
+    assert any(k.startswith("task.files.") for k in
+               json.loads((elsewhere / "ft" / "data.json").read_text()))
 
     # moved: the run's own vocabulary is found beside it
     moved = tmp_path / "moved"
@@ -125,3 +128,30 @@ def test_finetune_resume_before_the_task_name_still_parses() -> None:
         ["finetune", "--resume", "runs/x", "vqa"]
     assert _task_before_resume(["finetune", "ve", "--resume", "vqa"]) == \
         ["finetune", "ve", "--resume", "vqa"]
+
+
+def test_a_run_records_its_data_and_says_when_it_changed(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, run = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(dataset, data)
+    assert main(["pretrain", f"data.world={data}", f"train.out={run}", "train.steps=2",
+                 *TINY]) == 0
+    recorded = json.loads((run / "data.json").read_text())
+    captions = data / "annotations" / "dataset_world.json"
+    assert recorded["data.captions"]["path"] == str(captions)
+    assert recorded["data.features"]["path"] == str(data / "features" / "meta.json")
+    assert main(["verify", str(run)]) == 0
+    assert "all checksums match" in capsys.readouterr().out
+
+    # the captions edited in place (still valid): verify names the file, resume warns
+    doc = json.loads(captions.read_text())
+    doc["images"][0]["sentences"][0]["raw"] += " again"
+    captions.write_text(json.dumps(doc))
+    assert main(["verify", str(run)]) == 2
+    assert f"corrupt: {captions}: changed since the run read it as data.captions" in \
+        capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(run), "train.steps=3"]) == 0
+    assert f"warning: {captions}: changed since {run} recorded it as data.captions" in \
+        capsys.readouterr().err
+    # the record now holds what the resumed run read
+    assert main(["verify", str(run)]) == 0

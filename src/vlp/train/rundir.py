@@ -1,16 +1,17 @@
 """A run's directory: claiming it for a new run, what a resume may change, and the
-portable record of its config."""
+portable record of its config, vocabulary and data checksums."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from vlp.config import read_yaml
-from vlp.errors import VlpError
-from vlp.fileio import remove_stale_temporaries
+from vlp.errors import VlpError, data_warning
+from vlp.fileio import remove_stale_temporaries, sha256_file, write_text_atomic
 from vlp.train.config import RunConfig
 
 
@@ -83,6 +84,7 @@ def _same_path(key: str, was: Any, now: Any) -> bool:
 
 RunT = TypeVar("RunT", bound=RunConfig)
 VOCAB = "vocab.txt"  # the run's own copy of its vocabulary
+DATA = "data.json"  # the checksums of the files the run reads its examples from
 
 
 def _absolute(value: str, must_exist: bool = False) -> str:
@@ -148,6 +150,57 @@ def keep_vocabulary(vocab: bytes | None, out: Path, resume: bool, named: str) ->
         tmp.write_bytes(vocab)
 
 
+def data_files(cfg: RunConfig) -> dict[str, Path]:
+    """The files a run reads its examples from, by the config field that names them:
+    caption files, the images list, the region store's ``meta.json`` (which holds the
+    checksums of its arrays) and a task's annotation files of the training and evaluation
+    splits (``task.files.ROLE:SPLIT``). Image files themselves are not listed (a store of
+    photos may hold millions)."""
+    d = cfg.data.resolved()
+    found: dict[str, Path] = {}
+    named = {"data.captions": d.captions, "data.images": d.images,
+             **{f"data.split_files.{k}": v for k, v in d.split_files.items()},
+             "data.features": str(Path(d.features) / "meta.json") if d.features else ""}
+    for key, value in named.items():
+        if value and Path(value).is_file():
+            found[key] = Path(value)
+    task = getattr(cfg, "task", None)
+    if task is not None:  # fine-tuning: the task's files of the splits it reads
+        from vlp.tasks import get_task
+
+        for split in dict.fromkeys((d.train_splits[0], d.eval_split)):
+            for role, path in get_task(task.name).files(task, d.world, split).items():
+                if path.is_file():
+                    found.setdefault(f"task.files.{role}:{split}", path)
+    return found
+
+
+def data_checksums(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """:func:`data_files` with the path, size and sha256 of each (``RUN/data.json``)."""
+    return {key: {"path": str(path.resolve()), "bytes": path.stat().st_size,
+                  "sha256": sha256_file(path)} for key, path in data_files(cfg).items()}
+
+
+def keep_data_checksums(cfg: RunConfig, out: Path, resume: bool) -> None:
+    """Record the checksums of the run's data in ``out/data.json``; a resumed run first
+    warns, one line per file, about data that changed since they were recorded (the run
+    goes on with the new contents: ``--strict`` makes it an error)."""
+    own = Path(out) / DATA
+    now = data_checksums(cfg)
+    if resume and own.is_file():
+        try:
+            before = json.loads(own.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            before = {}
+        for key, was in (before if isinstance(before, dict) else {}).items():
+            new = now.get(key)
+            if isinstance(was, dict) and new is not None and was.get("sha256") != new["sha256"]:
+                data_warning(new["path"], None, f"changed since {out} recorded it as {key} "
+                             f"(sha256 {str(was.get('sha256'))[:12]}…, now "
+                             f"{new['sha256'][:12]}…); the resumed run reads it as it is now")
+    write_text_atomic(own, json.dumps(now, indent=1) + "\n")
+
+
 def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
                    ) -> dict[str, tuple[Any, Any]]:
     """Training fields that differ between a checkpoint's config (``before``, read from
@@ -182,5 +235,5 @@ def _flat_diff(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
     return diff
 
 
-__all__ = ["VOCAB", "claim_run_dir", "config_changes", "keep_vocabulary", "portable_config",
-           "read_vocabulary"]
+__all__ = ["DATA", "VOCAB", "claim_run_dir", "config_changes", "data_checksums", "data_files",
+           "keep_data_checksums", "keep_vocabulary", "portable_config", "read_vocabulary"]

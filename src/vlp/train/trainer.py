@@ -56,6 +56,7 @@ from vlp.train.logging import MetricsLog, read_metrics
 from vlp.train.rundir import (
     claim_run_dir,
     config_changes,
+    keep_data_checksums,
     keep_vocabulary,
     portable_config,
     read_vocabulary,
@@ -203,6 +204,7 @@ class Trainer:
             return final  # a finished run resumed: nothing changes
         if self.rank == 0:
             keep_vocabulary(self._vocab, self.out, resume, self.cfg.data.vocab)
+            keep_data_checksums(self.cfg, self.out, resume)
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
                          enabled=self.rank == 0)
         if self.rank == 0:

@@ -1,4 +1,5 @@
-"""``vlp verify``: full checksums of what vlp wrote — a region store or a run's checkpoints.
+"""``vlp verify``: full checksums of what vlp wrote — a region store or a run's checkpoints
+— and of the data files a run recorded it read (``data.json``).
 
 Opening a store or a checkpoint checks only what is cheap (sizes, headers, shapes);
 a flipped bit inside an array passes those. Here every file is read and its sha256
@@ -7,10 +8,13 @@ compared with the one recorded when it was written.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vlp.errors import VlpError
+from vlp.fileio import sha256_file
 from vlp.train.checkpoint import FILES, HISTORY, list_checkpoints, verify_checkpoint
+from vlp.train.rundir import DATA
 
 
 def verify_path(path: Path) -> tuple[int, list[str]]:
@@ -38,4 +42,26 @@ def verify_path(path: Path) -> tuple[int, list[str]]:
         raise VlpError(f"{root / HISTORY}: missing; this run was written before checkpoints "
                        "recorded their checksums")
     problems = [line for ckpt in found for line in verify_checkpoint(ckpt)]
-    return len(FILES) * len(found), problems
+    data = _verify_data(path / DATA) if root != path else []
+    return len(FILES) * len(found) + len(data), problems + [p for p in data if p]
+
+
+def _verify_data(record: Path) -> list[str]:
+    """One entry per data file a run recorded (``data.json``): "" when it is as the run
+    read it, else the problem."""
+    if not record.is_file():
+        return []
+    try:
+        files = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [f"{record}: unreadable ({err})"]
+    out = []
+    for key, entry in files.items():
+        path = Path(entry["path"])
+        if not path.is_file():
+            out.append(f"{path}: missing (the run read it as {key})")
+        elif sha256_file(path) != entry["sha256"]:
+            out.append(f"{path}: changed since the run read it as {key} (sha256 differs)")
+        else:
+            out.append("")
+    return out
