@@ -103,7 +103,7 @@ def make_dataset(root: Path, n_images: int = 14, feat: int = 12, classes: int = 
               for im in images]
     (ann / "captions.json").write_text(json.dumps({"images": listed, "annotations": []}))
     texts = [s["raw"] for im in images for s in im["sentences"]]
-    Tokenizer.train(texts, root / "vocab.txt", vocab_size=60, min_frequency=1)
+    Tokenizer.train(texts, root / "vocab.txt", vocab_size=110, min_frequency=1)
     return root
 
 

@@ -24,7 +24,7 @@ def _regions(image_id: int, n: int, rng: np.random.Generator) -> Regions:
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     texts = ["a red circle left of a blue square", "two green stars above a cross"] * 10
-    return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 80, 1)
+    return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 130, 1)
 
 
 def _source(n: int = 32, pool: int = 0) -> RegionSource:

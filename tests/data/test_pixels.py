@@ -51,7 +51,7 @@ def images(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     texts = ["a red circle left of a blue square", "a star right of a cross"] * 10
-    return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 80, 1)
+    return Tokenizer.train(texts, tmp_path_factory.mktemp("tok") / "vocab.txt", 130, 1)
 
 
 def _source(images: Path, transform: ImageTransform = PLAIN,

@@ -100,3 +100,12 @@ def test_training_is_byte_identical_across_processes(tmp_path: Path) -> None:
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] == outs[2]
     assert outs[0].decode().splitlines()[:5] == list(SPECIAL_TOKENS)
+
+
+def test_a_vocabulary_learned_on_captions_reads_punctuation_and_digits(tmp_path: Path) -> None:
+    """Captions without a question mark still give a vocabulary that reads a question's."""
+    tok = Tokenizer.train(["a red circle left of a blue square"] * 3, tmp_path / "vocab.txt",
+                          vocab_size=120, min_frequency=1)
+    [ids] = tok.encode(["a red circle? 2, 3."], 20)
+    assert tok.unk_id not in ids
+    assert [tok.backend.id_to_token(i) for i in ids[4:-1]] == ["?", "2", ",", "3", "."]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +14,8 @@ from vlp.fileio import atomic_path
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _PREFIX = "##"  # BERT's continuing-subword prefix
+# characters every trained vocabulary holds, seen in its texts or not
+ALWAYS = string.punctuation + string.digits
 
 
 class Tokenizer:
@@ -65,6 +68,10 @@ class Tokenizer:
               min_frequency: int = 2) -> Tokenizer:
         """Train a WordPiece vocabulary on ``texts`` and write it to ``out_path``.
 
+        Every ASCII punctuation mark and digit is a token whether or not ``texts`` hold
+        it (:data:`ALWAYS`), as in BERT's vocabulary: a vocabulary learned on captions
+        alone still reads the ``?`` of a question, instead of mapping it to ``[UNK]``.
+
         The same texts give a byte-identical file on every run: the trainer breaks ties
         between equally frequent merges by token id, and the ids of every starting symbol
         (the special tokens, then each ``##c`` continuation, then each character, both by
@@ -82,6 +89,7 @@ class Tokenizer:
         backend.train_from_iterator(
             texts, vocab_size=vocab_size, min_frequency=min_frequency,
             special_tokens=[*SPECIAL_TOKENS, *continuations], show_progress=False,
+            initial_alphabet=list(ALWAYS),
         )
         out_path = Path(out_path)
         with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as target:
