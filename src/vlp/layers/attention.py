@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.layers.packing import Packing
+
 # On CPU in bf16, SDPA is slow on the sequences vision-language models see. Forward +
 # backward on 2 cores (torch 2.13), its fused kernel and its math path (which computes in
 # fp32) take 4.9× and 2.4× the time of bf16 matmuls around an fp32 softmax at 32 keys, and
@@ -67,21 +69,33 @@ class MultiHeadAttention(nn.Module):
         return x.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)  # (B, H, N, Dh)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None,
-                context: Tensor | None = None) -> Tensor:
+                context: Tensor | None = None, packing: Packing | None = None,
+                context_packing: Packing | None = None) -> Tensor:
         """Attend from ``x`` (B, N, D) to itself or to ``context`` (B, M, Dkv).
 
         Args:
-            x: query stream (B, N, D).
-            key_mask: (B, M) bool, True where the key is a real token (not padding).
-            context: key/value stream for cross-attention.
+            x: query stream (B, N, D), or (T, D) packed by ``packing``.
+            key_mask: (B, M) bool, True where the key is a real token (not padding);
+                unused when the keys are packed (their packing's mask says).
+            context: key/value stream for cross-attention: (B, M, Dkv), or (T', Dkv)
+                packed by ``context_packing``.
+            packing: ``x`` is packed: the projections run on its real positions only
+                and the output is packed the same way.
+            context_packing: ``context`` is packed (cross-attention with ``packing``).
         """
         if self.cross:
             if context is None:
                 raise ValueError("cross-attention needs a context")
-            q = self.q(x)
-            k, v = self.kv(context).chunk(2, dim=-1)
+            q, kv = self.q(x), self.kv(context)  # packed or padded, as they came
+            if packing is not None and context_packing is not None:
+                q, kv, key_mask = packing.unpack(q), context_packing.unpack(kv), \
+                    context_packing.mask
+            k, v = kv.chunk(2, dim=-1)
         else:
-            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            qkv = self.qkv(x)  # (B, N, 3D), or (T, 3D) packed
+            if packing is not None:
+                qkv, key_mask = packing.unpack(qkv), packing.mask  # (B, N, 3D)
+            q, k, v = qkv.chunk(3, dim=-1)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # (B, H, N|M, Dh)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
         if (q.device.type == "cpu" and q.dtype == torch.bfloat16
@@ -92,4 +106,7 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
             )
         b, _, n, _ = y.shape
-        return self.out(y.transpose(1, 2).reshape(b, n, -1))  # (B, N, D)
+        y = y.transpose(1, 2).reshape(b, n, -1)  # (B, N, D)
+        if packing is not None:
+            y = packing.pack(y)  # (T, D): the output projection on real positions only
+        return self.out(y)

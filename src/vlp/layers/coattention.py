@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.layers.attention import MultiHeadAttention
+from vlp.layers.packing import Packing
 from vlp.layers.transformer import TransformerLayer
 
 
@@ -34,9 +35,13 @@ class CrossAttentionLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
-    def forward(self, x: Tensor, key_mask: Tensor | None, context: Tensor) -> Tensor:
-        """x (B, N, D) attends to context (B, M, Dc); key_mask (B, M) True on real keys."""
-        return self.norm(x + self.drop(self.attn(x, key_mask, context)))
+    def forward(self, x: Tensor, key_mask: Tensor | None, context: Tensor,
+                packing: Packing | None = None, context_packing: Packing | None = None
+                ) -> Tensor:
+        """x (B, N, D) attends to context (B, M, Dc); key_mask (B, M) True on real keys.
+        With the packings, both come packed: x (T, D), context (T', Dc)."""
+        return self.norm(x + self.drop(self.attn(x, key_mask, context, packing,
+                                                 context_packing)))
 
 
 class CoAttentionBlock(nn.Module):
@@ -72,3 +77,12 @@ class CoAttentionBlock(nn.Module):
         t = self.text_cross(text, image_mask, image)  # (B, L, D): Q text, K/V image
         v = image_cross(image, text_mask, text)  # (B, R, Dv): Q image, K/V text
         return self.text_layer(t, text_mask), self.image_layer(v, image_mask)
+
+    def forward_packed(self, text: Tensor, text_packing: Packing, image: Tensor,
+                       image_packing: Packing) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` on the streams' real positions: text (T, D), image (T', Dv)."""
+        image_cross = self.image_cross if self.image_cross is not None else self.text_cross
+        t = self.text_cross(text, None, image, text_packing, image_packing)  # (T, D)
+        v = image_cross(image, None, text, image_packing, text_packing)  # (T', Dv)
+        return (self.text_layer(t, packing=text_packing),
+                self.image_layer(v, packing=image_packing))

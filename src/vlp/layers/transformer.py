@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.layers.attention import MultiHeadAttention
+from vlp.layers.packing import Packing, packing_for
 
 
 class MLP(nn.Module):
@@ -45,12 +46,19 @@ class TransformerLayer(nn.Module):
         self.norm2 = norm_layer(dim, eps=eps)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None,
-                context: Tensor | None = None) -> Tensor:
-        """x (B, N, D); key_mask (B, M) True on real keys; context (B, M, Dc) or None."""
+                context: Tensor | None = None, packing: Packing | None = None,
+                context_packing: Packing | None = None) -> Tensor:
+        """x (B, N, D); key_mask (B, M) True on real keys; context (B, M, Dc) or None.
+
+        With ``packing`` x is (T, D), its real positions only (and ``context``, if any,
+        packed by ``context_packing``): see :class:`MultiHeadAttention`.
+        """
+        a = self.attn(self.norm1(x) if self.norm_first else x, key_mask, context, packing,
+                      context_packing)
         if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x), key_mask, context))
+            x = x + self.drop(a)
             return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.drop(self.attn(x, key_mask, context)))
+        x = self.norm1(x + self.drop(a))
         return self.norm2(x + self.mlp(x))
 
 
@@ -68,9 +76,22 @@ class TransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps) if norm_first else None
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x (B, N, D), mask (B, N) True on real tokens → (B, N, D)."""
+        """x (B, N, D), mask (B, N) True on real tokens → (B, N, D).
+
+        The layers run on the real positions only (:mod:`vlp.layers.packing`); padded
+        positions come out as zeros.
+        """
+        packing = packing_for(mask)
+        if packing is None:
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x if self.norm is None else self.norm(x)
+        return packing.unpack(self.forward_packed(packing.pack(x), packing))
+
+    def forward_packed(self, x: Tensor, packing: Packing) -> Tensor:
+        """x (T, D), the real positions of a batch packed by ``packing`` → (T, D)."""
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, packing=packing)
         return x if self.norm is None else self.norm(x)
 
 

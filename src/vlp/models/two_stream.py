@@ -12,6 +12,7 @@ from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.layers.coattention import CoAttentionBlock, CrossAttentionLayer
 from vlp.layers.embeddings import RegionEmbedding, TextEmbedding
+from vlp.layers.packing import Packing
 from vlp.layers.transformer import Pooler, TransformerEncoder, TransformerLayer
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
@@ -100,19 +101,20 @@ class TwoStreamModel(VLEncoder):
 
         With the text layers started from BERT, this is BERT.
         """
-        mask = batch.text_mask
-        x = self.text_encoder(self.text_embed(batch.input_ids), mask)
+        p = Packing(batch.text_mask)
+        x = self.text_encoder.forward_packed(p.pack(self.text_embed(batch.input_ids)), p)
         for block in self._blocks():
-            x = block.text_layer(x, mask)
-        return x
+            x = block.text_layer(x, packing=p)
+        return p.unpack(x)
 
     def encode_image(self, batch: Batch) -> Tensor:
         """The image stream alone, every image layer, cross-attention skipped: (B, R, Dv)."""
         x, mask = self.visual_input(batch)
-        x = self.image_encoder(x, mask)
+        p = Packing(mask)
+        x = self.image_encoder.forward_packed(p.pack(x), p)
         for block in self._blocks():
-            x = block.image_layer(x, mask)
-        return x
+            x = block.image_layer(x, packing=p)
+        return p.unpack(x)
 
     def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
         """Each stream alone (what contrastive objectives compare)."""
@@ -121,13 +123,17 @@ class TwoStreamModel(VLEncoder):
                               text_mask=batch.text_mask, image_mask=image_mask)
 
     def forward(self, batch: Batch) -> VLOutput:
-        """Joint encoding of the batch's text and image."""
+        """Joint encoding of the batch's text and image; every layer runs on the real
+        positions only (:mod:`vlp.layers.packing`), padded ones come out as zeros."""
         text_mask = batch.text_mask  # (B, L)
         image, image_mask = self.visual_input(batch)  # (B, R, Dv), (B, R)
-        text = self.text_encoder(self.text_embed(batch.input_ids), text_mask)  # (B, L, D)
-        image = self.image_encoder(image, image_mask)
+        text = self.text_embed(batch.input_ids)  # (B, L, D)
+        tp, ip = Packing(text_mask), Packing(image_mask)
+        t = self.text_encoder.forward_packed(tp.pack(text), tp)  # (T, D)
+        v = self.image_encoder.forward_packed(ip.pack(image), ip)  # (T', Dv)
         for block in self._blocks():
-            text, image = block(text, text_mask, image, image_mask)
+            t, v = block.forward_packed(t, tp, v, ip)
+        text, image = tp.unpack(t), ip.unpack(v)  # (B, L, D), (B, R, Dv)
         pooled_text = self.text_pooler(text, text_mask)  # (B, D)
         pooled_image = None
         pooled = pooled_text
