@@ -8,17 +8,24 @@ so a batch computes ``B × (L_max + R_max)`` positions; attention costs about
     region count per image drawn uniformly from 10..100;
 (b) the built-in world (``--world DIR``): its captions, vocabulary and region store.
 
+Token-budget batches are cut from buckets of ``--bucket-size`` examples and from the whole
+epoch (``data.bucket_size: 0``). Each batching is also shown after ITM negatives: about
+half the pairs take another image of the pool, of any region count or (as the trainer
+draws them) of the same count.
+
 Usage: ``.venv/bin/python benchmarks/padding.py [--batch-size 64] [--world DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from _common import (
     KARPATHY_TEST,
@@ -37,6 +44,7 @@ from vlp.data.batching import (
     padding_fraction,
     token_budget_batches,
 )
+from vlp.data.pretrain import ImagePool
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Corpus:
     description: str
     text_lengths: np.ndarray  # (N,) tokens incl. [CLS]/[SEP]
     region_counts: np.ndarray  # (N,) regions of the pair's image
+    image_ids: np.ndarray  # (N,) the pair's image
 
     @property
     def lengths(self) -> np.ndarray:
@@ -67,7 +76,8 @@ def karpathy_corpus(args: argparse.Namespace) -> Corpus:
     desc = (f"{len(texts):,} real captions of {len(per_image):,} images ({args.captions.name}; "
             f"{vocab}, ≤{args.max_text_len} tokens); regions uniform "
             f"{args.min_regions}..{args.max_regions} per image (seed {args.seed})")
-    return Corpus("karpathy_test", desc, text, regions.astype(np.int64))
+    images = np.repeat(np.arange(len(per_image)), [len(caps) for caps in per_image])
+    return Corpus("karpathy_test", desc, text, regions.astype(np.int64), images)
 
 
 def world_corpus(args: argparse.Namespace) -> Corpus | None:
@@ -90,7 +100,8 @@ def world_corpus(args: argparse.Namespace) -> Corpus | None:
                         for im in images for _ in im.captions], dtype=np.int64)
     desc = (f"{len(texts):,} world captions of {len(images):,} images (splits "
             f"{','.join(args.world_splits)}; {world}); stored region counts, ≤{args.max_regions}")
-    return Corpus("world", desc, text, regions)
+    ids = np.array([im.image_id for im in images for _ in im.captions], dtype=np.int64)
+    return Corpus("world", desc, text, regions, ids)
 
 
 def epoch_batches(n: int, make: BatchFn, seed: int) -> list[list[int]]:
@@ -144,13 +155,42 @@ def batch_stats(batches: list[list[int]], corpus: Corpus) -> dict[str, float]:
     }
 
 
+def with_negatives(batches: list[list[int]], corpus: Corpus, matched: bool, seed: int
+                   ) -> tuple[list[list[int]], Corpus]:
+    """The batches as the collator fills them for ITM: about half the pairs of each take
+    another image of the pool (vlp's ``ImagePool``: of the same region count with
+    ``matched``, as the trainer draws them; else any), and with it its region count."""
+    counts = dict(zip(corpus.image_ids.tolist(), corpus.region_counts.tolist(), strict=True))
+    pool = ImagePool(list(counts), counts if matched else None)
+    gen = torch.Generator().manual_seed(seed)
+    order = [i for b in batches for i in b]
+    regions = corpus.region_counts[order].copy()
+    negative = (torch.rand(len(order), generator=gen) < 0.5).tolist()
+    for row, (i, neg) in enumerate(zip(order, negative, strict=True)):
+        if neg:
+            other = pool.sample(int(corpus.image_ids[i]), gen)
+            regions[row] = counts[other] if other is not None else regions[row]
+    cuts = np.cumsum([0] + [len(b) for b in batches])
+    rows = [list(range(a, b)) for a, b in itertools.pairwise(cuts.tolist())]
+    shown = Corpus(corpus.name, corpus.description, corpus.text_lengths[order], regions,
+                   corpus.image_ids[order])
+    return rows, shown
+
+
 def compare(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
-    """Fixed-size vs token-budget batches of one corpus."""
+    """Fixed-size vs token-budget batches of one corpus (buckets of ``--bucket-size`` and
+    the whole epoch), before and after ITM negatives."""
     n = len(corpus.lengths)
     budget = choose_budget(corpus, args)
-    fixed = epoch_batches(n, fixed_size_batches(args.batch_size), args.seed)
-    dynamic = epoch_batches(n, token_budget_batches(corpus.lengths, budget, args.bucket_size),
-                            args.seed)
+    settings = {"fixed": epoch_batches(n, fixed_size_batches(args.batch_size), args.seed)}
+    for bucket in (args.bucket_size, 0):
+        settings[f"dynamic_{bucket}"] = epoch_batches(
+            n, token_budget_batches(corpus.lengths, budget, bucket), args.seed)
+    stats = {name: batch_stats(b, corpus) for name, b in settings.items()}
+    for name, b in settings.items():
+        for matched in (False, True):
+            stats[f"{name}+{'matched' if matched else 'any'}_negatives"] = batch_stats(
+                *with_negatives(b, corpus, matched, args.seed))
     return {
         "corpus": corpus.name,
         "description": corpus.description,
@@ -160,8 +200,7 @@ def compare(corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "token_budget": budget,
         "bucket_size": args.bucket_size,
-        "fixed": batch_stats(fixed, corpus),
-        "dynamic": batch_stats(dynamic, corpus),
+        "settings": stats,
     }
 
 
@@ -180,18 +219,25 @@ RATIO_KEYS = {"batches", "padded_per_real", "positions_computed", "attention_cos
 
 
 def print_comparison(result: dict[str, Any]) -> None:
-    """The side-by-side table of one corpus."""
-    fixed, dynamic = result["fixed"], result["dynamic"]
+    """The side-by-side tables of one corpus: the batchings, then their padded share
+    after ITM negatives."""
+    stats = result["settings"]
     print(f"\n== {result['corpus']}: {result['description']}")
     print(f"   mean {result['mean_text_tokens']:.1f} text tokens + "
-          f"{result['mean_regions']:.1f} regions per pair; bucket size {result['bucket_size']}")
-    header = ["", f"fixed B={result['batch_size']}",
-              f"dynamic ≤{result['token_budget']:,} pos", "fixed / dynamic"]
+          f"{result['mean_regions']:.1f} regions per pair; token budget "
+          f"{result['token_budget']:,} (as many batches as fixed B={result['batch_size']})")
+    names = ["fixed", f"dynamic_{result['bucket_size']}", "dynamic_0"]
+    header = ["", f"fixed B={result['batch_size']}", f"bucket {result['bucket_size']}",
+              "bucket 0 (epoch)", "fixed / epoch"]
     rows = []
     for label, key, fmt in ROWS:
-        a, b = fixed[key], dynamic[key]
-        rows.append([label, fmt.format(a), fmt.format(b),
-                     ratio(a, b) if key in RATIO_KEYS else ""])
+        a, b, c = (stats[n][key] for n in names)
+        rows.append([label, fmt.format(a), fmt.format(b), fmt.format(c),
+                     ratio(a, c) if key in RATIO_KEYS else ""])
+    for kind in ("any", "matched"):
+        rows.append([f"padded fraction, ITM negatives of {kind} count",
+                     *(f"{stats[f'{n}+{kind}_negatives']['pad_fraction_total']:.3f}"
+                       for n in names), ""])
     print(format_table(header, rows))
 
 

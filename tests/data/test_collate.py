@@ -91,3 +91,57 @@ def test_same_seed_same_batch(tokenizer: Tokenizer) -> None:
     c = PretrainCollator(tokenizer, _source())(ex, plan, seed=10)
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.region_feats, b.region_feats)
     assert not torch.equal(a.input_ids, c.input_ids)
+
+
+def _count_classifier_accuracy(tokenizer: Tokenizer, pool: ImagePool, source: RegionSource,
+                               counts: dict[int, int]) -> tuple[float, float]:
+    """Batches bucketed by region count (as the token-budget sampler makes them), ITM
+    negatives drawn from ``pool``: (the share of rows whose region count is their own
+    example's, the held-out accuracy of the best rule on (a row's count, its batch's
+    smallest and largest count) alone)."""
+    by_count = sorted(counts, key=lambda i: (counts[i], i))
+    ids = tokenizer.encode(["a red circle left of a blue square"], 20)[0]
+    collate = PretrainCollator(tokenizer, source, negative_pool=pool)
+    rows: list[tuple[tuple[int, int, int], int]] = []
+    kept = []
+    for seed, start in enumerate(range(0, len(by_count), 16)):
+        examples = [Example(i, ids) for i in by_count[start:start + 16]]
+        batch = collate(examples, BatchPlan(pairs=True), seed=seed)
+        assert batch.region_mask is not None and batch.itm_labels is not None
+        n = batch.region_mask.sum(1).tolist()
+        kept += [c == counts[e.image_id] for c, e in zip(n, examples, strict=True)]
+        rows += [((c, min(n), max(n)), int(y)) for c, y in zip(n, batch.itm_labels.tolist(),
+                                                              strict=True)]
+    train, test = rows[::2], rows[1::2]
+    votes: dict[tuple[int, int, int], list[int]] = {}
+    for key, y in train:
+        votes.setdefault(key, []).append(y)
+    rule = {k: int(np.mean(v) >= 0.5) for k, v in votes.items()}
+    majority = int(np.mean([y for _, y in train]) >= 0.5)
+    accuracy = float(np.mean([rule.get(k, majority) == y for k, y in test]))
+    return float(np.mean(kept)), accuracy
+
+
+def test_pool_negatives_keep_the_bucket_and_give_nothing_away(tokenizer: Tokenizer) -> None:
+    """Negatives of the same region count: a bucket's counts survive exactly and a rule on
+    counts alone stays at chance; negatives of any count leak the label (the same rule
+    then beats chance by far), which is what the matched pool prevents."""
+    rng = np.random.default_rng(1)
+    counts = {i: int(rng.integers(2, 30)) for i in range(1200)}
+    regions = {i: _regions(i, n, rng) for i, n in counts.items()}
+    source = RegionSource(RegionsInMemory(regions), 100, 7)
+    kept, matched = _count_classifier_accuracy(
+        tokenizer, ImagePool(list(counts), counts), source, counts)
+    assert kept == 1.0
+    assert abs(matched - 0.5) < 0.06, matched  # 600 held-out rows: chance ± 2.4 sd
+    kept_any, leaked = _count_classifier_accuracy(tokenizer, ImagePool(list(counts)), source,
+                                                  counts)
+    assert kept_any < 0.7 and leaked > 0.6, (kept_any, leaked)
+
+
+def test_a_count_no_other_image_has_takes_the_nearest(tokenizer: Tokenizer) -> None:
+    pool = ImagePool([1, 2, 3, 4], {1: 5, 2: 9, 3: 9, 4: 20})
+    g = torch.Generator().manual_seed(0)
+    assert {pool.sample(1, g) for _ in range(20)} == {2, 3}  # 9 is nearest 5
+    assert {pool.sample(2, g) for _ in range(20)} == {3}  # its own count, not itself
+    assert {pool.sample(4, g) for _ in range(20)} == {2, 3}

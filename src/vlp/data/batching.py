@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 BatchFn = Callable[[np.ndarray, np.random.Generator], list[list[int]]]
+# the padded share a batch cut part by part may reach once it fills half its budget
+TIGHT = 0.03
+MORE_BATCHES = 1.05  # how many more batches a tighter cut may make
 
 
 def token_budget_batches(lengths: np.ndarray, token_budget: int, bucket_size: int = 4096,
@@ -23,45 +26,81 @@ def token_budget_batches(lengths: np.ndarray, token_budget: int, bucket_size: in
     ``lengths`` is (N,) or (N, K): one column per separately padded part (text tokens,
     regions). A batch of n examples costs ``n × Σ_k max(lengths[:, k])`` — exactly
     the positions of the padded tensors the collator builds. The shuffled order is cut
-    into buckets of ``bucket_size`` examples, each bucket is sorted by total length
-    and cut greedily; batches are then shuffled so lengths do not come in order. An
-    example longer than the budget forms a batch alone.
+    into buckets of ``bucket_size`` examples and each bucket is cut greedily in two
+    orders, keeping the one that pads less: by total length, and part by part (the part
+    of fewest distinct lengths first; a batch that fills half its budget is closed before
+    its padded share passes :data:`TIGHT`) — the first in small buckets, the second in
+    large ones (where it makes about as many batches), a batch then holding one caption
+    length and a narrow range of region counts. Batches are then shuffled so
+    lengths do not come in order. An example longer than the budget forms a batch alone.
 
     Args:
         lengths: positions per example, (N,) or (N, K).
         token_budget: padded positions allowed per batch.
-        bucket_size: examples sorted together (bigger: less padding, less randomness).
+        bucket_size: examples sorted together (bigger: less padding, less randomness);
+            0 — the whole epoch at once.
         max_batch_size: optional cap on examples per batch.
     """
     parts = np.asarray(lengths, dtype=np.int64)
     parts = parts[:, None] if parts.ndim == 1 else parts  # (N, K)
     total = parts.sum(axis=1)
+    # part by part: the part of fewest distinct lengths is the major key
+    keys = sorted(range(parts.shape[1]), key=lambda k: len(np.unique(parts[:, k])))
+    step = bucket_size or max(len(parts), 1)
 
     def make(order: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
         batches: list[list[int]] = []
-        for start in range(0, len(order), bucket_size):
-            bucket = order[start:start + bucket_size]
-            bucket = bucket[np.argsort(total[bucket], kind="stable")]
-            batches.extend(_cut_sorted(bucket, parts, token_budget, max_batch_size))
+        for start in range(0, len(order), step):
+            bucket = order[start:start + step]
+            by_total = _cut_sorted(bucket[np.argsort(total[bucket], kind="stable")], parts,
+                                   token_budget, max_batch_size)
+            lex = bucket[np.lexsort([parts[bucket, k] for k in reversed(keys)])]
+            by_part = _cut_sorted(lex, parts, token_budget, max_batch_size, major=keys[0])
+            batches.extend(_tighter(by_total, by_part, parts))
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]
 
     return make
 
 
+def _tighter(by_total: list[list[int]], by_part: list[list[int]], parts: np.ndarray
+             ) -> list[list[int]]:
+    """The cut part by part when it pads less in about as many batches (at most
+    :data:`MORE_BATCHES` more: in a small bucket it would pad less by making many small
+    batches), else the cut by total length."""
+    if len(by_part) <= MORE_BATCHES * len(by_total) and \
+            _positions(by_part, parts) < _positions(by_total, parts):
+        return by_part
+    return by_total
+
+
+def _positions(batches: list[list[int]], parts: np.ndarray) -> int:
+    """Padded positions the collator builds for ``batches``."""
+    return sum(len(b) * int(parts[b].max(axis=0).sum()) for b in batches)
+
+
 def _cut_sorted(bucket: np.ndarray, parts: np.ndarray, budget: int,
-                max_batch_size: int | None) -> list[list[int]]:
+                max_batch_size: int | None, major: int | None = None) -> list[list[int]]:
+    """Cut ``bucket`` (in its order) greedily into batches within ``budget`` positions;
+    with ``major`` (an order part by part), also where one more example would pad more
+    than :data:`TIGHT` of a batch that already fills half the budget (where the major
+    part's length changes, or the minor part's range grows too wide)."""
     batches: list[list[int]] = []
     current: list[int] = []
     longest = np.zeros(parts.shape[1], dtype=np.int64)  # running max of each part
+    real = 0  # positions of the current batch that are not padding
     for idx in bucket.tolist():
         grown = np.maximum(longest, parts[idx])
         full = max_batch_size is not None and len(current) >= max_batch_size
-        if current and (int(grown.sum()) * (len(current) + 1) > budget or full):
+        size = int(grown.sum()) * (len(current) + 1)
+        loose = (major is not None and 2 * len(current) * int(longest.sum()) >= budget
+                 and size - real - int(parts[idx].sum()) > TIGHT * size)
+        if current and (size > budget or full or loose):
             batches.append(current)
-            current, grown = [], parts[idx].copy()
+            current, grown, real = [], parts[idx].copy(), 0
         current.append(idx)
         longest = grown
+        real += int(parts[idx].sum())
     if current:
         batches.append(current)
     return batches

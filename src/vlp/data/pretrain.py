@@ -120,20 +120,51 @@ class TextPool:
 
 
 class ImagePool:
-    """Images to draw ITM negatives from: the image ids allowed (one split)."""
+    """Images to draw ITM negatives from: the image ids allowed (one split).
 
-    def __init__(self, image_ids: list[int]) -> None:
+    With ``lengths`` (visual tokens per image: regions, patches), a negative's image has
+    as many tokens as the image it replaces whenever another such image exists, else the
+    nearest count there is. So a length-bucketed batch keeps its region counts after the
+    negatives are drawn (no padding added), and a pair's region count says nothing of
+    whether it is a negative.
+
+    Args:
+        image_ids: the images (repeats are ignored).
+        lengths: image id → visual tokens, for every image of ``image_ids``; None —
+            draw from all of them.
+    """
+
+    def __init__(self, image_ids: list[int], lengths: dict[int, int] | None = None) -> None:
         self.image_ids = np.array(sorted(set(image_ids)), dtype=np.int64)
+        self.lengths = lengths
+        self.by_length: dict[int, np.ndarray] = {}
+        if lengths is not None:
+            counts = np.array([lengths[int(i)] for i in self.image_ids], dtype=np.int64)
+            self.by_length = {int(n): self.image_ids[counts == n] for n in np.unique(counts)}
+        self._sizes = np.array(sorted(self.by_length), dtype=np.int64)
 
     def sample(self, exclude: int, gen: torch.Generator) -> int | None:
-        """A random image other than ``exclude`` (None if there is none)."""
+        """A random image other than ``exclude`` (None if there is none); of
+        ``exclude``'s length when the pool knows lengths and has another such image."""
         if len(self.image_ids) < 2:
             return None
+        candidates = self.image_ids
+        if self.lengths is not None and exclude in self.lengths:
+            candidates = self._nearest(self.lengths[exclude], exclude)
         while True:
-            pick = int(self.image_ids[int(torch.randint(len(self.image_ids), (1,),
-                                                        generator=gen))])
+            pick = int(candidates[int(torch.randint(len(candidates), (1,), generator=gen))])
             if pick != exclude:
                 return pick
+
+    def _nearest(self, length: int, exclude: int) -> np.ndarray:
+        """The images of the length nearest ``length`` that holds one other than
+        ``exclude`` (ties: the shorter)."""
+        order = np.argsort(np.abs(self._sizes - length), kind="stable")
+        for n in self._sizes[order].tolist():
+            same = self.by_length[n]
+            if len(same) > 1 or int(same[0]) != exclude:
+                return same
+        return self.image_ids
 
 
 @dataclass

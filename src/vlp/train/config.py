@@ -80,7 +80,7 @@ class DataConfig:
     max_regions: int = ranged(100, ge=1)
     token_budget: int = ranged(4096, ge=0)
     batch_size: int = ranged(64, ge=1)
-    bucket_size: int = ranged(2048, ge=1)
+    bucket_size: int = ranged(2048, ge=0)
     num_workers: int = ranged(0, ge=0, le=1024)
     verify_features: bool = False
     strict: bool = False

@@ -59,7 +59,9 @@ FIELD_HELP = {
     "data.max_regions": "regions kept per image",
     "data.token_budget": "padded positions per batch (dynamic batching); 0 = batch_size rows",
     "data.batch_size": "rows per batch when token_budget is 0",
-    "data.bucket_size": "examples sorted by length together before batching",
+    "data.bucket_size": "examples sorted by length together before batching (0: the whole "
+                        "epoch — least padding, but captions of one image then often share "
+                        "a batch, in-batch negatives for ITC included)",
     "data.num_workers": "DataLoader worker processes (0: the main process)",
     "data.verify_features": "check the region store's sha256 sums when opening it",
     "data.strict": "data warnings become errors",

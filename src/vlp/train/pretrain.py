@@ -124,6 +124,12 @@ def plot_losses(rows: list[dict[str, Any]], path: Path) -> Path:
     return plot_curves(rows, keys, path, "pre-training losses")
 
 
+def _pool(pairs: PairDataset) -> ImagePool:
+    """The images of ``pairs`` to draw ITM negatives from, each of its own pair's length."""
+    return ImagePool(pairs.image_ids, dict(zip(pairs.image_ids,
+                                               pairs.image_lengths().tolist(), strict=True)))
+
+
 def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
     """The parts of a pre-training run, and where it executes (its :class:`Env`)."""
     cfg, begin = start(cfg)
@@ -134,7 +140,7 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
                               limit=data.eval_pairs)
     collator = PretrainCollator(
         begin.tokenizer, begin.visuals, obj.mask_prob, obj.itm_neg_prob,
-        obj.masking == "conditional", negative_pool=ImagePool(train.image_ids),
+        obj.masking == "conditional", negative_pool=_pool(train),
         texts=TextPool(train) if obj.sampling == "soho" else None)
     cfg, encoder = build_encoder(cfg, begin)
     objectives = build_objectives(list(obj.weights), cfg.model, encoder, obj)
@@ -145,7 +151,7 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
                               obj.weights, obj.mix, cfg.train.seed)
     # held-out negatives come from held-out images only
     eval_collator = dataclasses.replace(
-        collator, visuals=begin.visuals.for_eval(), negative_pool=ImagePool(held_out.image_ids),
+        collator, visuals=begin.visuals.for_eval(), negative_pool=_pool(held_out),
         texts=TextPool(held_out) if obj.sampling == "soho" else None)
     evaluate = HeldOutLosses(held_out, eval_collator, plans, cfg.train.seed, begin.env.device)
     parts = Parts(cfg, LossModel(encoder, objectives, weights), PretrainBatches(train, collator),
