@@ -13,14 +13,19 @@ same weights:
 A step is forward, backward and an AdamW step (vlp's ``make_optimizer`` for both), in train
 mode (dropout on), in fp32 and in bf16 autocast. Pairs have real caption lengths (the COCO
 Karpathy test captions, BERT WordPiece) and 10..100 random regions per image; ITM negatives
-take another image of the pool, as vlp's trainer does. Hugging Face gets fixed-size batches
-padded to their longest caption and most regions; vlp gets the same batches, and also its
-own length-bucketed token-budget batches with the same mean batch size. All settings are
+take another image of the pool with the positive's region count, as vlp's trainer does.
+Hugging Face gets fixed-size batches padded to their longest caption and most regions; vlp
+gets the same batches, and also its own length-bucketed token-budget batches with the same
+mean batch size. All settings are
 timed step by step in turn (A B C …, then … C B A) in one process; medians of rounds.
 One torch thread by default: on a machine shared with other jobs, a second OpenMP thread
 waits at every barrier for the first to get a core back, and step times then measure that.
 
 Before timing, the two models' losses on the first batch are compared in fp32.
+
+Sizes default to base (768 wide, 12 heads, 3072 MLP; VisualBERT 12 layers, LXMERT 9/5/5),
+where people train and import; at base size one fp32 step of 16 pairs takes tens of
+seconds on one CPU thread.
 
 Usage: ``.venv/bin/python benchmarks/vs_hf.py [--models visualbert lxmert] [--steps 4]``
 """
@@ -152,9 +157,11 @@ def collate(corpus: Corpus, collator: PretrainCollator, store: RandomRegions,
 
 def collator_for(tokenizer: Tokenizer, corpus: Corpus, store: RandomRegions, loc_dim: int,
                  args: argparse.Namespace) -> PretrainCollator:
-    """vlp's pre-training collator; ITM negatives from the whole pool (as the trainer does)
-    or, with ``--negatives batch``, from the batch itself."""
-    pool = ImagePool(corpus.image_ids.tolist()) if args.negatives == "pool" else None
+    """vlp's pre-training collator; ITM negatives from the whole pool, of their positive's
+    region count (as the trainer draws them), or, with ``--negatives batch``, from the
+    batch itself."""
+    counts = {int(i): int(corpus.region_counts[i]) for i in np.unique(corpus.image_ids)}
+    pool = ImagePool(list(counts), counts) if args.negatives == "pool" else None
     source = RegionSource(store, args.max_regions, loc_dim)  # type: ignore[arg-type]  # duck-typed
     return PretrainCollator(tokenizer, source, negative_pool=pool)
 
@@ -609,8 +616,8 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = Tokenizer.from_vocab(args.vocab)
     corpus = load_corpus(args, tokenizer)
     fixed, bucketed, budget = timed_batches(corpus, tokenizer, args)
-    negatives = ("any image of the pool, as the trainer" if args.negatives == "pool"
-                 else "another pair's image in the same batch")
+    negatives = ("an image of the pool with the positive's region count, as the trainer"
+                 if args.negatives == "pool" else "another pair's image in the same batch")
     print(f"data: {corpus.description}; ITM negatives: {negatives}")
     print(f"   {describe(fixed)}")
     print(f"   {describe(bucketed)}; token budget {budget:,} (as many batches as fixed-size), "
@@ -637,11 +644,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bucket-size", type=int, default=DataConfig.bucket_size,
                    help="pairs sorted together by the token-budget sampler (the trainer's)")
     p.add_argument("--pool", type=int, default=4096, help="captions in the epoch sampled")
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--num-heads", type=int, default=4)
-    p.add_argument("--intermediate-size", type=int, default=1024)
-    p.add_argument("--layers", type=int, default=4, help="VisualBERT layers")
-    p.add_argument("--lxmert-layers", type=int, nargs=3, default=[4, 2, 2],
+    # base size, as people train and import (the small setting: --hidden-size 256
+    # --num-heads 4 --intermediate-size 1024 --layers 4 --lxmert-layers 4 2 2)
+    p.add_argument("--hidden-size", type=int, default=768)
+    p.add_argument("--num-heads", type=int, default=12)
+    p.add_argument("--intermediate-size", type=int, default=3072)
+    p.add_argument("--layers", type=int, default=12, help="VisualBERT layers")
+    p.add_argument("--lxmert-layers", type=int, nargs=3, default=[9, 5, 5],
                    metavar=("L", "R", "X"), help="LXMERT language, object, cross layers")
     p.add_argument("--feature-dim", type=int, default=2048)
     p.add_argument("--num-classes", type=int, default=1600, help="LXMERT object labels")
@@ -658,8 +667,8 @@ def parse_args() -> argparse.Namespace:
                         "spins at every barrier while the first waits for a core; 0: torch's "
                         "default)")
     p.add_argument("--negatives", choices=["pool", "batch"], default="pool",
-                   help="ITM negatives' images: any image of the pool (the trainer's way) or "
-                        "one of the same batch")
+                   help="ITM negatives' images: an image of the pool with the positive's "
+                        "region count (the trainer's way) or one of the same batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "vs_hf_cpu.json")
     return p.parse_args()
