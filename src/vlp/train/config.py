@@ -225,6 +225,11 @@ class TrainConfig:
     during the run off. ``verify_checkpoint`` compares every file of the checkpoint a
     ``--resume`` starts from with the sha256 recorded when it was written (sizes and
     headers are always checked).
+
+    ``compile`` compiles each transformer layer with ``torch.compile`` (inductor, dynamic
+    shapes: one compilation serves every batch size and length), fusing the LayerNorms,
+    GELU, dropout and residuals around the matrix products. It needs a C++ compiler on CPU
+    and costs a minute or more of compilation at the start of a run.
     """
 
     out: str = "runs/pretrain"
@@ -241,6 +246,7 @@ class TrainConfig:
     grad_clip: float = ranged(2.0, ge=0)
     freeze_backbone_steps: int = ranged(0, ge=0)
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    compile: bool = False
     device: str = "auto"
     log_every: int = ranged(10, ge=1)
     eval_every: int = ranged(0, ge=0)

@@ -79,6 +79,7 @@ FIELD_HELP = {
     "train.grad_clip": "gradient norm clip; 0 = none",
     "train.freeze_backbone_steps": "grid models: steps the CNN backbone stays frozen",
     "train.precision": "bf16 (autocast; fp32 on CPUs without bf16 units), fp16 (CUDA) or fp32",
+    "train.compile": "torch.compile each transformer layer (inductor, dynamic shapes)",
     "train.device": "auto, cpu, cuda or cuda:N",
     "train.log_every": "steps between metrics.jsonl rows and progress updates",
     "train.eval_every": "steps between held-out evaluations; 0 = at the end only",

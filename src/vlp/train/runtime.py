@@ -94,6 +94,20 @@ def warmup_linear(optimizer: torch.optim.Optimizer, warmup: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def compile_layers(model: nn.Module) -> int:
+    """Compile, in place, every transformer layer of ``model`` (self-, cross- and
+    co-attention layers: almost all of its FLOPs) with ``torch.compile`` and dynamic shapes;
+    returns how many. Packing (:mod:`vlp.layers.packing`) stays outside the compiled code,
+    so the number of real positions may change from batch to batch without a recompile."""
+    from vlp.layers.coattention import CrossAttentionLayer
+    from vlp.layers.transformer import TransformerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, (TransformerLayer, CrossAttentionLayer))]
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def is_main_process() -> bool:
     """Rank 0 of a torchrun launch, or a plain process: the one that prints results."""
     if dist.is_available() and dist.is_initialized():

@@ -64,6 +64,7 @@ from vlp.train.rundir import (
 from vlp.train.runtime import (
     Env,
     autocast,
+    compile_layers,
     make_optimizer,
     maybe_no_sync,
     warmup_linear,
@@ -156,6 +157,7 @@ class Trainer:
         self.parts, self.env = parts, env
         self.cfg = parts.cfg
         self.model = parts.model.to(env.device)
+        self.compiled = compile_layers(self.model) if self.cfg.train.compile else 0
         self.keys = parts.keys
         self.out = Path(self.cfg.train.out)
         # what config.yaml records: absolute paths, the run's own vocabulary
@@ -244,7 +246,8 @@ class Trainer:
             f"  model: {m.arch}, {width}, visual input {m.visual}; {params / 1e6:.2f} M "
             f"parameters ({trainable / 1e6:.2f} M trained)",
             f"  running: {self.env.device}, {self.env.precision}, "
-            f"{torch.get_num_threads()} threads, {self.env.world_size} process(es); "
+            + (f"{self.compiled} layers compiled, " if self.compiled else "")
+            + f"{torch.get_num_threads()} threads, {self.env.world_size} process(es); "
             f"{c.train.steps} steps, lr {c.train.lr:g}, warm-up {c.train.warmup_steps}",
             *(f"  {note}" for note in self.parts.notes),
         ]
