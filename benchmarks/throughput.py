@@ -7,12 +7,17 @@ the same few batches serve every precision. Precisions are timed in alternating 
 in one process; the median round is reported. Each step's FLOP/s (counted with
 ``FlopCounterMode``) is set against a plain ``a @ b`` in the same precision.
 
-Usage: ``.venv/bin/python benchmarks/throughput.py [--size demo|base] [--device cuda]``
+With ``--compile`` each precision is also timed on a copy of the model (same weights)
+whose transformer layers are compiled (``train.compile``); the warm-up steps compile.
+
+Usage: ``.venv/bin/python benchmarks/throughput.py [--size demo|base] [--device cuda]
+[--compile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import time
@@ -42,7 +47,7 @@ from vlp.data.visuals import RegionsInMemory, RegionSource
 from vlp.models import ModelConfig, build_model
 from vlp.objectives import LossModel, build_objectives
 from vlp.train.demo import demo_config
-from vlp.train.runtime import autocast, make_optimizer
+from vlp.train.runtime import autocast, compile_layers, make_optimizer
 
 OBJECTIVES = ["mlm", "mrfr", "mrc_kl", "itm"]
 MIN_FILL = 0.75  # batches kept must fill this share of the token budget
@@ -215,15 +220,23 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     batches = [b.to(device) for b in batches]
     flops = [step_flops(pm, b) for b in batches]
     steps = {p: make_step(pm, opt, device, p) for p in args.precisions}
-    for p in args.precisions:
-        timed_round(steps[p], batches, args.warmup, device)
-    rounds: dict[str, list[dict[str, float]]] = {p: [] for p in args.precisions}
+    if args.compile:  # the same weights, each layer compiled (train.compile)
+        compiled = copy.deepcopy(pm)
+        compile_layers(compiled)
+        opt_c = make_optimizer(compiled, lr=1e-4, weight_decay=0.01, betas=[0.9, 0.98])
+        steps.update({f"{p}+compile": make_step(compiled, opt_c, device, p)
+                      for p in args.precisions})
+    names = list(steps)
+    for name in names:  # compiles, for the compiled settings
+        t0 = time.perf_counter()
+        timed_round(steps[name], batches, args.warmup, device)
+        print(f"   warm-up {name}: {time.perf_counter() - t0:.0f} s")
+    rounds: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r in range(args.rounds):
-        order = args.precisions if r % 2 == 0 else args.precisions[::-1]  # A B, B A, ...
-        for p in order:
-            seconds, samples, used = timed_round(steps[p], batches, args.steps, device)
-            rounds[p].append({"seconds": seconds, "steps": len(used), "samples": samples,
-                              "flops": float(sum(flops[i] for i in used))})
+        for name in names if r % 2 == 0 else names[::-1]:  # A B, B A, ...
+            seconds, samples, used = timed_round(steps[name], batches, args.steps, device)
+            rounds[name].append({"seconds": seconds, "steps": len(used), "samples": samples,
+                                 "flops": float(sum(flops[i] for i in used))})
     matmul = {p: matmul_flops_per_s(args.matmul_size, p, device, args.matmul_reps)
               for p in args.precisions}
     params = sum(x.numel() for x in pm.parameters())
@@ -231,7 +244,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             "cuda_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "model": dataclasses.asdict(cfg), "parameters": params, "batches": desc,
             "step_flops": flops, "steps_per_round": args.steps,
-            "results": {p: summarize(rounds[p], matmul[p]) for p in args.precisions}}
+            "results": {n: summarize(rounds[n], matmul[n.split("+")[0]]) for n in names}}
 
 
 def summarize(rounds: list[dict[str, float]], matmul: float) -> dict[str, Any]:
@@ -302,6 +315,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--matmul-reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each precision with every layer compiled (train.compile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
                    help="JSON path (default: benchmarks/results/throughput_<device>.json)")
