@@ -527,6 +527,21 @@ def run_rounds(runners: list[Runner], args: argparse.Namespace
     return rounds
 
 
+def gemm_flops_per_s(m: int, k: int, n: int, precision: str, reps: int = 5) -> float:
+    """FLOP/s of ``(m, k) @ (k, n)`` in ``precision`` on this CPU, best of ``reps``."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b  # warm-up
+    best = min(_seconds(lambda: a @ b) for _ in range(reps))
+    return 2.0 * m * k * n / best
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def summarize(rounds: list[dict[str, float]]) -> dict[str, Any]:
     """Median samples/s over rounds (min, max beside it) and median step time."""
     per_s = [r["samples"] / r["seconds"] for r in rounds]
@@ -585,7 +600,19 @@ def run_family(name: str, data: dict[str, Any], args: argparse.Namespace,
     if args.profile:
         profile_steps(runners, args.profile)
     results = {p: {s: summarize(rounds[f"{s}/{p}"]) for s in SETTINGS} for p in args.precisions}
-    return {"description": fam.description, "objectives": fam.objectives,
+    # useful work: what vlp computes of a batch (real positions, labelled logits), whoever
+    # runs it; against a GEMM of the step's shape, (real positions, D) @ (D, MLP)
+    real = round(float(np.mean([b.text_mask.sum() + b.region_mask.sum() for b in fixed
+                                if b.region_mask is not None])))
+    gemm = {p: gemm_flops_per_s(real, args.hidden_size, args.intermediate_size, p)
+            for p in args.precisions}
+    for p, res in results.items():
+        for s in SETTINGS:
+            useful = flops["vlp_bucketed" if s == "vlp_bucketed" else "vlp"]
+            res[s]["useful_flop_per_s"] = useful * res[s]["samples_per_s"]
+            res[s]["useful_over_gemm"] = res[s]["useful_flop_per_s"] / gemm[p]
+    return {"description": fam.description, "objectives": fam.objectives, "gemm_flop_per_s": gemm,
+            "gemm_shape": [real, args.hidden_size, args.intermediate_size],
             "parameters": {"hf": sum(p.numel() for p in fam.hf.parameters()),
                            "vlp": sum(p.numel() for p in fam.vlp.parameters())},
             "loss_check": check, "flops_per_pair": flops, "results": results}
@@ -606,6 +633,14 @@ def print_table(name: str, result: dict[str, Any], data: dict[str, Any]) -> None
         rows.append([precision, f"{hf:.1f}", f"{vlp:.1f}", f"{buck:.1f}", ratio(vlp, hf),
                      ratio(buck, hf), ms])
     print(format_table(header, rows))
+    m, k, n = result["gemm_shape"]
+    for precision, res in result["results"].items():
+        print(f"   useful {precision} GFLOP/s (vlp's work on the batch, whoever runs it) "
+              f"HF / vlp / bucketed: "
+              + " / ".join(f"{res[s]['useful_flop_per_s'] / 1e9:.1f}" for s in SETTINGS)
+              + f"; of a ({m}, {k}) @ ({k}, {n}) GEMM's "
+              f"{result['gemm_flop_per_s'][precision] / 1e9:.1f}: "
+              + " / ".join(f"{100 * res[s]['useful_over_gemm']:.0f} %" for s in SETTINGS))
     hf, vlp, buck = (flops[s] / 1e9 for s in SETTINGS)
     print(f"   GFLOP per pair, forward + backward (counted): HF {hf:.2f}, vlp {vlp:.2f} (same "
           f"batches), {buck:.2f} (bucketed): HF computes {ratio(hf, vlp)} / {ratio(hf, buck)}")
