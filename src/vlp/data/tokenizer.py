@@ -68,9 +68,10 @@ class Tokenizer:
               min_frequency: int = 2) -> Tokenizer:
         """Train a WordPiece vocabulary on ``texts`` and write it to ``out_path``.
 
-        Every ASCII punctuation mark and digit is a token whether or not ``texts`` hold
-        it (:data:`ALWAYS`), as in BERT's vocabulary: a vocabulary learned on captions
-        alone still reads the ``?`` of a question, instead of mapping it to ``[UNK]``.
+        Every ASCII punctuation mark and digit is a token, and every digit a continuation
+        (``##7``), whether or not ``texts`` hold them (:data:`ALWAYS`), as in BERT's
+        vocabulary: a vocabulary learned on captions alone still reads the ``?`` of a
+        question and the ``12`` of an answer, instead of mapping them to ``[UNK]``.
 
         The same texts give a byte-identical file on every run: the trainer breaks ties
         between equally frequent merges by token id, and the ids of every starting symbol
@@ -82,7 +83,9 @@ class Tokenizer:
         """
         texts = list(texts)
         backend = BertWordPieceTokenizer(lowercase=True)
-        continuations = _continuation_symbols(backend, texts)
+        # a number of several digits is one word: its digits after the first continue it
+        continuations = sorted({*_continuation_symbols(backend, texts),
+                                *(_PREFIX + d for d in string.digits)})
         if not any(t.strip() for t in texts):
             raise VlpError(f"{out_path}: no caption text to learn a vocabulary from "
                            f"({len(texts)} texts, all empty)")
