@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import torch
 from parity import assert_same_weights, export_model, load_vlp, moved, text_inputs
-from transformers import ViltConfig, ViltForMaskedLM, ViltModel
+from transformers import ViltConfig, ViltForMaskedLM, ViltImageProcessor, ViltModel
 
 from conftest import save_reference
 from vlp.convert import Imported, convert_hf, import_checkpoint, load_imported
@@ -150,7 +151,15 @@ def test_export_gives_back_the_checkpoint(tiny_vilt: Path, tmp_path: Path) -> No
 def test_a_vlp_model_exports_with_the_same_outputs(tiny_vilt: Path, tmp_path: Path) -> None:
     imported = convert_hf(tiny_vilt)
     ours, heads = moved(imported, SingleStreamModel)
+    # a patch model of vlp's own, normalising pixels as ImageNet does, not as ViLT
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    imported = dataclasses.replace(imported, config=dataclasses.replace(
+        imported.config, pixel_mean=mean, pixel_std=std))
     done = export_model(ours, heads, imported, tmp_path)
+    processor = ViltImageProcessor.from_pretrained(done.out)
+    assert (list(processor.image_mean), list(processor.image_std)) == (mean, std)
+    back = convert_hf(done.out).config
+    assert (back.pixel_mean, back.pixel_std) == (mean, std)
     ref = ViltForMaskedLM.from_pretrained(done.out).eval()
     batch = _batch(40, 48, seed=6)
     diffs = _diffs(ours, ref.vilt, batch)

@@ -153,18 +153,21 @@ def test_a_vlp_model_exports_with_the_same_outputs(tiny_pretraining: Path,
     assert max(diffs.values()) <= TOL, diffs
 
 
-def test_a_uniter_model_exports_only_its_text_side(tiny_visualbert: Path,
+def test_a_uniter_model_exports_only_its_text_side(tiny_pretraining: Path,
                                                    tmp_path: Path) -> None:
-    imported = convert_hf(tiny_visualbert)
-    uniter = dataclasses.replace(imported.config, region_embed="uniter")
+    imported = convert_hf(tiny_pretraining)
+    uniter = dataclasses.replace(imported.config, region_embed="uniter", pooler="mean")
     model = build_model(uniter)
     write_model_dir(dataclasses.replace(imported, config=uniter, model=model.state_dict()),
                     tmp_path / "uniter")
-    with pytest.raises(VlpError, match=r"model.region_embed: 'uniter'.*--family bert"):
+    with pytest.raises(VlpError, match=r"model.pooler: 'mean'.*--family bert"):
         export_hf(tmp_path / "uniter", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
     done = export_hf(tmp_path / "uniter", tmp_path / "hf", family="bert")
-    assert (done.family, done.architecture) == ("bert", "BertModel")
+    assert (done.family, done.architecture) == ("bert", "BertForPreTraining")
+    # the ITM head has no place in BERT, and a mean pooler is not BERT's [CLS] pooler
+    assert done.left == ["itm"]
+    assert done.fresh == ["bert.pooler.dense.*", "cls.seq_relationship.*"]
     ref = BertModel.from_pretrained(done.out).eval()
     batch = _batch(seed=4)
     with torch.no_grad():

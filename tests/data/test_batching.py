@@ -79,3 +79,42 @@ def test_budget_counts_each_part_padded_separately() -> None:
     for b in batches:
         assert len(b) * (parts[b, 0].max() + parts[b, 1].max()) <= 2048 or len(b) == 1
     assert sorted(i for b in batches for i in b) == list(range(3000))
+
+
+def _two_parts(n: int = 20000, seed: int = 0) -> np.ndarray:
+    """(N, 2) caption lengths (a few common ones, as real captions have) and region
+    counts 10..100, padded separately."""
+    rng = np.random.default_rng(seed)
+    text = rng.choice([10, 11, 12, 13, 14, 15, 18, 25], n, p=[.1, .2, .2, .2, .1, .1, .05, .05])
+    return np.stack([text, rng.integers(10, 101, n)], axis=1)
+
+
+def test_two_parts_whole_epoch_every_example_once_within_budget() -> None:
+    lengths = _two_parts(3000)
+    for bucket in (0, 64, 4096):
+        for cap in (None, 40):
+            make = token_budget_batches(lengths, 2000, bucket, max_batch_size=cap)
+            batches = ResumableBatchSampler(len(lengths), make, seed=3).epoch_batches(0)
+            assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+            for b in batches:
+                assert len(b) * int(lengths[b].max(axis=0).sum()) <= 2000 or len(b) == 1
+                assert cap is None or len(b) <= cap
+
+
+def test_the_whole_epoch_cut_part_by_part_pads_least_in_about_as_many_batches() -> None:
+    """Sorted over the epoch, caption length first, a batch holds one caption length and a
+    narrow range of region counts; small buckets keep the cut by total length."""
+    lengths = _two_parts()
+
+    def epoch(bucket: int) -> list[list[int]]:
+        make = token_budget_batches(lengths, 5000, bucket)  # about 70 pairs a batch
+        return ResumableBatchSampler(len(lengths), make, seed=3).epoch_batches(0)
+
+    small, whole = epoch(512), epoch(0)
+    pad_small = padding_fraction(small, lengths[:, 0], lengths[:, 1])
+    pad_whole = padding_fraction(whole, lengths[:, 0], lengths[:, 1])
+    assert pad_whole < 0.04 < 0.1 < pad_small, (pad_whole, pad_small)
+    assert len(whole) <= 1.1 * len(small)
+    # most batches of the whole epoch hold one caption length
+    one_length = np.mean([len(set(lengths[b, 0].tolist())) == 1 for b in whole])
+    assert one_length > 0.8

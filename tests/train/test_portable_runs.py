@@ -155,3 +155,10 @@ def test_a_run_records_its_data_and_says_when_it_changed(
         capsys.readouterr().err
     # the record now holds what the resumed run read
     assert main(["verify", str(run)]) == 0
+    # data no longer where the run read it (a run copied elsewhere): its checkpoints verify
+    data.rename(tmp_path / "data_moved")
+    assert main(["verify", str(run)]) == 0
+    (run / "data.json").write_text("[1, 2]")
+    capsys.readouterr()
+    assert main(["verify", str(run)]) == 2
+    assert "data.json: expected an object of data files, found list" in capsys.readouterr().err

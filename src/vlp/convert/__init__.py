@@ -57,6 +57,14 @@ class Imported:
     vocab: Path | None = None
     unused: list[str] = field(default_factory=list)
 
+    def tensors(self) -> dict[str, Tensor]:
+        """Every weight under one namespace: the model's names, then ``heads.NAME.*``
+        (the layout of a vlp model directory's ``model.safetensors``)."""
+        out = dict(self.model)
+        for name, head in self.heads.items():
+            out.update({f"heads.{name}.{k}": v for k, v in head.items()})
+        return out
+
 
 def convert_bert(ck: HFCheckpoint) -> Imported:
     """A BERT checkpoint → a text-only import."""
@@ -169,12 +177,9 @@ def import_checkpoint(src: str | Path, out: str | Path, overwrite: bool = False)
 def write_model_dir(imported: Imported, out: Path, source: str | Path = "") -> None:
     """Write ``imported`` as a vlp model directory (see :func:`import_checkpoint`) to the
     new directory ``out``; ``source`` is recorded in the weights' metadata."""
-    tensors = dict(imported.model)
-    for name, head in imported.heads.items():
-        tensors.update({f"heads.{name}.{k}": v for k, v in head.items()})
     out.mkdir(parents=True)
     # a copy of each: safetensors refuses tensors that share memory (tied or shared weights)
-    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()},
+    save_file({k: v.detach().clone().contiguous() for k, v in imported.tensors().items()},
               str(out / MODEL_FILE), metadata={"source": str(source), "format": "vlp"})
     doc = {"text_only": imported.text_only, "model": to_dict(imported.config)}
     (out / CONFIG_FILE).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

@@ -44,6 +44,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
                "cross_block"),
     "vilt": (*_TEXT, "visual", "pooler", "image_size", "patch_size", "num_channels"),
 }
+PREPROCESSOR = "preprocessor_config.json"  # the image processor's settings (ViLT)
 # the names of a text encoder's weights: what a BERT export takes of a single-stream model
 _TEXT_WEIGHTS = ("text_embed.", "encoder.layers.", "pooler.")
 
@@ -100,6 +101,22 @@ def hf_config(cfg: ModelConfig, family: str, heads: Sequence[str]) -> dict[str, 
             "num_object_labels": cfg.num_region_classes or 1, "task_mask_lm": "mlm" in heads,
             "task_matched": "itm" in heads, "task_obj_predict": obj or feat, "task_qa": False,
             "visual_obj_loss": obj, "visual_attr_loss": False, "visual_feat_loss": feat}
+
+
+def vilt_processor(cfg: ModelConfig) -> dict[str, Any]:
+    """A ``ViltImageProcessor``'s ``preprocessor_config.json`` for the patch model ``cfg``:
+    its pixel normalisation (ImageNet's where the config leaves it empty), the shorter
+    side resized to ``image_size`` and padded to whole patches."""
+    from vlp.layers.backbones import Backbone
+
+    imagenet = Backbone()  # the base class holds ImageNet's values
+    return {"image_processor_type": "ViltImageProcessor", "do_resize": True,
+            "size": {"shortest_edge": cfg.image_size}, "size_divisor": cfg.patch_size,
+            "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": [float(x) for x in cfg.pixel_mean or imagenet.pixel_mean],
+            "image_std": [float(x) for x in cfg.pixel_std or imagenet.pixel_std],
+            "do_pad": True}
 
 
 def family_of(cfg: ModelConfig) -> str:
@@ -181,14 +198,6 @@ def _trace(config: dict[str, Any], shapes: dict[str, Shape], family: str
     return CONVERTERS[family](traced), spans
 
 
-def _flat(imported: Any) -> dict[str, Tensor]:
-    """An Imported's weights under one namespace: model names, then ``heads.NAME.*``."""
-    out = dict(imported.model)
-    for name, head in imported.heads.items():
-        out.update({f"heads.{name}.{k}": v for k, v in head.items()})
-    return out
-
-
 def _modules(names: Sequence[str]) -> list[str]:
     """Weight names shortened to their modules (``a.b.weight`` → ``a.b.*``), in order."""
     return list(dict.fromkeys(n.rpartition(".")[0] + ".*" if "." in n else n for n in names))
@@ -240,10 +249,12 @@ def _hf_state(cfg: ModelConfig, values: dict[str, Tensor], family: str) -> _Writ
     target = _target(cfg, family, heads)
     imported, spans = _trace(target.config, target.shapes, family)
     _check_config(cfg, imported.config, family)
-    if family == "bert":
+    if family == "bert":  # the text side, and every head (only MLM's has a place)
         values = {k: v for k, v in values.items()
-                  if k.startswith(_TEXT_WEIGHTS) or k.startswith("heads.mlm.")}
-    placed = {k: v for k, v in _flat(imported).items() if k in values}
+                  if k.startswith(_TEXT_WEIGHTS) or k.startswith("heads.")}
+        if cfg.pooler != "cls":  # BERT pools [CLS]: this pooler's weights would mislead
+            values = {k: v for k, v in values.items() if not k.startswith("pooler.")}
+    placed = {k: v for k, v in imported.tensors().items() if k in values}
     for name, index in placed.items():
         if tuple(index.shape) != tuple(values[name].shape):
             raise VlpError(f"{name}: shape {tuple(values[name].shape)}, but the Hugging Face "
@@ -284,8 +295,9 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
 
     Args:
         src: what :func:`vlp.convert.load_imported` reads.
-        out: the directory to write (``config.json``, ``model.safetensors``, and the
-            vocabulary as ``vocab.txt`` with a ``tokenizer_config.json``).
+        out: the directory to write (``config.json``, ``model.safetensors``, the
+            vocabulary as ``vocab.txt`` with a ``tokenizer_config.json``, and for ViLT the
+            pixel normalisation in ``preprocessor_config.json``).
         family: ``bert`` (the text side), ``visual_bert``, ``lxmert`` or ``vilt``; None —
             the model's own (:func:`family_of`).
         overwrite: replace an existing ``out``.
@@ -305,7 +317,7 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
     family = family or family_of(cfg)
     if family not in FIELDS:
         raise VlpError(f"--family: expected one of {', '.join(FIELDS)}, found {family!r}")
-    values = _flat(imported)
+    values = imported.tensors()
     written = _hf_state(cfg, values, family)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
@@ -314,13 +326,21 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
         save_file({k: v.contiguous() for k, v in written.state.items()},
                   str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})  # transformers reads only "pt" safetensors
+        if family == "vilt":  # how pixels are normalised is the processor's part
+            (tmp / PREPROCESSOR).write_text(json.dumps(vilt_processor(cfg), indent=2) + "\n",
+                                            encoding="utf-8")
         if imported.vocab is not None:
             shutil.copyfile(imported.vocab, tmp / "vocab.txt")
             tokenizer = {"tokenizer_class": "BertTokenizer", "do_lower_case": True,
                          "model_max_length": cfg.max_positions}
             (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer, indent=2) + "\n",
                                                        encoding="utf-8")
-        _check_round_trip(convert_hf(tmp), values, skip=written.overruled)
+        back = convert_hf(tmp)
+        _check_round_trip(back, values, skip=written.overruled)
+        if family == "vilt" and (back.config.pixel_mean, back.config.pixel_std) != (
+                vilt_processor(cfg)["image_mean"], vilt_processor(cfg)["image_std"]):
+            raise VlpError(f"{tmp / PREPROCESSOR}: does not import back to the model's pixel "
+                           "normalisation (a bug in vlp's export)")
     left = list(dict.fromkeys(k.split(".")[1] for k in written.left))
     return Exported(out, family, written.target.arch, _modules(written.fresh), left,
                     _modules(written.overruled))
@@ -328,7 +348,7 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
 
 def _check_round_trip(back: Any, values: dict[str, Tensor], skip: Sequence[str]) -> None:
     """What was written imports to the very values exported (before it is kept)."""
-    for name, value in _flat(back).items():
+    for name, value in back.tensors().items():
         if name in values and name not in skip and not torch.equal(
                 value, values[name].detach().float()):
             raise VlpError(f"{name}: the export does not import back to the same value "

@@ -13,6 +13,8 @@ nothing but the order of the image outputs.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -26,6 +28,7 @@ from vlp.convert.common import (
     replace_config,
 )
 from vlp.convert.vit import vit_encoder
+from vlp.errors import input_error
 from vlp.models.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -38,12 +41,35 @@ PATCHES = "visual_input.embedding"
 
 
 def vilt_config(ck: HFCheckpoint) -> ModelConfig:
-    """The :class:`ModelConfig` of a ViLT ``config.json``."""
+    """The :class:`ModelConfig` of a ViLT ``config.json`` (and of its
+    ``preprocessor_config.json``'s pixel normalisation, when the directory has one)."""
+    mean, std = _normalisation(ck.path / "preprocessor_config.json")
     return replace_config(
         ck, bert_config(ck), arch="single_stream", pooler="cls", visual="patches",
         image_size=ck.cfg_int("image_size"), patch_size=ck.cfg_int("patch_size"),
         num_channels=ck.cfg_int("num_channels", 3), norm_first=True, modality_embed=True,
-        pixel_mean=[0.5] * 3, pixel_std=[0.5] * 3)  # ViltImageProcessor's normalisation
+        pixel_mean=mean, pixel_std=std)
+
+
+def _normalisation(file: Path) -> tuple[list[float], list[float]]:
+    """``image_mean`` and ``image_std`` of an image processor's settings; without the file,
+    ViltImageProcessor's default (0.5 for every channel)."""
+    if not file.is_file():
+        return [0.5] * 3, [0.5] * 3
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise input_error(file, None, f"not valid JSON ({err})") from None
+    values = []
+    for key in ("image_mean", "image_std"):
+        value = doc.get(key, [0.5] * 3) if isinstance(doc, dict) else None
+        if not (isinstance(value, list) and len(value) == 3 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)):
+            raise input_error(file, key, f"expected 3 numbers, one per channel, found {value!r}")
+        values.append([float(x) for x in value])
+    if min(values[1]) <= 0:
+        raise input_error(file, "image_std", f"expected positive numbers, found {values[1]}")
+    return values[0], values[1]
 
 
 def _prefix(ck: HFCheckpoint) -> str:

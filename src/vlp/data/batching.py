@@ -55,7 +55,7 @@ def token_budget_batches(lengths: np.ndarray, token_budget: int, bucket_size: in
             by_total = _cut_sorted(bucket[np.argsort(total[bucket], kind="stable")], parts,
                                    token_budget, max_batch_size)
             lex = bucket[np.lexsort([parts[bucket, k] for k in reversed(keys)])]
-            by_part = _cut_sorted(lex, parts, token_budget, max_batch_size, major=keys[0])
+            by_part = _cut_sorted(lex, parts, token_budget, max_batch_size, tight=True)
             batches.extend(_tighter(by_total, by_part, parts))
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]
@@ -80,11 +80,11 @@ def _positions(batches: list[list[int]], parts: np.ndarray) -> int:
 
 
 def _cut_sorted(bucket: np.ndarray, parts: np.ndarray, budget: int,
-                max_batch_size: int | None, major: int | None = None) -> list[list[int]]:
+                max_batch_size: int | None, tight: bool = False) -> list[list[int]]:
     """Cut ``bucket`` (in its order) greedily into batches within ``budget`` positions;
-    with ``major`` (an order part by part), also where one more example would pad more
-    than :data:`TIGHT` of a batch that already fills half the budget (where the major
-    part's length changes, or the minor part's range grows too wide)."""
+    with ``tight`` (for an order part by part), also where one more example would pad
+    more than :data:`TIGHT` of a batch that already fills half the budget (where the
+    major part's length changes, or the minor part's range grows too wide)."""
     batches: list[list[int]] = []
     current: list[int] = []
     longest = np.zeros(parts.shape[1], dtype=np.int64)  # running max of each part
@@ -93,7 +93,7 @@ def _cut_sorted(bucket: np.ndarray, parts: np.ndarray, budget: int,
         grown = np.maximum(longest, parts[idx])
         full = max_batch_size is not None and len(current) >= max_batch_size
         size = int(grown.sum()) * (len(current) + 1)
-        loose = (major is not None and 2 * len(current) * int(longest.sum()) >= budget
+        loose = (tight and 2 * len(current) * int(longest.sum()) >= budget
                  and size - real - int(parts[idx].sum()) > TIGHT * size)
         if current and (size > budget or full or loose):
             batches.append(current)

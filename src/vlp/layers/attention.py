@@ -86,6 +86,9 @@ class MultiHeadAttention(nn.Module):
         if self.cross:
             if context is None:
                 raise ValueError("cross-attention needs a context")
+            if (packing is None) != (context_packing is None):
+                raise ValueError("packed cross-attention needs both packings (query and "
+                                 "context), or neither")
             q, kv = self.q(x), self.kv(context)  # packed or padded, as they came
             if packing is not None and context_packing is not None:
                 q, kv, key_mask = packing.unpack(q), context_packing.unpack(kv), \

@@ -27,7 +27,7 @@ class Packing:
 
     def __init__(self, mask: Tensor) -> None:
         self.mask = mask
-        # the one host-device synchronisation of a packed forward pass (T is data-dependent)
+        # a host-device synchronisation (T is data-dependent), once per stream and pass
         self.index = mask.reshape(-1).nonzero().squeeze(1)
 
     @property
@@ -48,7 +48,8 @@ class Packing:
 
 
 def packing_for(mask: Tensor | None) -> Packing | None:
-    """A :class:`Packing` for ``mask``, or None when there is no padding to leave out."""
+    """A :class:`Packing` for ``mask``, or None when there is no padding to leave out
+    (finding out reads the mask on the host, as packing does anyway)."""
     if mask is None or bool(mask.all()):
         return None
     return Packing(mask)

@@ -48,19 +48,24 @@ def verify_path(path: Path) -> tuple[int, list[str]]:
 
 def _verify_data(record: Path) -> list[str]:
     """One entry per data file a run recorded (``data.json``): "" when it is as the run
-    read it, else the problem."""
+    read it or no longer where the run read it (a run moved to another machine keeps its
+    checkpoints whole), else the problem."""
     if not record.is_file():
         return []
     try:
         files = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return [f"{record}: unreadable ({err})"]
+    if not isinstance(files, dict):
+        return [f"{record}: expected an object of data files, found {type(files).__name__}"]
     out = []
     for key, entry in files.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("sha256"), str)):
+            out.append(f"{record}: {key}: expected {{path, bytes, sha256}}, found {entry!r}")
+            continue
         path = Path(entry["path"])
-        if not path.is_file():
-            out.append(f"{path}: missing (the run read it as {key})")
-        elif sha256_file(path) != entry["sha256"]:
+        if path.is_file() and sha256_file(path) != entry["sha256"]:
             out.append(f"{path}: changed since the run read it as {key} (sha256 differs)")
         else:
             out.append("")
