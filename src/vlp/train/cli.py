@@ -245,6 +245,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from vlp.train.ablate import run_grid
+
+    run_grid(args.grid, list(args.overrides), dry_run=args.dry_run)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from vlp.train.verify import verify_path
 
@@ -498,6 +505,22 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     exp.set_defaults(handler=_export)
 
 
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    abl = sub.add_parser("ablate", help="a grid of overrides × seeds, with 95 % intervals",
+                         description="Run every (arm, seed) cell of an ablation grid (stages "
+                                     "of vlp pretrain / finetune, each arm's overrides, "
+                                     "several seeds) that has not finished yet, resuming "
+                                     "interrupted ones, and write results.json, results.md "
+                                     "and results.png: per stage and metric each arm's mean "
+                                     "with its 95 % interval, and paired differences.")
+    abl.add_argument("grid", help="the grid YAML (configs/ablations/*.yaml)")
+    abl.add_argument("--dry-run", action="store_true",
+                     help="print every cell's command and run nothing (default: run)")
+    abl.add_argument("overrides", nargs="*",
+                     help="grid fields as key=value, e.g. parallel=2 out=runs/x")
+    abl.set_defaults(handler=_ablate)
+
+
 def _overwrite_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace {what} (refused without it)")
@@ -572,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "outside the image, …) as errors")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_world, _add_features, _add_tokenizer, _add_pretrain, _add_finetune,
-                _add_evaluate, _add_import, _add_export, _add_verify, _add_demo, _add_config):
+                _add_evaluate, _add_import, _add_export, _add_ablate, _add_verify, _add_demo,
+                _add_config):
         add(sub)
     return parser
 

@@ -1,0 +1,112 @@
+"""``vlp ablate``: intervals worked by hand, paired differences on the right seeds, grids
+checked when read, and a grid that resumes without running a finished cell again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlp.errors import VlpError
+from vlp.train.ablate import interval, load_grid, paired, plan, t95
+from vlp.train.cli import main
+
+
+def test_interval_by_hand() -> None:
+    """1, 2, 3: mean 2, sd 1, t(2 df) = 4.303, half-width 4.303 / √3 = 2.484."""
+    stats = interval([1.0, 2.0, 3.0])
+    assert stats["mean"] == 2.0 and stats["sd"] == pytest.approx(1.0)
+    assert stats["half_width"] == pytest.approx(2.4844, abs=1e-4)
+    assert interval([5.0])["half_width"] is None  # one seed: no interval at all
+    assert t95(2) == 12.706 and t95(31) == 2.042 and t95(100) == 1.96
+
+
+def test_paired_differences_pair_the_same_seeds() -> None:
+    a = {0: 1.0, 1: 5.0, 2: 3.0}
+    b = {2: 10.0, 0: 0.0, 1: 2.0, 5: 9.0}  # seed 5 has no partner; order differs
+    diff = paired(a, b)
+    assert diff is not None and diff["seeds"] == [0, 1, 2]
+    assert diff["values"] == [1.0, 3.0, -7.0] and diff["mean"] == pytest.approx(-1.0)
+    assert paired(a, {7: 1.0}) is None
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_grid_is_checked_when_read(tmp_path: Path) -> None:
+    stages = [{"name": "pre"}, {"name": "vqa", "command": "finetune", "task": "vqa",
+                                "init": "pre"}]
+    good = _write(tmp_path / "g.yaml", {"stages": stages, "arms": {"a": {}, "b": {}},
+                                         "pairs": [["b", "a"]]})
+    grid = load_grid(good)
+    cells = plan(grid, tmp_path)
+    assert len(cells) == 2 * 3 and [c.stage.name for c in cells[0]] == ["pre", "vqa"]
+    vqa = cells[0][1].command
+    assert vqa[3:5] == ["finetune", "vqa"]
+    assert f"train.init={cells[0][0].out.resolve()}" in vqa  # chained from its own pre
+    assert "train.seed=0" in vqa
+    scratch = plan(load_grid(good, ["skip={b: [pre]}"]), tmp_path)
+    assert [c.stage.name for c in scratch[3]] == ["vqa"]  # arm b, seed 0: no pre-training
+    assert not any(a.startswith("train.init=") for a in scratch[3][0].command)
+    for bad, key in (({"stages": [{"name": "vqa", "init": "pre"}], "arms": {"a": {}}},
+                      "stages[0].init"),
+                     ({"stages": stages, "arms": {"a": {"ft": ["x=1"]}}}, "arms.a"),
+                     ({"stages": stages, "arms": {"a": {}}, "pairs": [["a", "z"]]},
+                      "pairs[0]"),
+                     ({"stages": stages, "arms": {"a": {}}, "colour": 1}, "colour")):
+        with pytest.raises(VlpError, match=key.replace("[", r"\[").replace("]", r"\]")):
+            load_grid(_write(tmp_path / "bad.yaml", bad))
+
+
+@pytest.mark.slow  # four tiny pre-training runs, each in its own process
+def test_a_grid_resumes_without_running_a_finished_cell(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = [f"data.world={dataset}", "data.token_budget=60", "data.bucket_size=8",
+            "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+            "model.intermediate_size=64", "train.warmup_steps=1", "train.precision=fp32",
+            "train.tensorboard=false", "train.steps=2", "train.save_every=0",
+            "data.eval_pairs=8"]
+    grid = _write(tmp_path / "grid.yaml", {
+        "name": "masking", "out": str(tmp_path / "out"), "seeds": [0, 1],
+        "stages": [{"name": "pre", "overrides": tiny, "metrics": ["mlm_acc", "itm_acc"]}],
+        "arms": {"conditional": {}, "joint": {"pre": ["objectives.masking=joint"]}},
+        "pairs": [["joint", "conditional"]]})
+    assert main(["ablate", str(grid)]) == 0
+    out = tmp_path / "out"
+    assert capsys.readouterr().out.count(": running") == 4
+    result = json.loads((out / "results.json").read_text())
+    row = result["table"]["pre/mlm_acc"]
+    assert row["arms"]["joint"]["n"] == 2 and row["pairs"]["joint - conditional"]["n"] == 2
+    assert (out / "results.png").stat().st_size > 0
+    assert "paired joint - conditional" in (out / "results.md").read_text()
+    assert "objectives.masking=joint" in (out / "results.md").read_text()
+
+    # a finished grid runs nothing; a lost cell (its result gone) is the only one run again
+    assert main(["ablate", str(grid)]) == 0
+    assert ": running" not in capsys.readouterr().out
+    (out / "joint" / "seed_1" / "pre" / "result.json").unlink()
+    assert main(["ablate", str(grid)]) == 0
+    said = capsys.readouterr().out
+    assert said.count(": running") == 1 and "joint seed 1 pre: running" in said
+    again = json.loads((out / "results.json").read_text())["table"]["pre/mlm_acc"]
+    assert again["arms"]["joint"]["values"] == row["arms"]["joint"]["values"]
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ablations"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_grid_reads_with_every_arm(name: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Each stage's config with each arm's overrides loads (keys, types, ranges), and
+    --dry-run prints every cell's commands: at least 3 seeds per arm."""
+    assert main(["ablate", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
+    grid = load_grid(CONFIGS / f"{name}.yaml")
+    assert len(grid.seeds) >= 3 and grid.pairs
+    lines = capsys.readouterr().out.splitlines()
+    runs = sum(len(grid.stages) - len(grid.skip.get(a, [])) for a in grid.arms)
+    assert len(lines) == runs * len(grid.seeds)
