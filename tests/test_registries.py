@@ -156,13 +156,17 @@ def test_forward_backward_is_finite_with_gradients(
         assert any(float(g.abs().sum()) > 0 for g in grads), type(part).__name__
 
 
-@pytest.mark.slow  # 40 training steps each
+@pytest.mark.slow  # 40 training steps each (60 for patches)
 @pytest.mark.parametrize(("name", "family"), COMBINATIONS)
 def test_overfits_one_batch(name: str, family: str,
                             data: Data) -> None:
     _, module, batch = build(name, family, data)
-    # a pre-LayerNorm ViLT without warm-up is chaotic at 3e-3 (ITM climbs on one thread)
-    losses = overfit_losses(module, batch, [name], 40, lr=1e-3 if family == "patches" else 3e-3)
+    # a pre-LayerNorm ViLT without warm-up is chaotic at 3e-3 (ITM climbs on one thread), so
+    # it learns at 1e-3, for 60 steps: with the 110-word test vocabulary its MLM loss fell
+    # from 4.78 to 2.41 in 40, just short of half
+    patches = family == "patches"
+    losses = overfit_losses(module, batch, [name], 60 if patches else 40,
+                            lr=1e-3 if patches else 3e-3)
     assert all(math.isfinite(x) for x in losses)
     # WRA's loss is a difference of transport distances: it falls below zero
     assert losses[-1] < losses[0] - 0.5 * abs(losses[0]), (name, family, losses[0], losses[-1])
