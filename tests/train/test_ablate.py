@@ -88,6 +88,15 @@ def test_a_grid_resumes_without_running_a_finished_cell(
     # a finished grid runs nothing; a lost cell (its result gone) is the only one run again
     assert main(["ablate", str(grid)]) == 0
     assert ": running" not in capsys.readouterr().out
+    # an arm edited after its cell finished: the result stands, and the warning says so
+    edited = yaml.safe_load(grid.read_text())
+    edited["arms"]["joint"]["pre"] = ["objectives.masking=joint", "train.lr=5e-4"]
+    _write(grid, edited)
+    assert main(["ablate", str(grid)]) == 0
+    said = capsys.readouterr()
+    assert ": running" not in said.out and "finished with other settings" in said.err
+    edited["arms"]["joint"]["pre"] = ["objectives.masking=joint"]
+    _write(grid, edited)
     (out / "joint" / "seed_0" / "pre" / "result.json").unlink()
     assert main(["ablate", str(grid)]) == 0
     said = capsys.readouterr().out

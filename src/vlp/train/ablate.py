@@ -199,11 +199,21 @@ def _final_metrics(run: Path, wanted: list[str]) -> dict[str, float]:
     return {m: found[m] for m in wanted} if wanted else found
 
 
+def _what(argv: list[str]) -> list[str]:
+    """A stage's command without what only says where (the interpreter, its run directory
+    and the one it starts from): what decides its result."""
+    return [a for a in argv[1:] if not a.startswith(("train.out=", "train.init="))]
+
+
 def run_stage(cell: Cell, log: Any = print) -> Cell:
     """Run (or resume) one stage unless its ``result.json`` says it finished."""
     done = cell.out / RESULT
     if done.is_file():
         record = json.loads(done.read_text(encoding="utf-8"))
+        if _what(record["command"]) != _what(cell.command):
+            print(f"warning: {done}: this stage finished with other settings ("
+                  f"{shlex.join(_what(record['command']))}); its result stands — delete "
+                  "the file to run the stage as the grid now says", file=sys.stderr)
         cell.command, cell.metrics = record["command"], record["metrics"]
         return cell
     argv = list(cell.command)
