@@ -159,3 +159,18 @@ def test_start_up_summary_names_data_model_device_init_and_schedule_warnings(
     assert f"train.init: {total} of {total} encoder tensors from {tmp_path / 'first'}" in out
     assert "heads: itm, mlm loaded; itc start random" in out
     assert "warning:" not in out
+
+
+def test_joint_masking_with_one_objective_a_batch_is_said_to_change_nothing(
+        dataset: Path, tmp_path: Path) -> None:
+    """With mix: sample a batch masks one modality (its objective's), so objectives.masking
+    decides nothing; a masking ablation needs mix: sum (configs/ablations/masking.yaml)."""
+    from vlp.train.trainer import schedule_warnings
+
+    cfg = tiny_config(dataset, tmp_path / "run")
+    sample = dataclasses.replace(cfg, objectives=dataclasses.replace(
+        cfg.objectives, masking="joint", mix="sample"))
+    assert any(w.startswith("objectives.masking: joint") for w in schedule_warnings(sample))
+    summed = dataclasses.replace(sample, objectives=dataclasses.replace(
+        sample.objectives, mix="sum"))
+    assert not any(w.startswith("objectives.masking") for w in schedule_warnings(summed))

@@ -533,6 +533,10 @@ def schedule_warnings(cfg: RunConfig) -> list[str]:
                    "checkpoint is the final one")
     weights = getattr(getattr(cfg, "objectives", None), "weights", None)
     mix = getattr(getattr(cfg, "objectives", None), "mix", "sum")
+    if getattr(getattr(cfg, "objectives", None), "masking", "") == "joint" and mix == "sample":
+        out.append("objectives.masking: joint, but with mix: sample each batch serves one "
+                   "objective and masks one modality, so joint and conditional masking make "
+                   "the same batches (mix: sum masks both in one batch)")
     if weights and mix == "sample" and t.steps:
         total = sum(weights.values())
         rare = [n for n, w in weights.items() if w / total * t.steps < 1]
