@@ -326,8 +326,9 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
         save_file({k: v.contiguous() for k, v in written.state.items()},
                   str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})  # transformers reads only "pt" safetensors
-        if family == "vilt":  # how pixels are normalised is the processor's part
-            (tmp / PREPROCESSOR).write_text(json.dumps(vilt_processor(cfg), indent=2) + "\n",
+        processor = vilt_processor(cfg) if family == "vilt" else None
+        if processor is not None:  # how pixels are normalised is the processor's part
+            (tmp / PREPROCESSOR).write_text(json.dumps(processor, indent=2) + "\n",
                                             encoding="utf-8")
         if imported.vocab is not None:
             shutil.copyfile(imported.vocab, tmp / "vocab.txt")
@@ -337,8 +338,8 @@ def export_hf(src: str | Path, out: str | Path, family: str | None = None,
                                                        encoding="utf-8")
         back = convert_hf(tmp)
         _check_round_trip(back, values, skip=written.overruled)
-        if family == "vilt" and (back.config.pixel_mean, back.config.pixel_std) != (
-                vilt_processor(cfg)["image_mean"], vilt_processor(cfg)["image_std"]):
+        if processor is not None and (back.config.pixel_mean, back.config.pixel_std) != (
+                processor["image_mean"], processor["image_std"]):
             raise VlpError(f"{tmp / PREPROCESSOR}: does not import back to the model's pixel "
                            "normalisation (a bug in vlp's export)")
     left = list(dict.fromkeys(k.split(".")[1] for k in written.left))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vlp.data.batch import Batch
@@ -124,10 +125,11 @@ def plot_losses(rows: list[dict[str, Any]], path: Path) -> Path:
     return plot_curves(rows, keys, path, "pre-training losses")
 
 
-def _pool(pairs: PairDataset) -> ImagePool:
-    """The images of ``pairs`` to draw ITM negatives from, each of its own pair's length."""
-    return ImagePool(pairs.image_ids, dict(zip(pairs.image_ids,
-                                               pairs.image_lengths().tolist(), strict=True)))
+def _pool(pairs: PairDataset, image_lengths: np.ndarray | None = None) -> ImagePool:
+    """The images of ``pairs`` to draw ITM negatives from, each of its own pair's length
+    (``image_lengths``, when the caller has them already)."""
+    lengths = pairs.image_lengths() if image_lengths is None else image_lengths
+    return ImagePool(pairs.image_ids, dict(zip(pairs.image_ids, lengths.tolist(), strict=True)))
 
 
 def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
@@ -138,16 +140,17 @@ def pretraining_parts(cfg: PretrainConfig) -> tuple[Parts, Env]:
         train = load_pairs(data, begin.tokenizer, begin.visuals, data.train_splits)
         held_out = load_pairs(data, begin.tokenizer, begin.visuals.for_eval(), [data.eval_split],
                               limit=data.eval_pairs)
+    lengths = train.lengths()  # (N, 2) tokens and visual tokens: batching and negatives
     collator = PretrainCollator(
         begin.tokenizer, begin.visuals, obj.mask_prob, obj.itm_neg_prob,
-        obj.masking == "conditional", negative_pool=_pool(train),
+        obj.masking == "conditional", negative_pool=_pool(train, lengths[:, 1]),
         texts=TextPool(train) if obj.sampling == "soho" else None)
     cfg, encoder = build_encoder(cfg, begin)
     objectives = build_objectives(list(obj.weights), cfg.model, encoder, obj)
     notes = load_init(cfg, begin, encoder, objectives)
     plans = {n: objective_plan(o) for n, o in objectives.items()}
     weights = obj.weights if obj.mix == "sum" else dict.fromkeys(obj.weights, 1.0)
-    keys = PretrainKeySampler(batch_sampler(cfg, train.lengths(), begin.env), plans,
+    keys = PretrainKeySampler(batch_sampler(cfg, lengths, begin.env), plans,
                               obj.weights, obj.mix, cfg.train.seed)
     # held-out negatives come from held-out images only
     eval_collator = dataclasses.replace(
