@@ -10,7 +10,18 @@ import pytest
 import yaml
 
 from vlp.errors import VlpError
-from vlp.train.ablate import interval, load_grid, paired, plan, t95
+from vlp.train.ablate import (
+    Cell,
+    Stage,
+    cell_environment,
+    config_digest,
+    interval,
+    load_grid,
+    paired,
+    plan,
+    run_stage,
+    t95,
+)
 from vlp.train.cli import main
 
 
@@ -119,3 +130,33 @@ def test_every_shipped_grid_reads_with_every_arm(name: str,
     lines = capsys.readouterr().out.splitlines()
     runs = sum(len(grid.stages) - len(grid.skip.get(a, [])) for a in grid.arms)
     assert len(lines) == runs * len(grid.seeds)
+
+
+def test_parallel_cells_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert cell_environment(4)["OMP_NUM_THREADS"] == "2"
+    assert cell_environment(16)["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in cell_environment(1)  # one cell: torch's own default
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
+    assert cell_environment(4)["OMP_NUM_THREADS"] == "3"
+
+
+def test_a_finished_stage_whose_config_file_changed_is_said_to_stand(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "vqa.yaml"
+    config.write_text("train:\n  steps: 150\n")
+    command = ["python", "-m", "vlp.train.cli", "finetune", "vqa", "--config", str(config),
+               "train.seed=0", f"train.out={tmp_path / 'vqa'}"]
+    (tmp_path / "vqa").mkdir()
+    (tmp_path / "vqa" / "result.json").write_text(json.dumps(
+        {"command": command, "metrics": {"vqa_acc": 41.0},
+         "config_sha256": config_digest(command)}))
+    cell = Cell("pretrained", 0, Stage(name="vqa", command="finetune", task="vqa"),
+                tmp_path / "vqa", command)
+    assert run_stage(cell).metrics == {"vqa_acc": 41.0}
+    assert "warning" not in capsys.readouterr().err
+    config.write_text("train:\n  steps: 300\n")  # same command line, another experiment
+    assert run_stage(cell).metrics == {"vqa_acc": 41.0}  # never re-run on its own
+    err = capsys.readouterr().err
+    assert f"finished with {config} as it was then" in err and "delete the file" in err

@@ -15,8 +15,11 @@ removes what the seeds share.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -205,15 +208,44 @@ def _what(argv: list[str]) -> list[str]:
     return [a for a in argv[1:] if not a.startswith(("train.out=", "train.init="))]
 
 
-def run_stage(cell: Cell, log: Any = print) -> Cell:
-    """Run (or resume) one stage unless its ``result.json`` says it finished."""
+def cell_environment(parallel: int) -> dict[str, str]:
+    """The environment of a stage's process: with cells in parallel, the machine's cores
+    shared between them (``OMP_NUM_THREADS``, unless set already), so that parallel runs
+    do not each start a thread per core and slow one another down."""
+    env = dict(os.environ)
+    if parallel > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    return env
+
+
+def config_digest(command: list[str]) -> str:
+    """sha256 of the experiment YAML a stage's command reads (``--config``); "" — none."""
+    if "--config" not in command:
+        return ""
+    path = Path(command[command.index("--config") + 1])
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def say(line: str) -> None:
+    """One line to standard output in one write (cells in parallel threads share it)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> Cell:
+    """Run (or resume) one stage unless its ``result.json`` says it finished; ``env``:
+    its process's environment (None: this one's)."""
     done = cell.out / RESULT
     if done.is_file():
         record = json.loads(done.read_text(encoding="utf-8"))
-        if _what(record["command"]) != _what(cell.command):
-            print(f"warning: {done}: this stage finished with other settings ("
-                  f"{shlex.join(_what(record['command']))}); its result stands — delete "
-                  "the file to run the stage as the grid now says", file=sys.stderr)
+        changed = ("other settings (" + shlex.join(_what(record["command"])) + ")"
+                   if _what(record["command"]) != _what(cell.command)
+                   else f"{cell.command[cell.command.index('--config') + 1]} as it was then"
+                   if record.get("config_sha256", "") not in ("", config_digest(cell.command))
+                   else "")
+        if changed:
+            print(f"warning: {done}: this stage finished with {changed}; its result stands "
+                  "— delete the file to run the stage as the grid now says", file=sys.stderr)
         cell.command, cell.metrics = record["command"], record["metrics"]
         return cell
     argv = list(cell.command)
@@ -222,24 +254,26 @@ def run_stage(cell: Cell, log: Any = print) -> Cell:
     elif cell.out.exists():
         argv.append("--overwrite")  # stopped before its first checkpoint
     cell.out.parent.mkdir(parents=True, exist_ok=True)
+    digest = config_digest(cell.command)  # the file as this run reads it
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: running")
     with open(cell.out.parent / f"{cell.stage.name}.log", "w", encoding="utf-8") as out:
-        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
+                              env=env).returncode
     if code != 0:
         cell.error = f"exit {code}; see {cell.out.parent / (cell.stage.name + '.log')}"
         return cell
     cell.metrics = _final_metrics(cell.out, cell.stage.metrics)
-    write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics},
-                                       indent=1) + "\n")
+    write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
+                                        "config_sha256": digest}, indent=1) + "\n")
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: "
         + ", ".join(f"{k} {v:.4g}" for k, v in cell.metrics.items()))
     return cell
 
 
-def _run_cell(cells: list[Cell]) -> list[Cell]:
+def _run_cell(cells: list[Cell], env: dict[str, str] | None = None) -> list[Cell]:
     """A cell's stages in order; a failed stage stops the ones after it."""
     for i, cell in enumerate(cells):
-        run_stage(cell)
+        run_stage(cell, env=env)
         if cell.error:
             for later in cells[i + 1:]:
                 later.error = f"not run: {cell.stage.name} failed"
@@ -301,7 +335,8 @@ def run_grid(path: str | Path, overrides: list[str] | None = None, dry_run: bool
     print(f"ablation {grid.name}: {len(grid.arms)} arms × {len(grid.seeds)} seeds × "
           f"{len(grid.stages)} stages in {out}")
     with ThreadPoolExecutor(max_workers=grid.parallel) as pool:
-        finished = list(pool.map(_run_cell, cells))
+        finished = list(pool.map(functools.partial(
+            _run_cell, env=cell_environment(grid.parallel)), cells))
     result = tabulate(grid, [c for stages in finished for c in stages])
     write_text_atomic(out / "results.json", json.dumps(result, indent=1) + "\n")
     write_text_atomic(out / "results.md", markdown(result))
@@ -327,7 +362,7 @@ def tabulate(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
                 "arms": {a: interval(list(v.values())) for a, v in by_arm.items() if v},
                 "pairs": {f"{a} - {b}": paired(by_arm[a], by_arm[b]) for a, b in grid.pairs}}
             table[f"{stage.name}/{metric}"] = row
-    return {"grid": grid.name, "seeds": grid.seeds, "table": table,
+    return {"grid": grid.name, "seeds": grid.seeds, "arms": list(grid.arms), "table": table,
             "cells": [{"arm": c.arm, "seed": c.seed, "stage": c.stage.name,
                        "dir": str(c.out), "command": shlex.join(c.command),
                        "metrics": c.metrics, "error": c.error} for c in cells]}
@@ -344,7 +379,8 @@ def _fmt(stats: dict[str, Any] | None) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The table as Markdown: mean ± 95 % half-width (n seeds) per arm, then each pair."""
     table = result["table"]
-    arms = list(dict.fromkeys(a for row in table.values() for a in row["arms"]))
+    present = {a for row in table.values() for a in row["arms"]}
+    arms = [a for a in result.get("arms", sorted(present)) if a in present]  # the grid's order
     pairs = list(dict.fromkeys(p for row in table.values() for p in row["pairs"]))
     lines = [f"## {result['grid']}: mean ± 95 % interval over seeds {result['seeds']}", "",
              "| stage/metric | " + " | ".join([*arms, *(f"paired {p}" for p in pairs)]) + " |",
