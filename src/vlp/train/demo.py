@@ -12,10 +12,20 @@ The schedule is sized for 2 CPU cores without fast bf16 (fp32): under 25 minutes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import multiprocessing as mp
+import os
+import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
 
 from vlp.data.visuals import RegionSource
 from vlp.models import ModelConfig
@@ -32,6 +42,8 @@ from vlp.train.finetune import build_finetuning, evaluate_model
 from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import build_pretraining
 
+T = TypeVar("T")
+
 # The four encoders the demo compares (configs/{uniter,vilbert,vilt,soho}_world.yaml): one
 # transformer width and depth. ViLBERT is UNITER with the two-stream layout; ViLT reads the
 # world's 64-pixel images as 4 × 4 patches (pre-LayerNorm, modality embeddings); SOHO a
@@ -40,10 +52,14 @@ from vlp.train.pretrain import build_pretraining
 # from a checkpoint) keep UNITER's [CLS] ITM at chance here; std 0.05 (about
 # 0.8 / sqrt(width)) and no dropout let the region models ground after about 500 steps
 # (docs/design.md, "Cross-modal grounding from scratch").
+# UNITER pools with mean text ⊙ mean image ("product", ViLBERT's alignment head on one
+# stream): after the demo's pre-training its [CLS] ignores the image and its VQA gains
+# nothing from pre-training; with the product it gains (docs/design.md, "Single-stream
+# pre-training that transfers").
 _UNITER = ModelConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
                       initializer_range=0.05, dropout=0.0)
 MODELS = {
-    "UNITER": _UNITER,
+    "UNITER": dataclasses.replace(_UNITER, pooler="product"),
     "ViLBERT": dataclasses.replace(_UNITER, arch="two_stream", image_hidden_size=256,
                                    image_num_heads=4, image_intermediate_size=512,
                                    num_image_layers=2, num_cross_layers=2),
@@ -63,7 +79,8 @@ TOKEN_BUDGET = 1536
 def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> PretrainConfig:
     """The demo's pre-training experiment for ``model`` (as ``configs/<model>_world.yaml``):
     the same transformer, schedule and positions a batch for all four; each model's own
-    visual input, objectives and (pixels) augmentation."""
+    visual input, objectives and (pixels) augmentation. No progress bar: the demo runs
+    stages side by side and prints each one's account when it ends."""
     data = DataConfig(world=str(world), eval_split="test", eval_pairs=500,
                       token_budget=TOKEN_BUDGET, max_text_len=40)
     objectives = REGION_OBJECTIVES
@@ -77,7 +94,7 @@ def demo_config(world: Path, out: Path, steps: int, model: str = "UNITER") -> Pr
     return PretrainConfig(
         model=MODELS[model], data=data, objectives=objectives,
         train=TrainConfig(out=str(out), steps=steps, lr=3e-4, warmup_steps=steps // 10,
-                          save_every=max(1, steps // 3), log_every=10),
+                          save_every=max(1, steps // 3), log_every=10, progress=False),
     )
 
 
@@ -88,7 +105,8 @@ def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps:
     on the validation split every ``steps // evals`` steps (as ``configs/vqa_world.yaml``).
 
     The learning rate is the one that suits both starts on the world's VQA: 3e-4 (at 1e-4
-    the scratch and pre-trained runs are both still climbing after 300 steps).
+    the scratch and pre-trained runs are both still climbing after 300 steps). VQA needs
+    300 steps: after 150 every start still answers the prior.
     """
     return FinetuneConfig(
         model=MODELS[model],
@@ -96,7 +114,7 @@ def finetune_config(world: Path, out: Path, task: str, init: Path | None, steps:
         task=TaskConfig(name=task, train_limit=labelled, eval_limit=eval_limit),
         train=TrainConfig(out=str(out), init=str(init) if init else "", steps=steps, lr=3e-4,
                           warmup_steps=steps // 10, save_every=0, log_every=10,
-                          eval_every=max(1, steps // evals)),
+                          eval_every=max(1, steps // evals), progress=False),
     )
 
 
@@ -163,7 +181,7 @@ class DemoTask:
 
 
 DEMO_TASKS = (
-    DemoTask("vqa", 1000, 150, "vqa_acc", ("UNITER", "ViLBERT", "ViLT", "SOHO")),
+    DemoTask("vqa", 1000, 300, "vqa_acc", ("UNITER", "ViLBERT", "ViLT", "SOHO")),
     # ranking by the ITM cross-encoder scores every image with every caption: 40 × 200 pairs
     DemoTask("retrieval", 600, 100, "retrieval/r_mean", ("ViLBERT",), eval_limit=40, evals=1),
     DemoTask("ve", 3000, 100, "ve_acc", ("ViLBERT",), evals=2),
@@ -179,34 +197,43 @@ def run_demo(root: Path, images: int = 3000, steps: int = 250,
     world = prepare_world(root, images)
     results: dict[str, float] = {}
     pretrained = {}
-    for model in models:
-        out = root / f"pretrain_{model.lower()}"
-        pretrained[model] = pretrain_stage(world, out, steps, model)
-        if "itc" not in demo_config(world, out, steps, model).objectives.weights:
-            print(f"\n   (no zero-shot retrieval for {model}: it learns no ITC embeddings)")
-            continue
-        results.update({f"{model}/{k}": v for k, v in
-                        zero_shot_stage(world, out, root / f"zero_shot_{model.lower()}",
-                                        model).items()})
-    curves: dict[str, list[tuple[float, float]]] = {}
-    table: list[tuple[str, str, str, float, float]] = []
-    for task in tasks:
-        for model in task.models:
-            row = []
-            for start, init in (("scratch", None), ("pre-trained", pretrained[model])):
-                out = root / f"{task.name}_{model.lower()}_{start.replace('-', '')}"
-                t = _stage(f"fine-tuning {task.name} on {model} from {start}: {task.labelled} "
-                           f"labelled records, {task.steps} steps")
-                metrics = _finetune(finetune_config(world, out, task.name, init, task.steps,
-                                                    task.labelled, model, task.eval_limit,
-                                                    task.evals), out)
-                _done(t)
-                row.append(metrics[task.metric])
-                results[f"{task.name}/{model}/{start}"] = metrics[task.metric]
-                curves[f"{task.name}: {model} {start}"] = [
-                    (r["step"], r[f"eval/{task.metric}"])
-                    for r in read_metrics(out / "metrics.jsonl") if f"eval/{task.metric}" in r]
-            table.append((task.name, model, task.metric, row[0], row[1]))
+    workers, threads = stage_workers()
+    print(f"\n   stages run {workers} at a time, {threads} thread(s) each; each one prints "
+          "what it did when it ends", flush=True)
+    with _pool(workers, threads) as pool:
+        pretraining = {model: pool.submit(_captured, pretrain_stage, world,
+                                          root / f"pretrain_{model.lower()}", steps, model)
+                       for model in models}
+        for model in models:
+            out = pretrained[model] = _printed(pretraining[model])
+            if "itc" not in demo_config(world, out, steps, model).objectives.weights:
+                print(f"\n   (no zero-shot retrieval for {model}: it learns no ITC embeddings)")
+                continue
+            results.update({f"{model}/{k}": v for k, v in
+                            zero_shot_stage(world, out, root / f"zero_shot_{model.lower()}",
+                                            model).items()})
+        runs = []
+        for task in tasks:
+            for model in task.models:
+                for start, init in (("scratch", None), ("pre-trained", pretrained[model])):
+                    out = root / f"{task.name}_{model.lower()}_{start.replace('-', '')}"
+                    title = (f"fine-tuning {task.name} on {model} from {start}: "
+                             f"{task.labelled} labelled records, {task.steps} steps")
+                    cfg = finetune_config(world, out, task.name, init, task.steps,
+                                          task.labelled, model, task.eval_limit, task.evals)
+                    runs.append((task, model, start, out,
+                                 pool.submit(_captured, _finetune_stage, title, cfg, out)))
+        curves: dict[str, list[tuple[float, float]]] = {}
+        scores: dict[tuple[str, str], list[float]] = {}
+        for task, model, start, out, job in runs:
+            metrics = _printed(job)
+            scores.setdefault((task.name, model), []).append(metrics[task.metric])
+            results[f"{task.name}/{model}/{start}"] = metrics[task.metric]
+            curves[f"{task.name}: {model} {start}"] = [
+                (r["step"], r[f"eval/{task.metric}"])
+                for r in read_metrics(out / "metrics.jsonl") if f"eval/{task.metric}" in r]
+    table = [(task.name, model, task.metric, scores[task.name, model][0],
+              scores[task.name, model][1]) for task in tasks for model in task.models]
     print("\n== fine-tuned, validation split (same model, steps and labelled records)")
     print(f"   {'task':9s} {'model':8s} {'input':8s} {'metric':16s} {'scratch':>9s} "
           f"{'pre-trained':>12s}")
@@ -218,6 +245,46 @@ def run_demo(root: Path, images: int = 3000, steps: int = 250,
                               for task in tasks})
     print(f"\n   fine-tuning curves: {png}")
     return results
+
+
+def stage_workers() -> tuple[int, int]:
+    """How many demo stages run at once and with how many threads each: two (a pair of
+    fine-tuning runs, two pre-trainings) on two or more cores, the cores shared. On 2
+    cores, two one-thread runs do 1.5-2.3 times the work of one two-thread run at this
+    model size (small matrices leave the second thread idle)."""
+    cores = os.cpu_count() or 1
+    workers = 2 if cores >= 2 else 1
+    return workers, max(1, cores // workers)
+
+
+def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=torch.set_num_threads, initargs=(threads,))
+
+
+def _captured(stage: Callable[..., T], *args: Any) -> tuple[str, str, T]:
+    """Run a stage in a worker, keeping what it prints (stdout, stderr) for the parent to
+    print in the demo's order when the stage ends."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        result = stage(*args)
+    return out.getvalue(), err.getvalue(), result
+
+
+def _printed(job: Future[tuple[str, str, T]]) -> T:
+    """Wait for a stage, print what it printed, return its result."""
+    out, err, result = job.result()
+    sys.stderr.write(err)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return result
+
+
+def _finetune_stage(title: str, cfg: FinetuneConfig, out: Path) -> dict[str, float]:
+    t = _stage(title)
+    metrics = _finetune(cfg, out)
+    _done(t)
+    return metrics
 
 
 def _finetune(cfg: FinetuneConfig, out: Path) -> dict[str, float]:
