@@ -10,13 +10,14 @@ For each pre-training run on the built-in world (its own eval split, masks and s
   alone does not.
 - **Where the joint attention goes** (single-stream models): per layer, the attention mass
   that text queries (and the first token, [CLS], alone) put on image keys, beside the image's
-  share of the keys (what uniform attention would give), on the held-out ITM batches.
+  share of the keys (what uniform attention would give), on the matched pairs of the
+  held-out ITM batches.
 - **What the pooled state carries of the image**: 1 - cos between a pair's pooled state
   (what ITM and the task heads read) and the same text's with another image, beside the
-  same with another text and the same image. A pooled state that ignores the image barely
-  moves when the image changes.
+  same with another text and the same image (matched pairs only). A pooled state that
+  ignores the image barely moves when the image changes.
 
-Usage: ``.venv/bin/python benchmarks/grounding.py RUN [RUN ...] [--out FILE]``
+Usage: ``.venv/bin/python benchmarks/grounding.py RUN [RUN ...] [--untrained] [--out FILE]``
 (``RUN``: a directory written by ``vlp pretrain``, e.g. ``demo/pretrain_uniter``).
 """
 
@@ -54,12 +55,14 @@ def other_text(batch: Batch) -> Batch:
 class ImageAttention:
     """Records, for every self-attention module of a single-stream encoder, the mean
     attention mass of text queries (and of the first token) on image keys, on batches
-    whose first ``n_text`` positions are text and whose text rows are ``text_mask``."""
+    whose first ``n_text`` positions are text and whose text rows are ``text_mask`` (rows
+    outside ``rows``, the mismatched pairs, count for nothing)."""
 
     def __init__(self, layers: list[MultiHeadAttention]) -> None:
         self.text = [0.0] * len(layers)
         self.first = [0.0] * len(layers)
         self.active = False
+        self.rows = torch.ones(0, dtype=torch.bool)
         self.n_text = 0
         self.text_mask = torch.ones(0, 0, dtype=torch.bool)
         self.handles = [m.register_forward_pre_hook(self._hook(i), with_kwargs=True)
@@ -79,11 +82,12 @@ class ImageAttention:
             scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, N, M)
             if key_mask is not None:
                 scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-            on_image = scores.softmax(-1)[..., self.n_text:].sum(-1).mean(1)  # (B, N)
+            on_image = scores.softmax(-1, dtype=torch.float32)[..., self.n_text:].sum(-1)
+            on_image = on_image.mean(1)  # (B, N), over heads
             text = self.text_mask.float()
-            self.text[i] += float(((on_image[:, :self.n_text] * text).sum(1)
-                                   / text.sum(1)).sum())
-            self.first[i] += float(on_image[:, 0].sum())
+            per_row = (on_image[:, :self.n_text] * text).sum(1) / text.sum(1)
+            self.text[i] += float(per_row[self.rows].sum())
+            self.first[i] += float(on_image[self.rows, 0].sum())
         return hook
 
     def remove(self) -> None:
@@ -125,37 +129,41 @@ def probe(run: Path, untrained: bool = False) -> dict[str, object]:
 def _attention_and_pooled(encoder: torch.nn.Module, evaluate: HeldOutLosses
                           ) -> dict[str, object]:
     """Attention on the image (single-stream) and the pooled state's change with another
-    image and with another text, over the held-out ITM batches."""
+    image and with another text, over the matched pairs of the held-out ITM batches."""
     layers = getattr(getattr(encoder, "encoder", None), "layers", None)
     attention = (ImageAttention([layer.attn for layer in layers])
                  if layers is not None and not hasattr(encoder, "blocks") else None)
     moved = {"image": 0.0, "text": 0.0}
     share = 0.0
-    rows = 0
+    pairs = 0
     with torch.no_grad():
         for key, batch in evaluate.batches_on_device():
-            if key.objectives != ("itm",):
+            if key.objectives != ("itm",) or batch.itm_labels is None:
                 continue
+            matched = batch.itm_labels == 1
             if attention is not None:
                 attention.n_text, attention.text_mask = batch.text_mask.shape[1], batch.text_mask
-                attention.active = True
+                attention.rows, attention.active = matched, True
             out = encoder(batch)
             if attention is not None:
                 attention.active = False
             n_image = out.image_mask.float().sum(1)
-            share += float((n_image / (n_image + batch.text_mask.float().sum(1))).sum())
+            share += float((n_image / (n_image + batch.text_mask.float().sum(1)))[matched].sum())
             for name, other in (("image", other_image(batch)), ("text", other_text(batch))):
-                moved[name] += float(
-                    (1 - torch.cosine_similarity(out.pooled, encoder(other).pooled)).sum())
-            rows += batch.size
-    result: dict[str, object] = {
-        "pooled_moved_other_image": moved["image"] / max(rows, 1),
-        "pooled_moved_other_text": moved["text"] / max(rows, 1), "itm_pairs": rows}
+                cos = torch.cosine_similarity(out.pooled.float(), encoder(other).pooled.float())
+                moved[name] += float((1 - cos)[matched].sum())
+            pairs += int(matched.sum())
     if attention is not None:
         attention.remove()
-        result.update(image_share_of_keys=share / max(rows, 1),
-                      text_to_image=[round(m / max(rows, 1), 3) for m in attention.text],
-                      first_to_image=[round(m / max(rows, 1), 3) for m in attention.first])
+    if not pairs:
+        return {"itm_pairs": 0}
+    result: dict[str, object] = {
+        "pooled_moved_other_image": moved["image"] / pairs,
+        "pooled_moved_other_text": moved["text"] / pairs, "itm_pairs": pairs}
+    if attention is not None:
+        result.update(image_share_of_keys=share / pairs,
+                      text_to_image=[round(m / pairs, 3) for m in attention.text],
+                      first_to_image=[round(m / pairs, 3) for m in attention.first])
     return result
 
 
@@ -180,10 +188,10 @@ def main() -> None:
              " ".join(f"{m:.2f}" for m in r.get("text_to_image", [])) or "-",
              " ".join(f"{m:.2f}" for m in r.get("first_to_image", [])) or "-",
              f"{r['image_share_of_keys']:.2f}" if "image_share_of_keys" in r else "-"]
-            for run, r in results.items()]
-    print("\nheld-out ITM pairs: the pooled state's 1 - cos with another image / another text; "
-          "attention mass on image keys by layer, from text queries and from the first token, "
-          "beside the image's share of the keys")
+            for run, r in results.items() if r["itm_pairs"]]
+    print("\nheld-out matched ITM pairs: the pooled state's 1 - cos with another image / "
+          "another text; attention mass on image keys by layer, from text queries and from "
+          "the first token, beside the image's share of the keys")
     print(format_table(["run", "other image", "other text", "text → image", "[CLS] → image",
                         "image share"], rows))
     write_results(args.out, {"runs": results})

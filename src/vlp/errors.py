@@ -13,6 +13,7 @@ other than ten, boxes outside the image) is reported by :func:`data_warning` as 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +79,13 @@ def data_warning(path: str | Path, field: str | None, message: str) -> None:
     if _STRICT:
         raise VlpError(f"{line} (strict mode)")
     warnings.warn(DataWarning(line), stacklevel=2)
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: object = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the ``vlp`` command and its worker processes: data
+    warnings as one ``warning:`` line; others as Python prints them."""
+    if issubclass(category, DataWarning):
+        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

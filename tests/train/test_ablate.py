@@ -13,6 +13,7 @@ from vlp.errors import VlpError
 from vlp.train.ablate import (
     Cell,
     Stage,
+    _scored_metrics,
     cell_environment,
     config_digest,
     interval,
@@ -134,7 +135,7 @@ def test_every_shipped_grid_reads_with_every_arm(name: str,
 
 def test_parallel_cells_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("vlp.train.ablate.usable_cores", lambda: 8)
     assert cell_environment(4)["OMP_NUM_THREADS"] == "2"
     assert cell_environment(16)["OMP_NUM_THREADS"] == "1"
     assert "OMP_NUM_THREADS" not in cell_environment(1)  # one cell: torch's own default
@@ -160,3 +161,38 @@ def test_a_finished_stage_whose_config_file_changed_is_said_to_stand(
     assert run_stage(cell).metrics == {"vqa_acc": 41.0}  # never re-run on its own
     err = capsys.readouterr().err
     assert f"finished with {config} as it was then" in err and "delete the file" in err
+    # a result from before vlp recorded digests may have been made with another file too
+    (tmp_path / "vqa" / "result.json").write_text(json.dumps(
+        {"command": command, "metrics": {"vqa_acc": 41.0}}))
+    assert run_stage(cell).metrics == {"vqa_acc": 41.0}
+    assert "before vlp recorded its config's digest" in capsys.readouterr().err
+
+
+def test_an_evaluate_stage_scores_the_model_its_init_names(tmp_path: Path) -> None:
+    stages = [{"name": "pre"}, {"name": "vqa", "command": "finetune", "task": "vqa",
+                                "init": "pre"},
+              {"name": "vqa_all", "command": "evaluate", "task": "vqa", "init": "vqa",
+               "split": "test", "overrides": ["task.eval_limit=0"], "metrics": ["vqa_acc"]}]
+    grid = load_grid(_write(tmp_path / "g.yaml", {
+        "stages": stages, "arms": {"pretrained": {}, "scratch": {}}, "out": str(tmp_path / "o"),
+        "skip": {"scratch": ["pre"]}, "seeds": [0]}))
+    pretrained, scratch = plan(grid, tmp_path)
+    evaluate = pretrained[2].command
+    assert evaluate[3:5] == ["evaluate", "vqa"]
+    assert evaluate[evaluate.index("--split") + 1] == "test"
+    assert evaluate[evaluate.index("--checkpoint") + 1] == str(pretrained[1].out.resolve())
+    assert evaluate[evaluate.index("--out") + 1] == str(pretrained[2].out.resolve())
+    assert "task.eval_limit=0" in evaluate and not any(a.startswith("train.") for a in evaluate)
+    assert [c.stage.name for c in scratch] == ["vqa", "vqa_all"]  # its own fine-tuned model
+    # what the evaluation wrote is the stage's result
+    out = pretrained[2].out
+    out.mkdir(parents=True)
+    (out / "metrics_test.json").write_text(json.dumps({"vqa_acc": 51.5, "vqa/scored": 1500}))
+    assert _scored_metrics(out, pretrained[2].stage) == {"vqa_acc": 51.5}
+    for bad, key in (({"name": "e", "command": "evaluate", "task": "vqa"}, "stages[1].init"),
+                     ({"name": "e", "command": "evaluate", "init": "pre"}, "stages[1].task"),
+                     ({"name": "e", "command": "finetune", "task": "vqa", "split": "test"},
+                      "stages[1].split")):
+        with pytest.raises(VlpError, match=key.replace("[", r"\[").replace("]", r"\]")):
+            load_grid(_write(tmp_path / "bad.yaml", {"stages": [{"name": "pre"}, bad],
+                                                     "arms": {"a": {}}}))

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from vlp.config import check, read_yaml
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
+from vlp.train.runtime import usable_cores
 
 RESULT = "result.json"  # a finished stage's metrics and command
 
@@ -46,8 +47,11 @@ class Stage:
 
     Attributes:
         name: the stage's name (its run directory in each cell, and what ``init`` names).
-        command: ``pretrain`` or ``finetune``.
-        task: the task a ``finetune`` stage fine-tunes on (``vqa``, ``ve``, …).
+        command: ``pretrain``, ``finetune``, or ``evaluate``: ``vlp evaluate`` of the model
+            ``init`` names (a fine-tuned stage) on ``split`` with the stage's overrides,
+            e.g. the whole validation split (``task.eval_limit=0``) or the test split.
+        task: the task a ``finetune`` or ``evaluate`` stage is about (``vqa``, ``ve``, …).
+        split: the split an ``evaluate`` stage scores ("" — val).
         config: the stage's experiment YAML, relative to the grid file; "" — defaults.
         overrides: ``section.field=value`` for this stage in every arm.
         init: an earlier stage whose run this one starts from (``train.init``); "" — none.
@@ -56,8 +60,9 @@ class Stage:
     """
 
     name: str = ""
-    command: Literal["pretrain", "finetune"] = "pretrain"
+    command: Literal["pretrain", "finetune", "evaluate"] = "pretrain"
     task: str = ""
+    split: str = ""
     config: str = ""
     overrides: list[str] = field(default_factory=list)
     init: str = ""
@@ -101,8 +106,12 @@ class Grid:
         for i, stage in enumerate(self.stages):
             check(bool(stage.name) and stage.name not in names, f"stages[{i}].name",
                   f"expected a new name, got {stage.name!r}")
-            check(stage.command != "finetune" or bool(stage.task), f"stages[{i}].task",
-                  "a finetune stage names its task")
+            check(stage.command == "pretrain" or bool(stage.task), f"stages[{i}].task",
+                  f"a {stage.command} stage names its task")
+            check(stage.command != "evaluate" or bool(stage.init), f"stages[{i}].init",
+                  "an evaluate stage names the stage whose model it scores")
+            check(not stage.split or stage.command == "evaluate", f"stages[{i}].split",
+                  "only an evaluate stage has a split (a finetune stage: data.eval_split)")
             check(not stage.init or stage.init in names, f"stages[{i}].init",
                   f"expected an earlier stage ({', '.join(names) or 'none'}), got "
                   f"{stage.init!r}")
@@ -150,6 +159,16 @@ def stage_command(grid: Grid, root: Path, arm: str, seed: int, stage: Stage, out
                   ) -> list[str]:
     """The ``vlp`` command line of one stage of one cell (without ``--resume``)."""
     argv = [sys.executable, "-m", "vlp.train.cli", stage.command]
+    if stage.command == "evaluate":
+        argv.append(stage.task)
+        if stage.config:
+            argv += ["--config", str((root / stage.config).resolve())]
+        if stage.split:
+            argv += ["--split", stage.split]
+        argv += ["--checkpoint", str((out.parent / stage.init).resolve()),
+                 "--out", str(out.resolve()), *stage.overrides,
+                 *grid.arms[arm].get(stage.name, [])]
+        return argv
     if stage.command == "finetune":
         argv.append(stage.task)
     if stage.config:
@@ -202,6 +221,19 @@ def _final_metrics(run: Path, wanted: list[str]) -> dict[str, float]:
     return {m: found[m] for m in wanted} if wanted else found
 
 
+def _scored_metrics(run: Path, stage: Stage) -> dict[str, float]:
+    """What an evaluate stage wrote (``metrics_SPLIT.json``), the ``metrics`` asked for."""
+    path = run / f"metrics_{stage.split or 'val'}.json"
+    if not path.is_file():
+        raise VlpError(f"{path}: not written (the evaluate stage's log says why)")
+    found = {k: float(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    missing = [m for m in stage.metrics if m not in found]
+    if missing:
+        raise VlpError(f"{path}: metric {missing[0]} was not scored (it has "
+                       f"{', '.join(sorted(found))})")
+    return {m: found[m] for m in stage.metrics} if stage.metrics else found
+
+
 def _what(argv: list[str]) -> list[str]:
     """A stage's command without what only says where (the interpreter, its run directory
     and the one it starts from): what decides its result."""
@@ -214,7 +246,7 @@ def cell_environment(parallel: int) -> dict[str, str]:
     do not each start a thread per core and slow one another down."""
     env = dict(os.environ)
     if parallel > 1 and "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // parallel))
     return env
 
 
@@ -232,24 +264,37 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _changed(record: dict[str, Any], command: list[str]) -> str:
+    """How a finished stage's record differs from what the grid now says ("" — not)."""
+    if _what(record["command"]) != _what(command):
+        return f"with other settings ({shlex.join(_what(record['command']))})"
+    digest = config_digest(command)
+    if not digest:
+        return ""
+    config = command[command.index("--config") + 1]
+    if "config_sha256" not in record:  # written before vlp recorded it
+        return f"before vlp recorded its config's digest ({config} may have changed since)"
+    return "" if record["config_sha256"] == digest else f"with {config} as it was then"
+
+
 def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> Cell:
     """Run (or resume) one stage unless its ``result.json`` says it finished; ``env``:
     its process's environment (None: this one's)."""
     done = cell.out / RESULT
     if done.is_file():
         record = json.loads(done.read_text(encoding="utf-8"))
-        changed = ("other settings (" + shlex.join(_what(record["command"])) + ")"
-                   if _what(record["command"]) != _what(cell.command)
-                   else f"{cell.command[cell.command.index('--config') + 1]} as it was then"
-                   if record.get("config_sha256", "") not in ("", config_digest(cell.command))
-                   else "")
+        changed = _changed(record, cell.command)
         if changed:
-            print(f"warning: {done}: this stage finished with {changed}; its result stands "
-                  "— delete the file to run the stage as the grid now says", file=sys.stderr)
+            sys.stderr.write(f"warning: {done}: this stage finished {changed}; its result "
+                             "stands — delete the file to run the stage as the grid now "
+                             "says\n")
         cell.command, cell.metrics = record["command"], record["metrics"]
         return cell
     argv = list(cell.command)
-    if (cell.out / "checkpoints").is_dir():
+    if cell.stage.command == "evaluate":
+        if cell.out.exists():
+            argv.append("--overwrite")  # scoring again from the start
+    elif (cell.out / "checkpoints").is_dir():
         argv.append("--resume")  # an interrupted run: continue it
     elif cell.out.exists():
         argv.append("--overwrite")  # stopped before its first checkpoint
@@ -262,7 +307,8 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
     if code != 0:
         cell.error = f"exit {code}; see {cell.out.parent / (cell.stage.name + '.log')}"
         return cell
-    cell.metrics = _final_metrics(cell.out, cell.stage.metrics)
+    cell.metrics = (_scored_metrics(cell.out, cell.stage) if cell.stage.command == "evaluate"
+                    else _final_metrics(cell.out, cell.stage.metrics))
     write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
                                         "config_sha256": digest}, indent=1) + "\n")
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: "
@@ -288,10 +334,11 @@ def plan(grid: Grid, root: Path) -> list[list[Cell]]:
     for arm in grid.arms:
         for seed in grid.seeds:
             where = out / arm / f"seed_{seed}"
+            skipped = grid.skip.get(arm, [])
             cells.append([Cell(arm, seed, stage, where / stage.name,
                                stage_command(grid, root, arm, seed, stage, where / stage.name))
-                          for stage in grid.stages
-                          if stage.name not in grid.skip.get(arm, [])])
+                          for stage in grid.stages if stage.name not in skipped
+                          and not (stage.command == "evaluate" and stage.init in skipped)])
     return cells
 
 
@@ -306,9 +353,9 @@ def check_grid(grid: Grid, root: Path) -> None:
     from vlp.train.config import FinetuneConfig, PretrainConfig
 
     for stage in grid.stages:
-        cls = FinetuneConfig if stage.command == "finetune" else PretrainConfig
+        cls = PretrainConfig if stage.command == "pretrain" else FinetuneConfig
         config = (root / stage.config) if stage.config else None
-        task = [f"task.name={stage.task}"] if stage.command == "finetune" else []
+        task = [f"task.name={stage.task}"] if stage.command != "pretrain" else []
         for arm, per_stage in grid.arms.items():
             try:
                 load_config(cls, config, [*task, *stage.overrides,

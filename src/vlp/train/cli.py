@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vlp.errors import DataWarning, VlpError, set_strict
+from vlp.errors import DataWarning, VlpError, set_strict, show_warning
 
 if TYPE_CHECKING:
     from vlp.tasks import TaskSpec
@@ -634,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show_warning
             return handler(args)
     except VlpError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
@@ -645,15 +645,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.strict:
             set_strict(False)
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str,
-                  lineno: int, file: object = None, line: str | None = None) -> None:
-    """Data warnings as one ``warning:`` line; others as Python prints them."""
-    if issubclass(category, DataWarning):
-        print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import dataclasses
 import io
 import json
 import multiprocessing as mp
-import os
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 
 from vlp.data.visuals import RegionSource
+from vlp.errors import DataWarning, is_strict, set_strict, show_warning
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints
 from vlp.train.config import (
@@ -41,6 +42,7 @@ from vlp.train.config import (
 from vlp.train.finetune import build_finetuning, evaluate_model
 from vlp.train.logging import plot_series, read_metrics
 from vlp.train.pretrain import build_pretraining
+from vlp.train.runtime import usable_cores
 
 T = TypeVar("T")
 
@@ -252,30 +254,61 @@ def stage_workers() -> tuple[int, int]:
     fine-tuning runs, two pre-trainings) on two or more cores, the cores shared. On 2
     cores, two one-thread runs do 1.5-2.3 times the work of one two-thread run at this
     model size (small matrices leave the second thread idle)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     workers = 2 if cores >= 2 else 1
     return workers, max(1, cores // workers)
 
 
-def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=torch.set_num_threads, initargs=(threads,))
+@contextlib.contextmanager
+def _pool(workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
+    """Worker processes for the demo's stages, set up as the ``vlp`` command is (threads,
+    ``--strict``, one-line data warnings). A failed or interrupted stage stops the demo at
+    once: stages not started are cancelled and the workers stopped."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_worker_setup, initargs=(threads, is_strict()))
+    parent_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the zero-shot stages run here beside a worker
+    try:
+        yield pool
+    except BaseException:
+        running = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in running:
+            process.terminate()  # a running stage resumes from its checkpoint next time
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        torch.set_num_threads(parent_threads)
 
 
-def _captured(stage: Callable[..., T], *args: Any) -> tuple[str, str, T]:
-    """Run a stage in a worker, keeping what it prints (stdout, stderr) for the parent to
-    print in the demo's order when the stage ends."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        result = stage(*args)
-    return out.getvalue(), err.getvalue(), result
+def _worker_setup(threads: int, strict: bool) -> None:
+    torch.set_num_threads(threads)
+    set_strict(strict)
+    warnings.simplefilter("always", DataWarning)
+    warnings.showwarning = show_warning
 
 
-def _printed(job: Future[tuple[str, str, T]]) -> T:
+def _captured(stage: Callable[..., T], *args: Any) -> tuple[str, T]:
+    """Run a stage in a worker, keeping what it prints (stdout and stderr, in order) for
+    the parent to print in the demo's order when the stage ends; a stage that fails
+    prints what it printed at once, then its error goes to the parent."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+        try:
+            result = stage(*args)
+        except BaseException:
+            if sys.__stdout__ is not None:
+                sys.__stdout__.write(text.getvalue())
+                sys.__stdout__.flush()
+            raise
+    return text.getvalue(), result
+
+
+def _printed(job: Future[tuple[str, T]]) -> T:
     """Wait for a stage, print what it printed, return its result."""
-    out, err, result = job.result()
-    sys.stderr.write(err)
-    sys.stdout.write(out)
+    text, result = job.result()
+    sys.stdout.write(text)
     sys.stdout.flush()
     return result
 

@@ -55,6 +55,14 @@ def native_bf16(device: torch.device) -> bool:
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which containers and
+    ``taskset`` narrow; ``os.cpu_count()`` counts the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def effective_precision(device: torch.device, precision: Precision) -> Precision:
     """``precision``, or fp32 where bf16 would be emulated (see :func:`native_bf16`);
     a change is printed as one ``warning:`` line."""
