@@ -447,23 +447,27 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot_results(result: dict[str, Any], path: Path) -> None:
-    """One panel per stage/metric: each arm's mean with its 95 % interval, seeds as dots."""
+    """One panel per stage/metric: each arm's mean with its 95 % interval, seeds as dots;
+    then, for each stage/metric with paired arms, their per-seed differences the same
+    way around a line at 0 (what decides whether A beats B)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(result["table"].items())
+    rows = [(key, row["arms"]) for key, row in result["table"].items()]
+    rows += [(f"{key}: paired", {p: d for p, d in row["pairs"].items() if d})
+             for key, row in result["table"].items() if any(row["pairs"].values())]
     if not rows:
         return
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
-    for ax, (key, row) in zip(axes[0], rows, strict=True):
-        arms = list(row["arms"])
-        for i, arm in enumerate(arms):
-            s = row["arms"][arm]
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4), squeeze=False)
+    for ax, (key, bars) in zip(axes[0], rows, strict=True):
+        for i, s in enumerate(bars.values()):
             ax.bar(i, s["mean"], yerr=s["half_width"] or 0, capsize=4, alpha=0.6)
             ax.plot([i] * len(s["values"]), s["values"], "k.", ms=4)
-        ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
+        if key.endswith(": paired"):
+            ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xticks(range(len(bars)), list(bars), rotation=30, ha="right", fontsize=8)
         ax.set_title(key, fontsize=9)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
