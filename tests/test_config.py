@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vlp.config import dump_config, load_config
 from vlp.errors import VlpError
@@ -69,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_shipped_config_loads(path: Path) -> None:
     from vlp.train.config import FinetuneConfig
 
-    cls = FinetuneConfig if "task" in path.read_text() else PretrainConfig
+    cls = FinetuneConfig if "task" in yaml.safe_load(path.read_text()) else PretrainConfig
     assert load_config(cls, path) is not None
 
 
