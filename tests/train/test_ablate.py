@@ -13,6 +13,7 @@ from vlp.errors import VlpError
 from vlp.train.ablate import (
     Cell,
     Stage,
+    _changed,
     _scored_metrics,
     cell_environment,
     config_digest,
@@ -184,6 +185,9 @@ def test_an_evaluate_stage_scores_the_model_its_init_names(tmp_path: Path) -> No
     assert evaluate[evaluate.index("--out") + 1] == str(pretrained[2].out.resolve())
     assert "task.eval_limit=0" in evaluate and not any(a.startswith("train.") for a in evaluate)
     assert [c.stage.name for c in scratch] == ["vqa", "vqa_all"]  # its own fine-tuned model
+    # a grid moved elsewhere: where the model and the scores lie is not a setting
+    moved = [a.replace(str(tmp_path / "o"), "/elsewhere") for a in evaluate]
+    assert moved != evaluate and _changed({"command": moved}, evaluate) == ""
     # what the evaluation wrote is the stage's result
     out = pretrained[2].out
     out.mkdir(parents=True)

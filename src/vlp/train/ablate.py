@@ -236,8 +236,18 @@ def _scored_metrics(run: Path, stage: Stage) -> dict[str, float]:
 
 def _what(argv: list[str]) -> list[str]:
     """A stage's command without what only says where (the interpreter, its run directory
-    and the one it starts from): what decides its result."""
-    return [a for a in argv[1:] if not a.startswith(("train.out=", "train.init="))]
+    and the one it starts from; an evaluate stage's ``--out`` and ``--checkpoint``): what
+    decides its result."""
+    kept = []
+    skip = False
+    for a in argv[1:]:
+        if skip or a.startswith(("train.out=", "train.init=")):
+            skip = False
+        elif a in ("--out", "--checkpoint"):
+            skip = True
+        else:
+            kept.append(a)
+    return kept
 
 
 def cell_environment(parallel: int) -> dict[str, str]:
