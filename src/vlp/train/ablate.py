@@ -260,12 +260,15 @@ def cell_environment(parallel: int) -> dict[str, str]:
     return env
 
 
+def _config_path(command: list[str]) -> Path | None:
+    """The experiment YAML a stage's command reads (``--config``), if any."""
+    return Path(command[command.index("--config") + 1]) if "--config" in command else None
+
+
 def config_digest(command: list[str]) -> str:
     """sha256 of the experiment YAML a stage's command reads (``--config``); "" — none."""
-    if "--config" not in command:
-        return ""
-    path = Path(command[command.index("--config") + 1])
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    path = _config_path(command)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else ""
 
 
 def say(line: str) -> None:
@@ -281,7 +284,7 @@ def _changed(record: dict[str, Any], command: list[str]) -> str:
     digest = config_digest(command)
     if not digest:
         return ""
-    config = command[command.index("--config") + 1]
+    config = _config_path(command)
     if "config_sha256" not in record:  # written before vlp recorded it
         return f"before vlp recorded its config's digest ({config} may have changed since)"
     return "" if record["config_sha256"] == digest else f"with {config} as it was then"

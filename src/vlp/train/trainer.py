@@ -531,9 +531,10 @@ def schedule_warnings(cfg: RunConfig) -> list[str]:
     if t.steps and t.save_every > t.steps:
         out.append(f"train.save_every {t.save_every} > train.steps {t.steps}: the only "
                    "checkpoint is the final one")
-    weights = getattr(getattr(cfg, "objectives", None), "weights", None)
-    mix = getattr(getattr(cfg, "objectives", None), "mix", "sum")
-    if getattr(getattr(cfg, "objectives", None), "masking", "") == "joint" and mix == "sample":
+    objectives = getattr(cfg, "objectives", None)  # pre-training runs only
+    weights = getattr(objectives, "weights", None)
+    mix = getattr(objectives, "mix", "sum")
+    if getattr(objectives, "masking", "") == "joint" and mix == "sample":
         out.append("objectives.masking: joint, but with mix: sample each batch serves one "
                    "objective and masks one modality, so joint and conditional masking make "
                    "the same batches (mix: sum masks both in one batch)")
