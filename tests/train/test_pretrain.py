@@ -161,6 +161,28 @@ def test_start_up_summary_names_data_model_device_init_and_schedule_warnings(
     assert "warning:" not in out
 
 
+def test_a_run_from_a_model_takes_its_section_but_the_dropout_it_sets(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """train.init brings the model's section; dropout changes no weight and is the user's
+    to choose for fine-tuning; any other field set to another value is named, both values."""
+    from vlp.train.build import start
+
+    build_pretraining(tiny_config(dataset, tmp_path / "first")).run()
+    capsys.readouterr()
+    cfg = load_config(PretrainConfig, None, [
+        f"data.world={dataset}", f"train.out={tmp_path / 'second'}",
+        f"train.init={tmp_path / 'first'}", "model.dropout=0.3", "model.pooler=product",
+        "model.hidden_size=32", "train.precision=fp32"])
+    resolved, _ = start(cfg)
+    err = capsys.readouterr().err
+    assert resolved.model.dropout == 0.3  # the user's, over the init's 0.1
+    assert resolved.model.pooler == "cls" and resolved.model.num_layers == 2  # the init's
+    assert ("warning: model.pooler: 'product' in the config is not used: train.init "
+            f"({tmp_path / 'first'}) brings its model, with 'cls'") in err
+    assert "model.hidden_size" not in err and "model.dropout" not in err  # the same / taken
+    assert err.count("warning:") == 1  # fields left at their defaults say nothing
+
+
 def test_joint_masking_with_one_objective_a_batch_is_said_to_change_nothing(
         dataset: Path, tmp_path: Path) -> None:
     """With mix: sample a batch masks one modality (its objective's), so objectives.masking

@@ -192,6 +192,13 @@ class ModelConfig:
         check(not self.preset or self.preset in PRESETS, "model.preset", f"unknown preset "
               f"'{self.preset}' (known: {', '.join(sorted(PRESETS))})")
 
+    def check_given(self, given: set[str]) -> None:
+        """Remember which fields the config set itself (``vlp.config.from_dict`` calls it):
+        a run started from another model (``train.init``) takes that model's section, except
+        for what the user chose here (:func:`vlp.train.build.start`). Not a field: it is
+        neither written to ``config.yaml`` nor kept by ``dataclasses.replace``."""
+        object.__setattr__(self, "given", frozenset(given))
+
     @classmethod
     def with_defaults(cls, given: dict[str, Any]) -> dict[str, Any]:
         """The fields given in a config file, completed by the named preset's values.

@@ -215,8 +215,18 @@ def _with_text_init(cfg: RunT, init: Imported) -> RunT:
     return dataclasses.replace(cfg, data=data, model=with_text_config(cfg.model, init.config))
 
 
+# model fields a run started from another model may still choose: they change no weight
+# (Hugging Face's from_pretrained takes them as config overrides too)
+INIT_ADJUSTABLE = ("dropout",)
+# fields the run fills in itself (from the vocabulary and the region store), never the user's
+_FILLED_IN = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim",
+                        "num_region_classes"})
+
+
 def _with_init(cfg: RunT, init: Imported) -> RunT:
-    """The whole model section becomes the imported model's."""
+    """The model section becomes the imported model's, but for the fields of
+    :data:`INIT_ADJUSTABLE` the config sets; any other field the config sets to a different
+    value gets a warning naming both values (the weights were made for the init's)."""
     if cfg.train.init_text:
         raise VlpError("train.init and train.init_text are both set; the whole model "
                        "named by train.init already holds its text side")
@@ -224,7 +234,17 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
         raise VlpError(f"train.init: {cfg.train.init} is a text encoder, not a whole "
                        "vision-language model (start from it with train.init_text)")
     data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
-    return dataclasses.replace(cfg, data=data, model=init.config)
+    given: frozenset[str] = getattr(cfg.model, "given", frozenset())
+    chosen = {name: getattr(cfg.model, name) for name in INIT_ADJUSTABLE if name in given}
+    for name in sorted(given - _FILLED_IN - set(INIT_ADJUSTABLE)):
+        mine, theirs = getattr(cfg.model, name), getattr(init.config, name)
+        if mine != theirs:
+            print(f"warning: model.{name}: {mine!r} in the config is not used: train.init "
+                  f"({cfg.train.init}) brings its model, with {theirs!r} (only "
+                  f"{', '.join(INIT_ADJUSTABLE)} may change when starting from a model)",
+                  file=sys.stderr, flush=True)
+    return dataclasses.replace(cfg, data=data,
+                               model=dataclasses.replace(init.config, **chosen))
 
 
 def build_encoder(cfg: RunT, begin: Start) -> tuple[RunT, VLEncoder]:

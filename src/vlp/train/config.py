@@ -213,7 +213,9 @@ class TrainConfig:
     ``init`` starts the whole model from an imported vision-language model (a ``vlp import``
     output or a Hugging Face directory of one, e.g. VisualBERT): its config replaces the
     ``model`` section, its weights and any heads of the configured objectives are loaded,
-    and the data's feature size and vocabulary must match it.
+    and the data's feature size and vocabulary must match it. The config's
+    ``model.dropout``, when set, still applies (it changes no weight); any other model
+    field it sets to another value than the init's gets a warning naming both.
 
     ``freeze_backbone_steps``: a grid model's CNN backbone is not trained (no gradient,
     BatchNorm statistics kept) for the first that many steps, while the transformer
