@@ -31,3 +31,18 @@ def test_every_option_has_help_with_its_default() -> None:
                 and "default" not in text:
             missing.append(f"{path} {name}: default {action.default!r} not said")
     assert missing == []
+
+
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    """`vlp ablate GRID --dry-run | head -1`: no traceback when the reader stops reading."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    grid = Path(__file__).resolve().parents[1] / "configs" / "ablations" / "mrm.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "vlp.train.cli", "ablate", str(grid),
+                             "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before vlp (seconds to import) writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err, err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import textwrap
 import warnings
@@ -642,6 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vlp ... | head`: the reader has what it wanted
+        # point stdout at /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         if args.strict:
             set_strict(False)
