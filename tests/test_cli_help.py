@@ -35,13 +35,16 @@ def test_every_option_has_help_with_its_default() -> None:
 
 def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     """`vlp ablate GRID --dry-run | head -1`: no traceback when the reader stops reading."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     grid = Path(__file__).resolve().parents[1] / "configs" / "ablations" / "mrm.yaml"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a shell's
     proc = subprocess.Popen([sys.executable, "-m", "vlp.train.cli", "ablate", str(grid),
-                             "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader is gone before vlp (seconds to import) writes a line
     err = proc.stderr.read().decode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import select
 import sys
 import textwrap
 import warnings
@@ -617,6 +618,21 @@ def _task_before_resume(argv: list[str]) -> list[str]:
     return argv
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone; if so, point it at
+    /dev/null, so that the interpreter's last flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stdout, or no poll()
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return gone
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlp`` console script."""
     parser = build_parser()
@@ -636,17 +652,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
             warnings.showwarning = show_warning
-            return handler(args)
+            rc = handler(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return rc
     except VlpError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `vlp ... | head`: the reader has what it wanted
-        # point stdout at /dev/null so the interpreter's final flush does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (a worker's): a real error
+        return 141  # `vlp ... | head`: the reader has what it wanted
     finally:
         if args.strict:
             set_strict(False)
