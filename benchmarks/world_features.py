@@ -74,12 +74,14 @@ def main() -> None:
     for name in ("shape", "colour"):
         known = data[name] >= 0
         acc = probe(data["features"][known], data[name][known], data["train"][known])
-        chance = float(torch.bincount(data[name][known]).max()) / int(known.sum())
+        y, train = data[name][known], data["train"][known]
+        majority = int(torch.bincount(y[train]).argmax())  # the training split's, on the rest
+        chance = float((y[~train] == majority).float().mean())
         results[name] = {"test_accuracy": acc, "majority": chance}
         rows.append([name, f"{acc:.3f}", f"{chance:.3f}"])
     print(f"{results['regions']} regions on annotated objects (IoU ≥ {MIN_IOU}), "
           f"{results['train_regions']} of them in training images")
-    print(format_table(["attribute", "linear probe, val + test images", "majority class"], rows))
+    print(format_table(["attribute", "linear probe, val + test images", "training majority"], rows))
     write_results(args.out, results)
 
 

@@ -213,9 +213,10 @@ class TrainConfig:
     ``init`` starts the whole model from an imported vision-language model (a ``vlp import``
     output or a Hugging Face directory of one, e.g. VisualBERT): its config replaces the
     ``model`` section, its weights and any heads of the configured objectives are loaded,
-    and the data's feature size and vocabulary must match it. The config's
-    ``model.dropout``, when set, still applies (it changes no weight); any other model
-    field it sets to another value than the init's gets a warning naming both.
+    and the data's feature size and vocabulary must match it. A ``model.dropout`` set in
+    the YAML or an override still applies (it changes no weight); any other model field
+    set there to another value than the init's gets a warning naming both. (A config
+    built in Python has no record of what was set: the init's section stands whole.)
 
     ``freeze_backbone_steps``: a grid model's CNN backbone is not trained (no gradient,
     BatchNorm statistics kept) for the first that many steps, while the transformer
