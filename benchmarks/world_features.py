@@ -73,8 +73,8 @@ def main() -> None:
     rows = []
     for name in ("shape", "colour"):
         known = data[name] >= 0
-        acc = probe(data["features"][known], data[name][known], data["train"][known])
         y, train = data[name][known], data["train"][known]
+        acc = probe(data["features"][known], y, train)
         majority = int(torch.bincount(y[train]).argmax())  # the training split's, on the rest
         chance = float((y[~train] == majority).float().mean())
         results[name] = {"test_accuracy": acc, "majority": chance}

@@ -89,3 +89,10 @@ def show_warning(message: Warning | str, category: type[Warning], filename: str,
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def one_line_warnings() -> None:
+    """Show every data warning, each as one ``warning:`` line (:func:`show_warning`): the
+    ``vlp`` command and the demo's worker processes both call it."""
+    warnings.simplefilter("always", DataWarning)
+    warnings.showwarning = show_warning

@@ -218,9 +218,10 @@ def _with_text_init(cfg: RunT, init: Imported) -> RunT:
 # model fields a run started from another model may still choose: they change no weight
 # (Hugging Face's from_pretrained takes them as config overrides too)
 INIT_ADJUSTABLE = ("dropout",)
-# fields the run fills in itself (from the vocabulary and the region store), never the user's
-_FILLED_IN = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim",
-                        "num_region_classes"})
+# fields not compared with the init's: the sizes a run fills in itself (from the vocabulary
+# and the region store), and the preset, a name for defaults (an import records none)
+_NOT_COMPARED = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim",
+                           "num_region_classes"})
 
 
 def _with_init(cfg: RunT, init: Imported) -> RunT:
@@ -236,7 +237,7 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
     data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
     given: frozenset[str] = getattr(cfg.model, "given", frozenset())
     chosen = {name: getattr(cfg.model, name) for name in INIT_ADJUSTABLE if name in given}
-    for name in sorted(given - _FILLED_IN - set(INIT_ADJUSTABLE)):
+    for name in sorted(given - _NOT_COMPARED - set(INIT_ADJUSTABLE)):
         mine, theirs = getattr(cfg.model, name), getattr(init.config, name)
         if mine != theirs:
             print(f"warning: model.{name}: {mine!r} in the config is not used: train.init "

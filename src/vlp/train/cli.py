@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vlp.errors import DataWarning, VlpError, set_strict, show_warning
+from vlp.errors import VlpError, one_line_warnings, set_strict
 
 if TYPE_CHECKING:
     from vlp.tasks import TaskSpec
@@ -650,8 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_strict(True)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", DataWarning)
-            warnings.showwarning = show_warning
+            one_line_warnings()
             rc = handler(args)
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
             return rc

@@ -19,7 +19,6 @@ import json
 import multiprocessing as mp
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 
 from vlp.data.visuals import RegionSource
-from vlp.errors import DataWarning, is_strict, set_strict, show_warning
+from vlp.errors import is_strict, one_line_warnings, set_strict
 from vlp.models import ModelConfig
 from vlp.train.checkpoint import list_checkpoints
 from vlp.train.config import (
@@ -285,8 +284,7 @@ def _pool(workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
 def _worker_setup(threads: int, strict: bool) -> None:
     torch.set_num_threads(threads)
     set_strict(strict)
-    warnings.simplefilter("always", DataWarning)
-    warnings.showwarning = show_warning
+    one_line_warnings()
 
 
 def _captured(stage: Callable[..., T], *args: Any) -> tuple[str, T]:
