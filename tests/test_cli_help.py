@@ -33,6 +33,20 @@ def test_every_option_has_help_with_its_default() -> None:
     assert missing == []
 
 
+def test_every_help_page_renders() -> None:
+    """`vlp --help` and `vlp CMD --help` format without error (a bare '%' in a help breaks it)."""
+    def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    pages = [parser.format_help() for parser in walk(build_parser())]
+    assert len(pages) >= 15 and all("usage:" in page for page in pages)
+    assert "95 % intervals" in pages[0]  # the top page lists each command's help
+
+
 def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     """`vlp ablate GRID --dry-run | head -1`: no traceback when the reader stops reading."""
     import os

@@ -508,7 +508,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_ablate(sub: argparse._SubParsersAction) -> None:
-    abl = sub.add_parser("ablate", help="a grid of overrides × seeds, with 95 % intervals",
+    abl = sub.add_parser("ablate", help="a grid of overrides × seeds, with 95 %% intervals",
                          description="Run every (arm, seed) cell of an ablation grid (stages "
                                      "of vlp pretrain / finetune, each arm's overrides, "
                                      "several seeds) that has not finished yet, resuming "
