@@ -151,6 +151,12 @@ class _Source:
 
     file: str
     overridden: frozenset[str] = frozenset()
+    recorded: bool = False  # the file is a run's own record of every field
+
+    def chose(self, key: str) -> bool:
+        """Whether the user set ``key``: in their config or an override, but not in a
+        run's record (which holds every field, chosen or default)."""
+        return not self.recorded or self.of(key) == "overrides"
 
     def of(self, key: str) -> str:
         """The source of ``key`` (``"overrides"`` when it or a section above it was set
@@ -260,13 +266,18 @@ def _from_dict(cls: type[T], data: dict[str, Any], prefix: str, source: _Source)
         check_given = getattr(obj, "check_given", None)
         if check_given is not None:
             check_given({str(k) for k in data})
+        # rules on what the user chose (not on the fields a run's record repeats)
+        check_chosen = getattr(obj, "check_chosen", None)
+        if check_chosen is not None:
+            check_chosen({str(k) for k in data
+                          if source.chose(f"{prefix}.{k}" if prefix else str(k))})
     except FieldError as err:  # its key is already full: each section knows its name
         raise source.error(err.key, err.message) from None
     return obj
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config",
-              overridden: Iterable[str] = ()) -> T:
+              overridden: Iterable[str] = (), recorded: bool = False) -> T:
     """Build the dataclass ``cls`` from nested ``data``, checking keys, types and ranges.
 
     Args:
@@ -275,13 +286,16 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config",
         source: where the data came from, for error messages.
         overridden: keys whose values came from overrides instead (their errors name
             "overrides" as the source).
+        recorded: ``source`` is a run's own ``config.yaml`` (``--resume``), which holds
+            every field: the rules on what a user chose (a section's ``check_chosen``) see
+            only the overridden ones; ``check_given`` still sees every field given.
 
     Raises:
         VlpError: one line naming the source, the key and what was expected.
     """
     if not isinstance(data, dict):
         raise VlpError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
-    return _from_dict(cls, data, "", _Source(source, frozenset(overridden)))
+    return _from_dict(cls, data, "", _Source(source, frozenset(overridden), recorded))
 
 
 def from_section(cls: type[T], data: dict[str, Any], section: str) -> T:
@@ -303,7 +317,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _override_key(item: str) -> str:
+def override_key(item: str) -> str:
     if "=" not in item:
         raise VlpError(f"override '{item}': expected key=value, e.g. train.lr=1e-4")
     key = item.split("=", 1)[0].strip()
@@ -316,7 +330,7 @@ def _override_key(item: str) -> str:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides to nested ``data`` (values parsed as YAML scalars)."""
     for item in overrides:
-        key = _override_key(item)
+        key = override_key(item)
         raw = item.split("=", 1)[1]
         node = data
         parts = key.split(".")
@@ -352,10 +366,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return loaded or {}
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None,
+                recorded: bool = False) -> T:
     """Load a YAML experiment file plus overrides into the dataclass ``cls``.
 
-    Without a file the defaults hold, changed by the overrides.
+    Without a file the defaults hold, changed by the overrides. ``recorded``: the file is
+    a run's own ``config.yaml`` (see :func:`from_dict`).
 
     Raises:
         VlpError: one line naming the file (or "overrides"), the key and what was
@@ -365,7 +381,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     data = read_yaml(Path(path)) if path is not None else {}
     apply_overrides(data, overrides)
     source = str(path) if path is not None else "overrides"
-    return from_dict(cls, data, source, {_override_key(o) for o in overrides})
+    return from_dict(cls, data, source, {override_key(o) for o in overrides}, recorded)
 
 
 def dump_config(obj: Any) -> str:
@@ -385,6 +401,7 @@ __all__ = [
     "from_section",
     "limits",
     "load_config",
+    "override_key",
     "ranged",
     "read_yaml",
     "to_dict",

@@ -126,6 +126,26 @@ def test_dual_encoder_retrieval_ranks_by_itc_embeddings(world: Path, tmp_path: P
     assert metrics["retrieval/t2i_r1"] > 50.0, metrics  # chance: 25
 
 
+@pytest.mark.parametrize("rank", ["itc", "itm"])
+def test_retrieval_scores_in_fp32_from_a_bf16_model(world: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   rank: str) -> None:
+    """A bf16 run (here even where this CPU would fall back to fp32) scores retrieval as
+    float32: numpy has no bf16, and bf16 scores would tie near neighbours."""
+    from vlp.train import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    cfg = config(world, tmp_path / rank, "retrieval", f"task.options.rank={rank}",
+                 "train.steps=1", "train.precision=bf16", "task.eval_limit=3")
+    run = build_finetuning(cfg)
+    assert run.trainer.env.precision == "bf16"
+    predictions = run.predict(run.task.held_out)
+    scores = np.asarray(predictions["scores"])
+    assert scores.shape == (3, 15)
+    assert len(np.unique(scores)) == scores.size  # no two candidates tie (bf16 logits did)
+    assert "retrieval/r_mean" in run.task.held_out.score(predictions)
+
+
 def test_unknown_task_and_file_role_are_one_line(world: Path, tmp_path: Path) -> None:
     with pytest.raises(VlpError, match="task.name: unknown task 'vqa2'"):
         build_finetuning(config(world, tmp_path / "a", "vqa2"))

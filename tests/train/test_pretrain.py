@@ -95,19 +95,44 @@ def test_cli_one_step_and_unknown_key(dataset: Path, tmp_path: Path,
     assert "\n" not in err
 
 
+def test_a_short_run_resumes_with_the_default_warmup_it_recorded(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """config.yaml records every field: its warm-up (the default 100) is not one the user
+    chose, so a 2-step run extends to 3; a warm-up chosen now must still end in time."""
+    run = tmp_path / "short"
+    base = [f"data.world={dataset}", "model.hidden_size=32", "model.num_layers=1",
+            "model.num_heads=2", "model.intermediate_size=64", "data.token_budget=80",
+            "train.tensorboard=false", "train.progress=false"]
+    assert main(["pretrain", *base, "train.steps=2", f"train.out={run}"]) == 0
+    assert "warmup_steps: 100" in (run / "config.yaml").read_text()
+    assert main(["pretrain", "--resume", str(run), "train.steps=3"]) == 0
+    assert (run / "checkpoints" / "step_00000003").is_dir()
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), "train.steps=5",
+                 "train.warmup_steps=8"]) == 2
+    assert "overrides: field 'train.warmup_steps': 8 is above train.steps: 5" in \
+        capsys.readouterr().err
+
+
 def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
-    """DDP through torchrun (gloo on CPU): both ranks train, rank 0 writes the run."""
+    """DDP through torchrun (gloo on CPU): both ranks train, rank 0 writes the run; a
+    resumed run whose data changed stops on every rank under --strict (none waits)."""
+    import shutil
     import socket
     import subprocess
     import sys
 
-    with socket.socket() as free:  # a port no other run holds (two suites may run at once)
-        free.bind(("127.0.0.1", 0))
-        port = str(free.getsockname()[1])
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", port, "-m", "vlp.train.cli", "pretrain",
-           f"data.world={dataset}", "model.hidden_size=32", "model.num_layers=1",
+    def torchrun(*args: str) -> list[str]:
+        with socket.socket() as free:  # a port no other run holds (suites may run at once)
+            free.bind(("127.0.0.1", 0))
+            port = str(free.getsockname()[1])
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", port, "-m", "vlp.train.cli", *args]
+
+    data, out = tmp_path / "data", tmp_path / "ddp"
+    shutil.copytree(dataset, data)
+    cmd = [*torchrun("pretrain"),
+           f"data.world={data}", "model.hidden_size=32", "model.num_layers=1",
            "model.num_heads=2", "model.intermediate_size=64", "data.token_budget=60",
            "data.bucket_size=8", "train.steps=2", f"train.out={out}",
            "train.tensorboard=false", "train.progress=false", "train.log_every=1"]
@@ -117,6 +142,16 @@ def test_torchrun_two_processes(dataset: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
     assert (out / "checkpoints" / "step_00000002" / "model.safetensors").is_file()
     assert done.stdout.count("held-out:") == 1  # one process reports, not each rank
+
+    captions = data / "annotations" / "dataset_world.json"
+    doc = json.loads(captions.read_text())
+    doc["images"][0]["sentences"][0]["raw"] += " again"
+    captions.write_text(json.dumps(doc))
+    done = subprocess.run([*torchrun("--strict", "pretrain", "--resume", str(out)),
+                           "train.steps=3"], capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert f"{captions}: changed since {out} recorded it as data.captions" in done.stderr
+    assert done.stderr.count("(strict mode)") == 2, done.stderr[-2000:]  # each rank says it
 
 
 def test_hard_itm_negatives_train_and_need_itc(dataset: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from vlp.errors import VlpError
@@ -17,7 +18,8 @@ LabelsLike = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | Sequence[str
 
 def _array(x: LabelsLike) -> np.ndarray:
     if isinstance(x, Tensor):
-        return x.detach().to("cpu").numpy()
+        x = x.detach().to("cpu")
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bf16
     return np.asarray(x)
 
 

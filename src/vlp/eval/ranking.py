@@ -26,7 +26,8 @@ ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
 def _numpy(x: ArrayLike) -> np.ndarray:
     if isinstance(x, Tensor):
-        return x.detach().to("cpu").numpy()
+        x = x.detach().to("cpu")
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bf16
     return np.asarray(x)
 
 

@@ -94,6 +94,14 @@ def classifier(dim: int, num_classes: int, eps: float = 1e-12) -> nn.Sequential:
     return nn.Sequential(Transform(dim, eps), nn.Linear(dim, num_classes))
 
 
+def fp32_logits(head: nn.Module, x: Tensor) -> Tensor:
+    """``head(x)`` in fp32 outside autocast: a task or ITM head is small beside the
+    encoder, and bf16 logits (8 bits of mantissa) tie near neighbours when they rank
+    retrieval candidates or answers, and round the losses taken from them."""
+    with torch.autocast(x.device.type, enabled=False):
+        return head(x.float())
+
+
 def zero_loss(reference: Tensor) -> Tensor:
     """A zero loss still connected to the graph (a batch with nothing to predict)."""
     return reference.sum() * 0.0

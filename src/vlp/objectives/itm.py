@@ -12,7 +12,7 @@ from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, classification
+from vlp.objectives.base import Objective, ObjectiveOutput, classification, fp32_logits
 from vlp.objectives.itc import ITC
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class ITM(Objective[VLOutput]):
 
     def scores(self, output: VLOutput, batch: Batch) -> Tensor:
         """(B, 2) logits: no match, match."""
-        return self.head(output.pooled).float()
+        return fp32_logits(self.head, output.pooled)
 
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Cross-entropy against ``batch.itm_labels``."""

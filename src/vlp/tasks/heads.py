@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, zero_loss
+from vlp.objectives.base import Objective, ObjectiveOutput, fp32_logits, zero_loss
 
 
 def mlp_head(dim: int, num_outputs: int, eps: float = 1e-12) -> nn.Sequential:
@@ -34,7 +34,7 @@ class PairClassifier(Objective[VLOutput]):
 
     def scores(self, output: VLOutput, batch: Batch) -> Tensor:
         """(B, C) logits."""
-        return self.head(output.pooled).float()
+        return fp32_logits(self.head, output.pooled)
 
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Loss and (for soft targets: summed target score of the argmax) correct count."""
@@ -101,7 +101,7 @@ class PairGroupClassifier(Objective[VLOutput]):
         pooled = output.pooled  # (G * K, D)
         groups = group_count(batch, pooled.shape[0], self.group_size)
         pairs = pooled.reshape(groups, self.group_size * pooled.shape[1])  # (G, K * D)
-        return self.head(pairs).float()
+        return fp32_logits(self.head, pairs)
 
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:
         """Cross-entropy per group and the number of groups classified right."""
@@ -127,7 +127,7 @@ class ChoiceScorer(Objective[VLOutput]):
 
     def scores(self, output: VLOutput, batch: Batch) -> Tensor:
         """(G, K) option scores, one row per group."""
-        per_row = self.head(output.pooled).float().squeeze(-1)  # (G * K,)
+        per_row = fp32_logits(self.head, output.pooled).squeeze(-1)  # (G * K,)
         groups = group_count(batch, per_row.shape[0], self.group_size)
         return per_row.view(groups, self.group_size)  # (G, K)
 
@@ -156,7 +156,7 @@ class RegionScorer(Objective[VLOutput]):
 
     def scores(self, output: VLOutput, batch: Batch) -> Tensor:
         """(B, R) region logits, -inf on padding."""
-        logits = self.head(output.image).float().squeeze(-1)  # (B, R)
+        logits = fp32_logits(self.head, output.image).squeeze(-1)  # (B, R)
         return logits.masked_fill(~output.image_mask, float("-inf"))
 
     def forward(self, output: VLOutput, batch: Batch) -> ObjectiveOutput:

@@ -122,7 +122,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if run is not None:  # the run's own config, its own directory, and what is given now
         config = config or run / "config.yaml"
         overrides = [*_own_vocabulary(run), *overrides, f"train.out={run}"]
-    cfg = load_config(PretrainConfig, config, overrides)
+    cfg = load_config(PretrainConfig, config, overrides, recorded=config != args.config)
     metrics = pretrain(cfg, resume=resume, overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
         print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
@@ -131,7 +131,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _task_config(args: argparse.Namespace, extra: list[str],
                  run_config: Path | None = None) -> FinetuneConfig:
-    from vlp.config import apply_overrides, from_dict, load_config, read_yaml
+    from vlp.config import apply_overrides, from_dict, load_config, override_key, read_yaml
     from vlp.tasks.config import upgrade_run_config
     from vlp.train.config import FinetuneConfig
 
@@ -141,7 +141,8 @@ def _task_config(args: argparse.Namespace, extra: list[str],
     doc = upgrade_run_config(read_yaml(run_config))
     if "task" not in doc:  # a pre-training run: evaluate zero-shot on its data
         doc = {"data": doc.get("data", {})}
-    return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config))
+    return from_dict(FinetuneConfig, apply_overrides(doc, overrides), source=str(run_config),
+                     overridden={override_key(o) for o in overrides}, recorded=True)
 
 
 def _run_config(checkpoint: str) -> Path | None:

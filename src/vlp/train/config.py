@@ -267,13 +267,14 @@ class TrainConfig:
         check(_is_device(self.device), "train.device", "expected auto, cpu, cuda, cuda:N or "
               f"another torch device, got {self.device!r}")
 
-    def check_given(self, given: set[str]) -> None:
-        """Rules on the fields a config sets itself (``vlp.config.from_dict`` calls it).
+    def check_chosen(self, chosen: set[str]) -> None:
+        """Rules on the fields the user chose (``vlp.config.from_dict`` calls it): set in
+        their config or an override, not repeated from a resumed run's record.
 
         A warm-up the user chose must end by the last step (the run reaches the peak rate);
         the default warm-up is left to the schedule on short runs, which only rise that far.
         """
-        if "warmup_steps" in given and 0 < self.steps < self.warmup_steps:
+        if "warmup_steps" in chosen and 0 < self.steps < self.warmup_steps:
             raise FieldError("train.warmup_steps", f"{self.warmup_steps} is above "
                              f"train.steps: {self.steps} (the warm-up must end by the end of "
                              "the run)")

@@ -204,9 +204,11 @@ class Trainer:
         final = self._final_metrics() if self.finished else None
         if final is not None:
             return final  # a finished run resumed: nothing changes
-        if self.rank == 0:
+        def record_inputs() -> None:
             keep_vocabulary(self._vocab, self.out, resume, self.cfg.data.vocab)
             keep_data_checksums(self.cfg, self.out, resume)
+
+        self._on_rank0(record_inputs)
         log = MetricsLog(self.out, self.step, self.cfg.train.tensorboard and self.rank == 0,
                          enabled=self.rank == 0)
         if self.rank == 0:
@@ -450,10 +452,16 @@ class Trainer:
 
     def _claim(self, resume: bool, overwrite: bool) -> None:
         """Rank 0 claims ``train.out``; the other ranks wait for it and stop with it."""
+        self._on_rank0(lambda: claim_run_dir(self.out, resume, overwrite, self.parts.inputs))
+
+    def _on_rank0(self, work: Callable[[], object]) -> None:
+        """Run ``work`` on rank 0 alone; every rank waits for it and, if it raised a
+        :class:`VlpError` (a refused ``train.out``, data changed under ``--strict``), stops
+        with the same line, instead of the others waiting in their first collective."""
         error = None
         if self.rank == 0:
             try:
-                claim_run_dir(self.out, resume, overwrite, self.parts.inputs)
+                work()
             except VlpError as err:
                 error = str(err)
         if self.env.world_size > 1:
