@@ -21,21 +21,11 @@ import torch
 
 from vlp.data.tokenizer import Tokenizer
 from vlp.fileio import write_text_atomic
+from vlp.train.runtime import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 KARPATHY_TEST = ROOT.parent / "shared" / "data" / "coco" / "karpathy_test_captions.json"
-
-
-def cpu_model() -> str:
-    """The CPU's ``model name`` from /proc/cpuinfo (the platform's name elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _python() -> str:

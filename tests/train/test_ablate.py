@@ -97,6 +97,10 @@ def test_a_grid_resumes_without_running_a_finished_cell(
     assert (out / "results.png").stat().st_size > 0
     assert "paired joint - conditional" in (out / "results.md").read_text()
     assert "objectives.masking=joint" in (out / "results.md").read_text()
+    # where the stages ran: the same config trains in bf16 or fp32 by the CPU
+    from vlp.train.runtime import machine
+    assert result["machines"] == [{**machine(), "stages": 2}]
+    assert f"cpu {machine()['cpu']}" in (out / "results.md").read_text()
 
     # a finished grid runs nothing; a lost cell (its result gone) is the only one run again
     assert main(["ablate", str(grid)]) == 0

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from vlp.config import check, read_yaml
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
-from vlp.train.runtime import usable_cores
+from vlp.train.runtime import machine, usable_cores
 
 RESULT = "result.json"  # a finished stage's metrics and command
 
@@ -140,6 +140,7 @@ class Cell:
     command: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    machine: dict[str, str] = field(default_factory=dict)  # where it ran (runtime.machine)
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
@@ -302,6 +303,7 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
                              "stands — delete the file to run the stage as the grid now "
                              "says\n")
         cell.command, cell.metrics = record["command"], record["metrics"]
+        cell.machine = record.get("machine", {})  # {}: finished before vlp recorded it
         return cell
     argv = list(cell.command)
     if cell.stage.command == "evaluate":
@@ -322,8 +324,10 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
         return cell
     cell.metrics = (_scored_metrics(cell.out, cell.stage) if cell.stage.command == "evaluate"
                     else _final_metrics(cell.out, cell.stage.metrics))
+    cell.machine = machine()
     write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
-                                        "config_sha256": digest}, indent=1) + "\n")
+                                        "config_sha256": digest, "machine": cell.machine},
+                                       indent=1) + "\n")
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: "
         + ", ".join(f"{k} {v:.4g}" for k, v in cell.metrics.items()))
     return cell
@@ -425,7 +429,22 @@ def tabulate(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
     return {"grid": grid.name, "seeds": grid.seeds, "arms": list(grid.arms), "table": table,
             "cells": [{"arm": c.arm, "seed": c.seed, "stage": c.stage.name,
                        "dir": str(c.out), "command": shlex.join(c.command),
-                       "metrics": c.metrics, "error": c.error} for c in cells]}
+                       "metrics": c.metrics, "error": c.error, "machine": c.machine}
+                      for c in cells],
+            "machines": _machines(cells)}
+
+
+def _machines(cells: list[Cell]) -> list[dict[str, Any]]:
+    """Each machine the grid's finished stages ran on, with how many ran there (a stage
+    finished before vlp recorded it counts under ``unknown``)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        if c.error:
+            continue
+        key = json.dumps(c.machine, sort_keys=True)
+        entry = seen.setdefault(key, {**(c.machine or {"cpu": "unknown"}), "stages": 0})
+        entry["stages"] += 1
+    return list(seen.values())
 
 
 def _fmt(stats: dict[str, Any] | None) -> str:
@@ -456,6 +475,11 @@ def markdown(result: dict[str, Any]) -> str:
         if (c["arm"], c["stage"]) not in seen and c["seed"] == result["seeds"][0]:
             seen.add((c["arm"], c["stage"]))
             lines.append(f"- {c['arm']} / {c['stage']}: `{c['command']}`")
+    machines = result.get("machines", [])
+    if machines:
+        lines += ["", "Ran on:", ""]
+        lines += ["- " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "stages")
+                  + f" ({m['stages']} stages)" for m in machines]
     return "\n".join(lines) + "\n"
 
 

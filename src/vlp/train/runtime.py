@@ -55,6 +55,31 @@ def native_bf16(device: torch.device) -> bool:
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
+def cpu_model() -> str:
+    """The CPU's ``model name`` from /proc/cpuinfo (the platform's name elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, str]:
+    """What a result was computed on, for a record beside it: the same config trains in
+    bf16 on one machine and in fp32 on another (:func:`effective_precision`)."""
+    info = {"cpu": cpu_model(), "torch": torch.__version__,
+            "cpu_bf16": "native" if native_bf16(torch.device("cpu")) else
+            "emulated (bf16 runs train in fp32)"}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity, which containers and
     ``taskset`` narrow; ``os.cpu_count()`` counts the whole machine)."""
