@@ -108,6 +108,12 @@ def test_a_short_run_resumes_with_the_default_warmup_it_recorded(
     assert main(["pretrain", "--resume", str(run), "train.steps=3"]) == 0
     assert (run / "checkpoints" / "step_00000003").is_dir()
     capsys.readouterr()
+    # dropout changes no weight: a resumed run may change it (other model fields refuse)
+    assert main(["pretrain", "--resume", str(run), "train.steps=4", "model.dropout=0.3"]) == 0
+    assert "resume: model.dropout 0.1 -> 0.3 (applied from step 3)" in capsys.readouterr().out
+    assert "dropout: 0.3" in (run / "checkpoints" / "step_00000004" / "config.yaml").read_text()
+    assert main(["pretrain", "--resume", str(run), "train.steps=5", "model.num_heads=4"]) == 2
+    assert "--resume: model.num_heads is 2" in capsys.readouterr().err
     assert main(["pretrain", "--resume", str(run), "train.steps=5",
                  "train.warmup_steps=8"]) == 2
     assert "overrides: field 'train.warmup_steps': 8 is above train.steps: 5" in \

@@ -8,6 +8,11 @@ from typing import Any, Literal
 
 from vlp.config import check, check_fields, limits, ranged
 
+# model fields that change no weight: a run started from another model (train.init) may
+# choose them, as Hugging Face's from_pretrained takes them as overrides, and a resumed run
+# may change them
+ADJUSTABLE_FIELDS = ("dropout",)
+
 
 @dataclass
 class ModelConfig:

@@ -32,7 +32,7 @@ from vlp.data.visuals import PixelSource, RegionSource, Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.layers.backbones import Backbone, build_backbone
 from vlp.models import build_model
-from vlp.models.config import ModelConfig
+from vlp.models.config import ADJUSTABLE_FIELDS, ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.single_stream import SingleStreamModel, build_grid_input
 from vlp.models.weights import load_partial
@@ -215,9 +215,6 @@ def _with_text_init(cfg: RunT, init: Imported) -> RunT:
     return dataclasses.replace(cfg, data=data, model=with_text_config(cfg.model, init.config))
 
 
-# model fields a run started from another model may still choose: they change no weight
-# (Hugging Face's from_pretrained takes them as config overrides too)
-INIT_ADJUSTABLE = ("dropout",)
 # fields not compared with the init's: the sizes a run fills in itself (from the vocabulary
 # and the region store), and the preset, a name for defaults (an import records none)
 _NOT_COMPARED = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim",
@@ -226,7 +223,7 @@ _NOT_COMPARED = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim
 
 def _with_init(cfg: RunT, init: Imported) -> RunT:
     """The model section becomes the imported model's, but for the fields of
-    :data:`INIT_ADJUSTABLE` the config sets; any other field the config sets to a different
+    :data:`ADJUSTABLE_FIELDS` the config sets; any other field the config sets to a different
     value gets a warning naming both values (the weights were made for the init's)."""
     if cfg.train.init_text:
         raise VlpError("train.init and train.init_text are both set; the whole model "
@@ -236,13 +233,13 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
                        "vision-language model (start from it with train.init_text)")
     data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
     given: frozenset[str] = getattr(cfg.model, "given", frozenset())
-    chosen = {name: getattr(cfg.model, name) for name in INIT_ADJUSTABLE if name in given}
-    for name in sorted(given - _NOT_COMPARED - set(INIT_ADJUSTABLE)):
+    chosen = {name: getattr(cfg.model, name) for name in ADJUSTABLE_FIELDS if name in given}
+    for name in sorted(given - _NOT_COMPARED - set(ADJUSTABLE_FIELDS)):
         mine, theirs = getattr(cfg.model, name), getattr(init.config, name)
         if mine != theirs:
             print(f"warning: model.{name}: {mine!r} in the config is not used: train.init "
                   f"({cfg.train.init}) brings its model, with {theirs!r} (only "
-                  f"{', '.join(INIT_ADJUSTABLE)} may change when starting from a model)",
+                  f"{', '.join(ADJUSTABLE_FIELDS)} may change when starting from a model)",
                   file=sys.stderr, flush=True)
     return dataclasses.replace(cfg, data=data,
                                model=dataclasses.replace(init.config, **chosen))

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from vlp.config import read_yaml
 from vlp.errors import VlpError, data_warning
 from vlp.fileio import remove_stale_temporaries, sha256_file, write_text_atomic
+from vlp.models.config import ADJUSTABLE_FIELDS
 from vlp.train.config import RunConfig
 
 
@@ -207,14 +208,15 @@ def config_changes(before: dict[str, Any], now: dict[str, Any], saved: Path
     ``saved``) and this run's (``now``), as ``section.field`` → (was, now).
 
     Raises:
-        VlpError: a field of the model section changed (the weights would not fit it).
+        VlpError: a field of the model section changed (the weights would not fit it;
+            those of ``ADJUSTABLE_FIELDS``, which change no weight, may).
     """
     # a field the saved config lacks (written by an older vlp) is not a change
     changes = {key: pair for key, pair in _flat_diff(before, now).items()
                if key not in _NOT_TRAINING and pair[0] is not None
                and not _same_path(key, *pair)}
     for key, (was, new) in changes.items():
-        if key.startswith("model."):
+        if key.startswith("model.") and key.removeprefix("model.") not in ADJUSTABLE_FIELDS:
             raise VlpError(f"--resume: {key} is {was!r} in {saved} but {new!r} now; a "
                            "checkpoint resumes only into the model it was saved from "
                            "(start a new run, or fine-tune from it with train.init)")
