@@ -21,7 +21,7 @@ import torch
 
 from vlp.data.tokenizer import Tokenizer
 from vlp.fileio import write_text_atomic
-from vlp.train.runtime import cpu_model
+from vlp.train.runtime import cpu_model, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,6 +42,7 @@ def run_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": cpu_model(),
+        "cpu_bf16": machine()["cpu_bf16"],  # the same CPU name may or may not have it
         "torch_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
