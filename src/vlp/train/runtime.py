@@ -101,7 +101,13 @@ def effective_precision(device: torch.device, precision: Precision) -> Precision
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
                    betas: list[float]) -> torch.optim.AdamW:
-    """AdamW; biases, LayerNorm and embedding-norm weights get no weight decay."""
+    """AdamW; biases, LayerNorm and embedding-norm weights get no weight decay.
+
+    The fused kernel where torch has one for the parameters' device (CPU, CUDA): the same
+    update within fp32 rounding, one pass over each tensor instead of a loop of ops per
+    parameter (on CPU torch's default is that loop: 1.13 s vs 0.15 s a step for 165 M
+    parameters, one thread).
+    """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()
@@ -112,7 +118,11 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
         (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), eps=1e-6)
+    params = [*decay, *no_decay]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                 for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), eps=1e-6,
+                             fused=fused or None)
 
 
 def warmup_linear(optimizer: torch.optim.Optimizer, warmup: int,

@@ -446,6 +446,10 @@ class Trainer:
             group["initial_lr"] = t.lr
             group["lr"] = t.lr * factor
             group["betas"] = (t.betas[0], t.betas[1])
+            # the kernel this optimizer was built with (a checkpoint's state carries the
+            # one it was saved with)
+            for kernel in ("fused", "foreach"):
+                group[kernel] = self.optimizer.defaults.get(kernel)
             if i == 0:  # the decayed group (make_optimizer); the other never decays
                 group["weight_decay"] = t.weight_decay
         self.scheduler._last_lr = [g["lr"] for g in groups]
