@@ -98,7 +98,7 @@ class ImageAttention:
 def probe(run: Path, untrained: bool = False) -> dict[str, object]:
     """The three probes of the module docstring for one pre-training run (``untrained``:
     for its model as initialised, before any step)."""
-    cfg = load_config(PretrainConfig, run / "config.yaml")
+    cfg = load_config(PretrainConfig, run / "config.yaml", recorded=True)
     parts, env = pretraining_parts(cfg)
     checkpoints = list_checkpoints(run / "checkpoints")
     if not checkpoints:

@@ -237,3 +237,20 @@ def test_joint_masking_with_one_objective_a_batch_is_said_to_change_nothing(
     summed = dataclasses.replace(sample, objectives=dataclasses.replace(
         sample.objectives, mix="sum"))
     assert not any(w.startswith("objectives.masking") for w in schedule_warnings(summed))
+
+
+def test_a_checkpoint_from_before_fused_adamw_resumes_into_the_fused_kernel(
+        dataset: Path, tmp_path: Path) -> None:
+    """A state saved by the per-parameter AdamW (groups without ``fused``) loads into the
+    kernel vlp builds now, and its step counts sit where that kernel wants them."""
+    trainer = build_pretraining(tiny_config(dataset, tmp_path / "run", steps=2))
+    trainer.run()
+    state = trainer.state()
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"], group["foreach"] = None, None  # as torch < vlp's fused AdamW saved
+    again = build_pretraining(tiny_config(dataset, tmp_path / "run", steps=3))
+    again._load_state(state)
+    assert all(g["fused"] is True for g in again.optimizer.param_groups)
+    steps = [s["step"] for s in again.optimizer.state.values()]
+    assert steps and all(s.device.type == "cpu" for s in steps)  # where CPU's kernel wants
+    assert max(float(s) for s in steps) == 2.0  # (a head unused on a step counts one less)

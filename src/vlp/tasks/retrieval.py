@@ -166,9 +166,9 @@ class RetrievalData(TaskData[CaptionedImage, str, RankingField]):
         """Dual-encoder predictions: cosine of each text's embedding (T, E) with each
         image's (image id → (E,)), as ALIGN / CLIP rank."""
         images = torch.stack([image[im.image_id] for im in self.records])  # (I, E)
-        # scored in fp32 outside any autocast: bf16 embeddings and scores would tie
-        # near neighbours (and numpy has no bf16)
-        return self.matrix_predictions(images.float().numpy() @ text.float().numpy().T)
+        # scored in fp32 outside any autocast: bf16 scores would tie near neighbours
+        with torch.autocast(images.device.type, enabled=False):
+            return self.matrix_predictions((images.float() @ text.float().T).numpy())
 
     def matrix_predictions(self, matrix: np.ndarray) -> RankingPredictions:
         """Predictions holding the (images, texts) score matrix."""

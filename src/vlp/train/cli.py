@@ -122,7 +122,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     if run is not None:  # the run's own config, its own directory, and what is given now
         config = config or run / "config.yaml"
         overrides = [*_own_vocabulary(run), *overrides, f"train.out={run}"]
-    cfg = load_config(PretrainConfig, config, overrides, recorded=config != args.config)
+    cfg = load_config(PretrainConfig, config, overrides,
+                      recorded=run is not None and args.config is None)
     metrics = pretrain(cfg, resume=resume, overwrite=args.overwrite)
     if is_main_process():  # under torchrun, one process reports
         print("held-out: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

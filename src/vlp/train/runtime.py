@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from typing import Literal
@@ -57,8 +58,6 @@ Precision = Literal["fp32", "bf16", "fp16"]
 
 def cpu_model() -> str:
     """The CPU's ``model name`` from /proc/cpuinfo (the platform's name elsewhere)."""
-    import platform
-
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
@@ -71,13 +70,12 @@ def cpu_model() -> str:
 
 def machine() -> dict[str, str]:
     """What a result was computed on, for a record beside it: the same config trains in
-    bf16 on one machine and in fp32 on another (:func:`effective_precision`)."""
-    info = {"cpu": cpu_model(), "torch": torch.__version__,
+    bf16 on one CPU and in fp32 on another (:func:`effective_precision`). Creates no CUDA
+    context (a process that only records keeps the GPU's memory free)."""
+    return {"cpu": cpu_model(), "torch": torch.__version__,
             "cpu_bf16": "native" if native_bf16(torch.device("cpu")) else
-            "emulated (bf16 runs train in fp32)"}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+            "emulated (a CPU run set to bf16 trains in fp32)",
+            "cuda_devices": str(torch.cuda.device_count())}
 
 
 def usable_cores() -> int:

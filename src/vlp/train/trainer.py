@@ -204,6 +204,7 @@ class Trainer:
         final = self._final_metrics() if self.finished else None
         if final is not None:
             return final  # a finished run resumed: nothing changes
+
         def record_inputs() -> None:
             keep_vocabulary(self._vocab, self.out, resume, self.cfg.data.vocab)
             keep_data_checksums(self.cfg, self.out, resume)
@@ -375,10 +376,11 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only); never one of non-finite weights."""
+        """Write a checkpoint (rank 0 only); never one of non-finite weights (every rank
+        checks its copy, the same under DDP, so all stop together)."""
+        self._check_finite_weights()
         if self.rank != 0:
             return None
-        self._check_finite_weights()
         return save_checkpoint(self.out / "checkpoints", self.step, self.model, self.state(),
                                dump_config(self.record), self.cfg.train.keep_checkpoints)
 
@@ -425,7 +427,14 @@ class Trainer:
     def _load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.finished = bool(state.get("finished", False)) and self.step >= self.cfg.train.steps
-        self.optimizer.load_state_dict(state["optimizer"])
+        # the kernel vlp builds now, whatever the saved groups recorded (torch places each
+        # parameter's step count by the saved flag: a CPU step beside a fused CUDA kernel
+        # fails)
+        saved = state["optimizer"]
+        for group in saved["param_groups"]:
+            for kernel in ("fused", "foreach"):
+                group[kernel] = self.optimizer.defaults.get(kernel)
+        self.optimizer.load_state_dict(saved)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.keys.load_state_dict(state["sampler"])
@@ -446,10 +455,6 @@ class Trainer:
             group["initial_lr"] = t.lr
             group["lr"] = t.lr * factor
             group["betas"] = (t.betas[0], t.betas[1])
-            # the kernel this optimizer was built with (a checkpoint's state carries the
-            # one it was saved with)
-            for kernel in ("fused", "foreach"):
-                group[kernel] = self.optimizer.defaults.get(kernel)
             if i == 0:  # the decayed group (make_optimizer); the other never decays
                 group["weight_decay"] = t.weight_decay
         self.scheduler._last_lr = [g["lr"] for g in groups]
@@ -462,18 +467,19 @@ class Trainer:
         """Run ``work`` on rank 0 alone; every rank waits for it and, if it raised a
         :class:`VlpError` (a refused ``train.out``, data changed under ``--strict``), stops
         with the same line, instead of the others waiting in their first collective."""
-        error = None
+        error: Exception | None = None
         if self.rank == 0:
             try:
                 work()
-            except VlpError as err:
-                error = str(err)
+            except Exception as err:  # the others must not wait for rank 0: they stop too
+                error = err
         if self.env.world_size > 1:
-            box = [error]
+            box = [None if error is None else str(error)]
             torch.distributed.broadcast_object_list(box, src=0)
-            error = box[0]
+            if self.rank != 0 and box[0] is not None:
+                raise VlpError(f"rank 0 stopped: {box[0]}")
         if error is not None:
-            raise VlpError(error)
+            raise error
 
     def _final_metrics(self) -> dict[str, float] | None:
         """The held-out metrics a finished run logged at its last step (None if it was
