@@ -98,8 +98,9 @@ def test_a_grid_resumes_without_running_a_finished_cell(
     assert "paired joint - conditional" in (out / "results.md").read_text()
     assert "objectives.masking=joint" in (out / "results.md").read_text()
     # where the stages ran: the same config trains in bf16 or fp32 by the CPU
-    from vlp.train.runtime import machine
-    assert result["machines"] == [{**machine(), "stages": 2}]
+    from vlp.train.runtime import code_version, machine
+    assert result["machines"] == [{**machine(), "vlp": code_version(), "stages": 2}]
+    assert code_version().startswith("0.")
     assert f"cpu {machine()['cpu']}" in (out / "results.md").read_text()
 
     # a finished grid runs nothing; a lost cell (its result gone) is the only one run again

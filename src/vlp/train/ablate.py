@@ -31,7 +31,7 @@ from typing import Any, Literal
 from vlp.config import check, read_yaml
 from vlp.errors import VlpError
 from vlp.fileio import write_text_atomic
-from vlp.train.runtime import machine, usable_cores
+from vlp.train.runtime import code_version, machine, usable_cores
 
 RESULT = "result.json"  # a finished stage's metrics and command
 
@@ -315,6 +315,7 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
         argv.append("--overwrite")  # stopped before its first checkpoint
     cell.out.parent.mkdir(parents=True, exist_ok=True)
     digest = config_digest(cell.command)  # the file as this run reads it
+    version = code_version()  # the code as this run imports it
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: running")
     with open(cell.out.parent / f"{cell.stage.name}.log", "w", encoding="utf-8") as out:
         code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
@@ -324,7 +325,7 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
         return cell
     cell.metrics = (_scored_metrics(cell.out, cell.stage) if cell.stage.command == "evaluate"
                     else _final_metrics(cell.out, cell.stage.metrics))
-    cell.machine = machine()
+    cell.machine = {**machine(), "vlp": version}
     write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
                                         "config_sha256": digest, "machine": cell.machine},
                                        indent=1) + "\n")
@@ -435,8 +436,8 @@ def tabulate(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
 
 
 def _machines(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Each machine the grid's finished stages ran on, with how many ran there (a stage
-    finished before vlp recorded it counts under ``unknown``)."""
+    """Each machine and vlp version the grid's finished stages ran on, with how many ran
+    there (a stage finished before vlp recorded it counts under ``unknown``)."""
     seen: dict[str, dict[str, Any]] = {}
     for c in cells:
         if c.error:

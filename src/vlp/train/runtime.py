@@ -68,6 +68,27 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def code_version() -> str:
+    """vlp's version, with the git commit of its source tree when it runs from a checkout
+    (``+dirty`` when files differ from it): results made while the code changed say so."""
+    import subprocess
+
+    import vlp
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(vlp.__file__)))
+    if "site-packages" in root.split(os.sep):  # installed: not the checkout around it
+        return vlp.__version__
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return vlp.__version__
+    return f"{vlp.__version__}+g{head.stdout.strip()}" + ("+dirty" if dirty.stdout.strip()
+                                                          else "")
+
+
 def machine() -> dict[str, str]:
     """What a result was computed on, for a record beside it: the same config trains in
     bf16 on one CPU and in fp32 on another (:func:`effective_precision`). Creates no CUDA
