@@ -318,6 +318,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def override_key(item: str) -> str:
+    """The dotted key an override ``a.b=value`` sets (checked: one line when malformed)."""
     if "=" not in item:
         raise VlpError(f"override '{item}': expected key=value, e.g. train.lr=1e-4")
     key = item.split("=", 1)[0].strip()
