@@ -224,6 +224,32 @@ def test_a_run_from_a_model_takes_its_section_but_the_dropout_it_sets(
     assert err.count("warning:") == 1  # fields left at their defaults say nothing
 
 
+def test_a_run_from_a_model_made_from_another_preset_says_so(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """model.preset names the defaults a config starts from: a different one than the
+    init's is not what runs, and the warning names both."""
+    from vlp.train.build import start
+
+    small = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+             "model.intermediate_size=64", "train.precision=fp32"]
+    first = load_config(PretrainConfig, None, [
+        f"data.world={dataset}", f"train.out={tmp_path / 'first'}", "train.steps=1",
+        "train.warmup_steps=0", "train.tensorboard=false", "train.progress=false",
+        "data.token_budget=60", "data.bucket_size=8", "model.preset=uniter_base", *small])
+    build_pretraining(first).run()
+    capsys.readouterr()
+    for preset, warned in (("uniter_base", False), ("visualbert_base", True)):
+        cfg = load_config(PretrainConfig, None, [
+            f"data.world={dataset}", f"train.out={tmp_path / preset}",
+            f"train.init={tmp_path / 'first'}", f"model.preset={preset}", *small])
+        resolved, _ = start(cfg)
+        assert resolved.model.preset == "uniter_base"  # the init's model
+        err = capsys.readouterr().err
+        assert (f"warning: model.preset: '{preset}' in the config is not used: train.init "
+                f"({tmp_path / 'first'}) brings its model, made as 'uniter_base'" in err) \
+            == warned, err
+
+
 def test_joint_masking_with_one_objective_a_batch_is_said_to_change_nothing(
         dataset: Path, tmp_path: Path) -> None:
     """With mix: sample a batch masks one modality (its objective's), so objectives.masking

@@ -216,7 +216,8 @@ def _with_text_init(cfg: RunT, init: Imported) -> RunT:
 
 
 # fields not compared with the init's: the sizes a run fills in itself (from the vocabulary
-# and the region store), and the preset, a name for defaults (an import records none)
+# and the region store), and the preset, a name for defaults (compared apart: an import
+# records none)
 _NOT_COMPARED = frozenset({"preset", "vocab_size", "pad_id", "region_feature_dim",
                            "num_region_classes"})
 
@@ -234,6 +235,10 @@ def _with_init(cfg: RunT, init: Imported) -> RunT:
     data = _with_init_vocab(cfg.data, init, "init", cfg.train.init)
     given: frozenset[str] = getattr(cfg.model, "given", frozenset())
     chosen = {name: getattr(cfg.model, name) for name in ADJUSTABLE_FIELDS if name in given}
+    if "preset" in given and init.config.preset and cfg.model.preset != init.config.preset:
+        print(f"warning: model.preset: {cfg.model.preset!r} in the config is not used: "
+              f"train.init ({cfg.train.init}) brings its model, made as "
+              f"{init.config.preset!r}", file=sys.stderr, flush=True)
     for name in sorted(given - _NOT_COMPARED - set(ADJUSTABLE_FIELDS)):
         mine, theirs = getattr(cfg.model, name), getattr(init.config, name)
         if mine != theirs:
