@@ -21,7 +21,7 @@ import torch
 
 from vlp.data.tokenizer import Tokenizer
 from vlp.fileio import write_text_atomic
-from vlp.train.runtime import cpu_model, machine
+from vlp.train.runtime import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -36,13 +36,14 @@ def _python() -> str:
 
 def run_info() -> dict[str, Any]:
     """What a result was measured with: command, versions, hardware, date."""
+    host = machine()  # a CPU's name does not say whether it computes bf16: cpu_bf16 does
     info: dict[str, Any] = {
         "command": shlex.join([_python(), *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": cpu_model(),
-        "cpu_bf16": machine()["cpu_bf16"],  # the same CPU name may or may not have it
+        "cpu": host["cpu"],
+        "cpu_bf16": host["cpu_bf16"],
         "torch_threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():

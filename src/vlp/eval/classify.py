@@ -8,23 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from vlp.errors import VlpError
+from vlp.eval import as_numpy
 
 LabelsLike = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | Sequence[str]
 
 
-def _array(x: LabelsLike) -> np.ndarray:
-    if isinstance(x, Tensor):
-        x = x.detach().to("cpu")
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bf16
-    return np.asarray(x)
-
-
 def _pair(name: str, pred: LabelsLike, labels: LabelsLike) -> tuple[np.ndarray, np.ndarray]:
-    p, y = _array(pred), _array(labels)
+    p, y = as_numpy(pred), as_numpy(labels)
     if p.ndim != 1 or p.shape != y.shape:
         raise VlpError(f"{name}: expected predictions and labels of one same length, found "
                        f"shapes {tuple(p.shape)} and {tuple(y.shape)}")

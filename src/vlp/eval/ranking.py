@@ -20,20 +20,14 @@ import torch
 from torch import Tensor
 
 from vlp.errors import VlpError
+from vlp.eval import as_numpy
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
 
-def _numpy(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, Tensor):
-        x = x.detach().to("cpu")
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bf16
-    return np.asarray(x)
-
-
 def _checked(scores: ArrayLike, text_to_image: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = _numpy(scores).astype(np.float64)
-    owner = _numpy(text_to_image)
+    s = as_numpy(scores).astype(np.float64)
+    owner = as_numpy(text_to_image)
     if s.ndim != 2:
         raise VlpError(f"recall_at_k: scores must be (num_images, num_texts), found shape "
                        f"{tuple(s.shape)}")

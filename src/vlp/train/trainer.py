@@ -464,9 +464,9 @@ class Trainer:
         self._on_rank0(lambda: claim_run_dir(self.out, resume, overwrite, self.parts.inputs))
 
     def _on_rank0(self, work: Callable[[], object]) -> None:
-        """Run ``work`` on rank 0 alone; every rank waits for it and, if it raised a
-        :class:`VlpError` (a refused ``train.out``, data changed under ``--strict``), stops
-        with the same line, instead of the others waiting in their first collective."""
+        """Run ``work`` on rank 0 alone; every rank waits for it and, if it raised (a
+        refused ``train.out``, data changed under ``--strict``, an unwritable file), stops
+        too, naming rank 0's error, instead of waiting in its first collective."""
         error: Exception | None = None
         if self.rank == 0:
             try:
