@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.layers.dropout import dropout as drop
 from vlp.layers.packing import Packing
 
 # On CPU in bf16, SDPA is slow on the sequences vision-language models see. Forward +
@@ -28,8 +29,8 @@ def eager_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, N, M)
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = F.dropout(scores.softmax(-1, dtype=torch.float32), dropout, training)
-    out = probs.to(v.dtype) @ v  # (B, H, N, Dh)
+    probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype)
+    out = drop(probs, dropout, training) @ v  # (B, H, N, Dh)
     if mask is not None:  # no key at all: zeros (the softmax above spread over padding)
         out = out * mask.any(-1, keepdim=True)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.layers.attention import MultiHeadAttention
+from vlp.layers.dropout import Dropout
 from vlp.layers.packing import Packing
 from vlp.layers.transformer import TransformerLayer
 
@@ -32,7 +33,7 @@ class CrossAttentionLayer(nn.Module):
                  eps: float = 1e-12) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(dim, num_heads, dropout, kv_dim=context_dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: Tensor, key_mask: Tensor | None, context: Tensor,

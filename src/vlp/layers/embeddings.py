@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.layers.dropout import Dropout
+
 TEXT_TYPE = 0
 IMAGE_TYPE = 1
 
@@ -24,7 +26,7 @@ class TextEmbedding(nn.Module):
         self.position = nn.Embedding(max_positions, dim)
         self.token_type = nn.Embedding(type_vocab_size, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         """(B, L) token ids → (B, L, D)."""
@@ -71,7 +73,7 @@ class RegionEmbedding(nn.Module):
         if style == "uniter":
             self.token_type = type_embedding if type_embedding is not None else nn.Embedding(2, dim)
             self.norm = nn.LayerNorm(dim, eps=eps)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, features: Tensor, locations: Tensor) -> Tensor:
         """features (B, R, F), locations (B, R, loc_dim) → (B, R, D)."""
@@ -108,7 +110,7 @@ class VisualBertRegionEmbedding(nn.Module):
         self.token_type = nn.Embedding(type_vocab_size, dim)
         self.position = nn.Embedding(max_positions, dim)
         self.norm = norm
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, features: Tensor, locations: Tensor | None = None) -> Tensor:
         """features (B, R, F) → (B, R, D); ``locations`` is accepted and ignored."""
@@ -137,7 +139,7 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size, stride=patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.position = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, dim))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def positions(self, h: int, w: int) -> Tensor:
         """(h·w, D) position embeddings of an h × w patch grid, raster order."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.layers.attention import MultiHeadAttention
+from vlp.layers.dropout import Dropout
 from vlp.layers.packing import Packing, packing_for
 
 
@@ -18,7 +19,7 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.act = act_layer()
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, N, D) → (B, N, D)."""
@@ -40,7 +41,7 @@ class TransformerLayer(nn.Module):
         super().__init__()
         self.norm_first = norm_first
         self.attn = MultiHeadAttention(dim, num_heads, dropout, kv_dim=cross_dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm1 = norm_layer(dim, eps=eps)
         self.mlp = MLP(dim, mlp_dim, dropout=dropout)
         self.norm2 = norm_layer(dim, eps=eps)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.layers.backbones import Backbone
+from vlp.layers.dropout import Dropout
 from vlp.layers.embeddings import (
     PatchEmbedding,
     RegionEmbedding,
@@ -187,7 +188,7 @@ class GridInput(VisualInput):
         self.rows = nn.Embedding(grid_size, dim)
         self.cols = nn.Embedding(grid_size, dim)
         self.norm = nn.LayerNorm(dim, eps=eps)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.dictionary = dictionary
         self.mask_embedding = nn.Parameter(torch.zeros(dim)) if dictionary is not None else None
         self.channels = channels
