@@ -102,6 +102,13 @@ def test_a_grid_resumes_without_running_a_finished_cell(
     assert result["machines"] == [{**machine(), "vlp": code_version(), "stages": 2}]
     assert code_version().startswith("0.")
     assert f"cpu {machine()['cpu']}" in (out / "results.md").read_text()
+    # how long each stage took: recorded per run, summed per stage, said in the table
+    record = json.loads((out / "joint" / "seed_0" / "pre" / "result.json").read_text())
+    assert record["seconds"] > 0 and record["resumed"] is False
+    assert result["stage_seconds"]["pre"]["runs"] == 2
+    assert result["stage_seconds"]["pre"]["total"] == pytest.approx(
+        sum(c["seconds"] for c in result["cells"]))
+    assert "Wall time a stage" in (out / "results.md").read_text()
 
     # a finished grid runs nothing; a lost cell (its result gone) is the only one run again
     assert main(["ablate", str(grid)]) == 0

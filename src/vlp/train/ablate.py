@@ -21,8 +21,10 @@ import json
 import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +143,7 @@ class Cell:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     machine: dict[str, str] = field(default_factory=dict)  # where it ran (runtime.machine)
+    seconds: float | None = None  # wall time of the process that finished it (None: unknown)
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
@@ -304,6 +307,7 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
                              "says\n")
         cell.command, cell.metrics = record["command"], record["metrics"]
         cell.machine = record.get("machine", {})  # {}: finished before vlp recorded it
+        cell.seconds = record.get("seconds")
         return cell
     argv = list(cell.command)
     if cell.stage.command == "evaluate":
@@ -317,17 +321,20 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
     digest = config_digest(cell.command)  # the file as this run reads it
     version = code_version()  # the code as this run imports it
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: running")
+    start = time.monotonic()
     with open(cell.out.parent / f"{cell.stage.name}.log", "w", encoding="utf-8") as out:
         code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
                               env=env).returncode
+    seconds = round(time.monotonic() - start, 1)
     if code != 0:
         cell.error = f"exit {code}; see {cell.out.parent / (cell.stage.name + '.log')}"
         return cell
     cell.metrics = (_scored_metrics(cell.out, cell.stage) if cell.stage.command == "evaluate"
                     else _final_metrics(cell.out, cell.stage.metrics))
-    cell.machine = {**machine(), "vlp": version}
+    cell.machine, cell.seconds = {**machine(), "vlp": version}, seconds
     write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
-                                        "config_sha256": digest, "machine": cell.machine},
+                                        "config_sha256": digest, "machine": cell.machine,
+                                        "seconds": seconds, "resumed": "--resume" in argv},
                                        indent=1) + "\n")
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: "
         + ", ".join(f"{k} {v:.4g}" for k, v in cell.metrics.items()))
@@ -430,9 +437,23 @@ def tabulate(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
     return {"grid": grid.name, "seeds": grid.seeds, "arms": list(grid.arms), "table": table,
             "cells": [{"arm": c.arm, "seed": c.seed, "stage": c.stage.name,
                        "dir": str(c.out), "command": shlex.join(c.command),
-                       "metrics": c.metrics, "error": c.error, "machine": c.machine}
+                       "metrics": c.metrics, "error": c.error, "machine": c.machine,
+                       "seconds": c.seconds}
                       for c in cells],
-            "machines": _machines(cells)}
+            "machines": _machines(cells), "stage_seconds": _stage_seconds(grid, cells)}
+
+
+def _stage_seconds(grid: Grid, cells: list[Cell]) -> dict[str, dict[str, float]]:
+    """Per stage, the wall time of its finished runs that recorded one: median, total and
+    how many (a stage resumed after an interruption counts its last process only)."""
+    times: dict[str, dict[str, float]] = {}
+    for stage in grid.stages:
+        done = [c.seconds for c in cells
+                if c.stage.name == stage.name and not c.error and c.seconds is not None]
+        if done:
+            times[stage.name] = {"median": statistics.median(done), "total": sum(done),
+                                 "runs": len(done)}
+    return times
 
 
 def _machines(cells: list[Cell]) -> list[dict[str, Any]]:
@@ -456,6 +477,10 @@ def _fmt(stats: dict[str, Any] | None) -> str:
     return f"{stats['mean']:.4g} ± {stats['half_width']:.2g} (n={stats['n']})"
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The table as Markdown: mean ± 95 % half-width (n seeds) per arm, then each pair."""
     table = result["table"]
@@ -476,6 +501,12 @@ def markdown(result: dict[str, Any]) -> str:
         if (c["arm"], c["stage"]) not in seen and c["seed"] == result["seeds"][0]:
             seen.add((c["arm"], c["stage"]))
             lines.append(f"- {c['arm']} / {c['stage']}: `{c['command']}`")
+    seconds = result.get("stage_seconds", {})
+    if seconds:
+        total = sum(t["total"] for t in seconds.values())
+        lines += ["", "Wall time a stage, median over its runs (one process each; "
+                  f"{total / 3600:.2g} h of processes in all): "
+                  + ", ".join(f"{name} {_duration(t['median'])}" for name, t in seconds.items())]
     machines = result.get("machines", [])
     if machines:
         lines += ["", "Ran on:", ""]
