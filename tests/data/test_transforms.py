@@ -69,7 +69,7 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path: Path, orientation: int,
     assert np.abs(pixels[5, 10] - top).max() < 10
     assert np.abs(pixels[35, 10] - bottom).max() < 10
     x, _ = RAW(img)
-    assert x.shape == (3, 640, 320)  # the upright image's shorter side is its width
+    assert x.shape == (3, 639, 320)  # the upright image's shorter side is its width
 
 
 def test_exif_upside_down(tmp_path: Path) -> None:
@@ -128,13 +128,13 @@ def test_transform_and_cache_loads_name_the_record(tmp_path: Path) -> None:
     ((640, 480), (512, 384)),  # landscape: shorter side to 384
     ((480, 640), (384, 512)),  # portrait
     ((300, 300), (384, 384)),  # square, upsampled
-    ((1000, 200), (640, 128)),  # panorama: the longer side is capped at 640
-    ((200, 1000), (128, 640)),
+    ((1000, 200), (639, 128)),  # panorama: the longer side is capped at 639
+    ((200, 1000), (128, 639)),
     ((640, 427), (576, 384)),  # COCO's most common size: 640 * 384 / 427 = 575.6 → 576
 ])
 def test_shorter_side_sizes(size: tuple[int, int], expected: tuple[int, int]) -> None:
     transform = ImageTransform(size=384)
-    assert transform.longer_cap == 640  # round(384 * 1333 / 800), as ViLT
+    assert transform.longer_cap == 639  # int(384 * 1333 / 800), as ViLT and HF
     assert transform.output_size(*size) == expected
     x, flipped = transform(_noise(*size))
     assert x.shape == (3, expected[1], expected[0]) and x.dtype == torch.float32
@@ -346,7 +346,7 @@ def test_cache_hits_give_the_same_pixels(tmp_path: Path) -> None:
         assert torch.equal(cached[0], direct[0]) and cached[1] == direct[1]
     assert (cache.hits, cache.misses, len(cache)) == (6, 3, 3)
     # evaluation caches the resized image, augmentation the whole decoded one
-    assert cache.load(path, ImageTransform(size=16)).size == (27, 16)
+    assert cache.load(path, ImageTransform(size=16)).size == (26, 16)
     assert cache.load(path, ImageTransform(size=16, augment=True)).size == (50, 30)
 
 
@@ -415,12 +415,43 @@ def test_real_coco_photos_through_the_pipeline() -> None:
     for i, path in enumerate(paths):
         x, flipped = evaluation(evaluation.load(path, f"coco: image {i}"))
         h, w = x.shape[1:]
-        assert not flipped and (min(h, w) == 384 or max(h, w) == 640) and max(h, w) <= 640
+        assert not flipped and (min(h, w) == 384 or max(h, w) == 639) and max(h, w) <= 639
         assert torch.isfinite(x).all() and -2.2 < float(x.min()) < float(x.max()) < 2.7
         assert torch.equal(evaluation(cache.load(path, evaluation))[0], x)
         y, _ = training(cache.load(path, training), gen)
-        assert max(y.shape[1:]) <= 640 and torch.isfinite(y).all()
+        assert max(y.shape[1:]) <= 639 and torch.isfinite(y).all()
         images.append(x)
     pixels, mask = pad_images(images, multiple=32)
     assert pixels.shape[0] == len(paths) and pixels.shape[2] % 32 == pixels.shape[3] % 32 == 0
     assert mask is not None and int(mask.sum()) == sum(x.shape[1] * x.shape[2] for x in images)
+
+
+def test_vilts_resize_matches_hugging_faces_processor() -> None:
+    """With ViLT's settings (384, longer side int(384 × 1333 / 800) = 639, sides rounded
+    down to whole 32-pixel patches) every photo and odd shape comes out at the size
+    ``ViltImageProcessor`` gives, with pixels within a level or two of its Pillow bicubic."""
+    transformers = pytest.importorskip("transformers")
+    processor = transformers.ViltImageProcessorPil(
+        size={"shortest_edge": 384}, size_divisor=32, image_mean=[0.5] * 3,
+        image_std=[0.5] * 3)
+    ours = ImageTransform(size=384, size_divisor=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    photos = [Image.open(p).convert("RGB") for p in _coco()]
+    shapes = [_noise(*wh) for wh in ((1000, 200), (200, 1000), (641, 479), (333, 500))]
+    for img, photo in [(i, True) for i in photos] + [(i, False) for i in shapes]:
+        want = processor(img, return_tensors="pt")["pixel_values"][0]  # (3, H, W)
+        got, _ = ours(img)
+        assert got.shape == want.shape, img.size
+        assert got.shape[1] % 32 == got.shape[2] % 32 == 0
+        if photo:  # (noise, all edges, is where two bicubic kernels differ most)
+            # two levels of 255 on a [-1, 1] scale at most; almost every pixel equal
+            assert float((got - want).abs().max()) <= 4 / 255 + 1e-6
+            assert float((got - want).abs().mean()) < 1e-4
+    # the photo whose longer side is capped: 640 × 310 → 639 × 310 → 608 × 288
+    assert ours.output_size(640, 310) == (608, 288)
+
+
+def test_size_divisor_never_rounds_a_side_to_nothing() -> None:
+    transform = ImageTransform(size=40, size_divisor=32)
+    assert transform.output_size(400, 30) == (64, 32)  # 66 × 40 capped, then whole patches
+    with pytest.raises(FieldError, match="data.size_divisor"):
+        ImageTransform(size=16, size_divisor=32)

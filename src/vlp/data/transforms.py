@@ -1,7 +1,7 @@
 """The image pipeline of pixel models (ViLT's patches, SOHO's CNN grid), in torch and Pillow.
 
 One :class:`ImageTransform` turns a decoded image into normalised pixels: resize (ViLT's
-shorter side 384 with the longer capped at 640, or a square), and for training a random
+shorter side 384 with the longer capped at 639, or a square), and for training a random
 resized crop, colour jitter and a horizontal flip. A flip turns "left" into "right", so the
 transform reports it and the caption is swapped with :func:`swap_left_right` (text) or
 :func:`swap_left_right_ids` (token ids). :func:`pad_images` batches images of different
@@ -33,6 +33,12 @@ from vlp.data.images import load_image, to_rgb
 # Detectron's default test size (800 shorter, 1333 longer): the longer side's cap when
 # max_size is 0 keeps that ratio
 _LONGER_PER_SHORTER = 1333 / 800
+
+
+def longer_cap(shorter: int) -> int:
+    """The longer side's default cap for a shorter side of ``shorter`` pixels, rounded
+    down as ViLT's code and Hugging Face's ``ViltImageProcessor`` round it (384: 639)."""
+    return int(shorter * _LONGER_PER_SHORTER)
 _CROP_TRIES = 10
 # ITU-R 601 luma weights of R, G, B, as Pillow's "L" conversion
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -44,9 +50,11 @@ class ImageTransform:
 
     Evaluation (``augment`` false, or no generator): resize only. "shorter" scales the
     shorter side to ``size`` and keeps the aspect ratio, unless the longer side would pass
-    ``max_size``, when that side gets ``max_size`` (ViLT: 384 / 640); "square" gives
-    ``size`` × ``size``. Resampling is torch's antialiased bicubic on uint8, which matches
-    Pillow's BICUBIC to within one level and is about four times faster here.
+    ``max_size``, when that side gets ``max_size`` (ViLT: 384 / 639), and with
+    ``size_divisor`` rounds each side down to a multiple of it (ViLT and Hugging Face's
+    ``ViltImageProcessor``: 32, the patch size); "square" gives ``size`` × ``size``.
+    Resampling is torch's antialiased bicubic on uint8, which matches Pillow's BICUBIC to
+    within one level and is about four times faster here.
 
     Training (``augment`` and a generator): a random resized crop first (area fraction
     uniform in ``crop_scale``, aspect ratio log-uniform in ``crop_ratio``; a centre crop of
@@ -58,8 +66,10 @@ class ImageTransform:
     Attributes:
         size: pixels — the shorter side ("shorter") or the side ("square").
         resize: "shorter" (aspect ratio kept, ViLT) or "square".
-        max_size: "shorter" — cap on the longer side; 0 — ``round(size * 1333 / 800)``
-            (640 for 384, as ViLT).
+        max_size: "shorter" — cap on the longer side; 0 — ``int(size * 1333 / 800)``
+            (639 for 384, as ViLT's code and Hugging Face's processor compute it).
+        size_divisor: "shorter" — each side rounded down to a multiple of this (ViLT: 32);
+            0 — as scaled (the collator pads to whole patches instead).
         mean: per-channel mean subtracted from pixels in [0, 1].
         std: per-channel standard deviation the pixels are then divided by.
         augment: crop, jitter and flip when called with a generator.
@@ -73,6 +83,7 @@ class ImageTransform:
     size: int = ranged(384, ge=1)
     resize: Literal["shorter", "square"] = "shorter"
     max_size: int = ranged(0, ge=0)
+    size_divisor: int = ranged(0, ge=0)
     mean: tuple[float, float, float] = field(default=(0.485, 0.456, 0.406), metadata=limits())
     std: tuple[float, float, float] = field(default=(0.229, 0.224, 0.225),
                                             metadata=limits(gt=0))
@@ -102,11 +113,14 @@ class ImageTransform:
         check(self.resize == "square" or self.longer_cap >= self.size, "data.max_size",
               f"{self.max_size} is below data.size {self.size}; the longer side cannot be "
               "shorter than the shorter one (0 picks size * 1333 / 800)")
+        check(self.resize == "square" or self.size_divisor <= self.size, "data.size_divisor",
+              f"{self.size_divisor} is above data.size {self.size}: the shorter side would "
+              "round down to nothing")
 
     @property
     def longer_cap(self) -> int:
         """The longer side's cap under "shorter" (``max_size``, or its default)."""
-        return self.max_size or round(self.size * _LONGER_PER_SHORTER)
+        return self.max_size or longer_cap(self.size)
 
     @property
     def decode_side(self) -> int:
@@ -129,7 +143,12 @@ class ImageTransform:
         scale = self.size / min(width, height)
         if max(width, height) * scale > self.longer_cap:
             scale = self.longer_cap / max(width, height)
-        return max(1, round(width * scale)), max(1, round(height * scale))
+        # half up, as ViLT's and Hugging Face's processors round
+        sides = [max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))]
+        if self.size_divisor:
+            sides = [max(self.size_divisor, s // self.size_divisor * self.size_divisor)
+                     for s in sides]
+        return sides[0], sides[1]
 
     def crop_box(self, width: int, height: int,
                  gen: torch.Generator) -> tuple[int, int, int, int]:
@@ -341,7 +360,8 @@ class DecodedImageCache:
     def _settings(transform: ImageTransform) -> tuple[Any, ...]:
         if transform.augment:
             return ("decoded", transform.decode_side)
-        return ("resized", transform.resize, transform.size, transform.longer_cap)
+        return ("resized", transform.resize, transform.size, transform.longer_cap,
+                transform.size_divisor)
 
     @staticmethod
     def _decode(path: str | Path, transform: ImageTransform,

@@ -27,7 +27,7 @@ from vlp.data.formats.karpathy import parse_karpathy
 from vlp.data.image_files import ImageFile, ImageIndex
 from vlp.data.readers import parse_json, read_text
 from vlp.data.tokenizer import Tokenizer
-from vlp.data.transforms import DecodedImageCache, ImageTransform
+from vlp.data.transforms import DecodedImageCache, ImageTransform, longer_cap
 from vlp.data.visuals import PixelSource, RegionSource, Visuals
 from vlp.errors import VlpError, is_strict, strict_mode
 from vlp.layers.backbones import Backbone, build_backbone
@@ -109,7 +109,7 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
                     else 2 * grid_backbone(model).stride)
     side = math.ceil(model.image_size / token_pixels)
     if data.resize == "shorter":  # the longer side: a 4:3 photo's, within the cap
-        longer = data.max_image_size or round(model.image_size * 1333 / 800)
+        longer = data.max_image_size or longer_cap(model.image_size)
         tokens = side * math.ceil(min(longer, model.image_size * 4 / 3) / token_pixels)
     else:
         tokens = side * side
@@ -122,6 +122,7 @@ def open_visuals(cfg: RunConfig, flip: bool = False) -> Visuals:
     def transform(augment: bool) -> ImageTransform:
         return ImageTransform(
             size=model.image_size, resize=data.resize, max_size=data.max_image_size,
+            size_divisor=data.size_divisor,
             mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), augment=augment,
             crop_scale=(data.crop_scale[0], data.crop_scale[1]), jitter=data.jitter,
             flip=data.flip if flip else "none")

@@ -35,7 +35,9 @@ class DataConfig:
     every image directly in ``image_root`` is found by the id in its name
     (``2248275918.jpg``). ``resize``: ``square`` — ``model.image_size`` on both sides;
     ``shorter`` — the shorter side to it and the longer at most ``max_image_size`` (0:
-    ``image_size`` × 1333 / 800), as ViLT. ``augment`` turns on, for training batches, a
+    ``image_size`` × 1333 / 800), as ViLT, each side then rounded down to a multiple of
+    ``size_divisor`` if set (ViLT's own and Hugging Face's processor: 32; 0: images are
+    padded to whole patches instead). ``augment`` turns on, for training batches, a
     random resized crop (``crop_scale`` of the area), colour jitter (``jitter``) and, with
     ``flip: swap``, a horizontal flip with "left" and "right" swapped in the caption
     (pre-training only: a task's label may name a side). ``image_cache_mb`` keeps that
@@ -67,6 +69,7 @@ class DataConfig:
     image_root: str = ""
     resize: Literal["square", "shorter"] = "square"
     max_image_size: int = ranged(0, ge=0)
+    size_divisor: int = ranged(0, ge=0)
     augment: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0],
                                     metadata=limits(gt=0, le=1))

@@ -46,6 +46,8 @@ FIELD_HELP = {
                    "image_size, longer capped)",
     "data.max_image_size": "cap on the longer side with resize: shorter; 0 = image_size × "
                            "1333 / 800",
+    "data.size_divisor": "with resize: shorter, round each side down to a multiple of this "
+                         "(ViLT and HF ViltImageProcessor: 32); 0 = pad to whole patches",
     "data.augment": "random resized crops and colour jitter on training batches",
     "data.crop_scale": "[smallest, largest] share of the image area a crop keeps",
     "data.jitter": "brightness, contrast and saturation jitter strength (0: none)",
@@ -181,7 +183,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
                    "objectives": {"weights": {"mlm": 1.0, "itm": 1.0}, "mix": "sum"}},
     "vilt": {"model": {"preset": "vilt_base"},
              "data": {"images": "", "image_root": "", "resize": "shorter",
-                      "max_image_size": 640, "augment": True, "flip": "swap"},
+                      "size_divisor": 32, "augment": True, "flip": "swap"},
              "objectives": {"weights": {"mlm": 1.0, "itm": 1.0, "wra": 1.0}, "mix": "sum"},
              "train": {"init_vision": ""}},
     "soho": {"model": {"preset": "", "visual": "grid", "backbone": "efficientnet_lite0",
