@@ -5,6 +5,8 @@ probabilities (B, 12, N, N) and hidden states (T, 768), fp32 and bf16. In a step
 UNITER-style pre-training step of ``throughput.py`` (MLM + MRFR + MRC-KL + ITM, AdamW) at
 base size with dropout 0.1, on one model whose dropout layers are switched between vlp's
 and torch's between rounds (same weights, same batches), and with dropout off as the floor.
+Torch's arm drops at vlp's places: on the attention probabilities after their cast to
+bf16 (before this module, vlp dropped them in fp32, which cost more).
 Rounds alternate in one process; the median is reported.
 
 Usage: ``.venv/bin/python benchmarks/dropout.py [--threads 1] [--precision bf16]``

@@ -334,7 +334,8 @@ def test_cache_hits_give_the_same_pixels(tmp_path: Path) -> None:
     path = _write(tmp_path, "a.png", (50, 30), 0)
     cache = DecodedImageCache()
     for transform in (ImageTransform(size=16), ImageTransform(size=16, resize="square"),
-                      ImageTransform(size=16, augment=True, jitter=0.3, flip="swap")):
+                      ImageTransform(size=16, augment=True, jitter=0.3, flip="swap"),
+                      ImageTransform(size=16, size_divisor=8)):
         first = np.asarray(cache.load(path, transform))
         second = np.asarray(cache.load(path, transform))
         assert np.array_equal(first, second)
@@ -344,7 +345,7 @@ def test_cache_hits_give_the_same_pixels(tmp_path: Path) -> None:
         gen = torch.Generator().manual_seed(3) if transform.augment else None
         direct = transform(load_image(path), gen)
         assert torch.equal(cached[0], direct[0]) and cached[1] == direct[1]
-    assert (cache.hits, cache.misses, len(cache)) == (6, 3, 3)
+    assert (cache.hits, cache.misses, len(cache)) == (8, 4, 4)
     # evaluation caches the resized image, augmentation the whole decoded one
     assert cache.load(path, ImageTransform(size=16)).size == (26, 16)
     assert cache.load(path, ImageTransform(size=16, augment=True)).size == (50, 30)
@@ -451,7 +452,8 @@ def test_vilts_resize_matches_hugging_faces_processor() -> None:
 
 
 def test_size_divisor_never_rounds_a_side_to_nothing() -> None:
-    transform = ImageTransform(size=40, size_divisor=32)
-    assert transform.output_size(400, 30) == (64, 32)  # 66 × 40 capped, then whole patches
-    with pytest.raises(FieldError, match="data.size_divisor"):
-        ImageTransform(size=16, size_divisor=32)
+    transform = ImageTransform(size=64, size_divisor=32)
+    assert transform.output_size(400, 30) == (96, 32)  # 106 × 8 capped: 106 → 96, 8 → 32
+    for bad in ({"size": 380}, {"size": 16}, {"size": 384, "resize": "square"}):
+        with pytest.raises(FieldError, match="data.size_divisor"):
+            ImageTransform(size_divisor=32, **bad)  # type: ignore[arg-type]

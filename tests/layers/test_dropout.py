@@ -39,7 +39,7 @@ def test_neighbouring_elements_are_independent() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_gradient_is_the_mask_times_the_scale(dtype: torch.dtype) -> None:
     torch.manual_seed(2)
-    x = torch.randn(8, 33, 7, dtype=dtype, requires_grad=True)  # odd sizes: a partial draw
+    x = torch.randn(7, 33, 5, dtype=dtype, requires_grad=True)  # 1155: a partial last draw
     y = dropout(x, 0.3)
     assert y.dtype == dtype and y.shape == x.shape
     g = torch.randn_like(y)
@@ -48,8 +48,8 @@ def test_the_gradient_is_the_mask_times_the_scale(dtype: torch.dtype) -> None:
     scale = 65536 / (65536 - round(0.3 * 65536))
     assert x.grad is not None
     torch.testing.assert_close(x.grad, torch.where(keep, g, 0) * scale)
-    # each output rounded once from the fp32 product, as F.dropout rounds it (a scale
-    # rounded to bf16 first would shrink every kept element by 0.16 %)
+    # each output rounded once from the fp32 product (CPU F.dropout's scale rounded to
+    # bf16 first shrinks every kept element by 0.16 %)
     expected = (torch.where(keep, x.detach(), 0).float() * scale).to(dtype)
     assert torch.equal(y, expected)
 
@@ -81,8 +81,10 @@ def test_the_module_is_an_nn_dropout_that_obeys_train_and_eval() -> None:
     assert torch.equal(layer(x), x)
 
 
-def test_compiled_code_uses_torchs_own_dropout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inside torch.compile the mask is inductor's: vlp's draw is not traced."""
+def test_rates_finer_than_the_mask_and_compiled_code_use_torchs_dropout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rate the 16-bit mask cannot hold, and code inside torch.compile (whose masks are
+    its own), go to F.dropout: nothing is silently left undropped."""
     calls: list[float] = []
 
     def spy(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -90,6 +92,15 @@ def test_compiled_code_uses_torchs_own_dropout(monkeypatch: pytest.MonkeyPatch) 
         return x
 
     monkeypatch.setattr(F, "dropout", spy)
+    dropout(torch.ones(8), 1e-6)  # rounds to 0 of 65536 levels
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     dropout(torch.ones(8), 0.1)
-    assert calls == [0.1]
+    assert calls == [1e-6, 0.1]
+
+
+def test_the_module_compiles_whole() -> None:
+    compiled = torch.compile(Dropout(0.5), backend="aot_eager", fullgraph=True)
+    torch.manual_seed(4)
+    y = compiled(torch.ones(10_000))
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert 0.45 < float((y != 0).float().mean()) < 0.55

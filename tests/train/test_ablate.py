@@ -4,6 +4,7 @@ checked when read, and a grid that resumes without running a finished cell again
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ from vlp.train.ablate import (
     config_digest,
     interval,
     load_grid,
+    markdown,
     paired,
     plan,
     run_stage,
     t95,
+    tabulate,
 )
 from vlp.train.cli import main
 
@@ -43,6 +46,28 @@ def test_paired_differences_pair_the_same_seeds() -> None:
     assert diff is not None and diff["seeds"] == [0, 1, 2]
     assert diff["values"] == [1.0, 3.0, -7.0] and diff["mean"] == pytest.approx(-1.0)
     assert paired(a, {7: 1.0}) is None
+
+
+def test_stage_times_leave_resumed_runs_out(tmp_path: Path) -> None:
+    grid = load_grid(_write(tmp_path / "g.yaml", {
+        "stages": [{"name": "pre"}, {"name": "vqa", "command": "finetune", "task": "vqa",
+                                     "init": "pre"}],
+        "arms": {"a": {}, "b": {}}, "pairs": [["b", "a"]]}))
+    cells = [c for stages in plan(grid, tmp_path) for c in stages]
+    for i, c in enumerate(cells):
+        c.metrics = {"x": 1.0}
+        c.seconds = 600.0 + 60 * i if c.stage.name == "pre" else 30.0
+    cells[0].resumed = True  # a, seed 0, pre: only its last process was timed
+    cells[1].error = "exit 1"  # a failed stage counts nowhere
+    result = tabulate(grid, cells)
+    pre = [600.0 + 60 * i for i, c in enumerate(cells) if c.stage.name == "pre"][1:]
+    assert result["stage_seconds"]["pre"] == {"median": statistics.median(pre),
+                                             "total": sum(pre), "runs": 5, "resumed": 1}
+    assert result["stage_seconds"]["vqa"]["runs"] == 5
+    line = [ln for ln in markdown(result).splitlines() if ln.startswith("Wall time")]
+    assert line == [f"Wall time a stage, median over its runs (one process each; "
+                    f"{(sum(pre) + 150) / 60:.1f} min of processes in all; 1 resumed runs "
+                    f"left out): pre {statistics.median(pre) / 60:.1f} min, vqa 30 s"]
 
 
 def _write(path: Path, doc: dict) -> Path:

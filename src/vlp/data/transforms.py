@@ -33,15 +33,15 @@ from vlp.data.images import load_image, to_rgb
 # Detectron's default test size (800 shorter, 1333 longer): the longer side's cap when
 # max_size is 0 keeps that ratio
 _LONGER_PER_SHORTER = 1333 / 800
+_CROP_TRIES = 10
+# ITU-R 601 luma weights of R, G, B, as Pillow's "L" conversion
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def longer_cap(shorter: int) -> int:
     """The longer side's default cap for a shorter side of ``shorter`` pixels, rounded
     down as ViLT's code and Hugging Face's ``ViltImageProcessor`` round it (384: 639)."""
     return int(shorter * _LONGER_PER_SHORTER)
-_CROP_TRIES = 10
-# ITU-R 601 luma weights of R, G, B, as Pillow's "L" conversion
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class ImageTransform:
         resize: "shorter" (aspect ratio kept, ViLT) or "square".
         max_size: "shorter" — cap on the longer side; 0 — ``int(size * 1333 / 800)``
             (639 for 384, as ViLT's code and Hugging Face's processor compute it).
-        size_divisor: "shorter" — each side rounded down to a multiple of this (ViLT: 32);
-            0 — as scaled (the collator pads to whole patches instead).
+        size_divisor: "shorter" — each side rounded down to a multiple of this (ViLT: 32),
+            which must divide ``size``; 0 — as scaled (the collator pads to whole patches).
         mean: per-channel mean subtracted from pixels in [0, 1].
         std: per-channel standard deviation the pixels are then divided by.
         augment: crop, jitter and flip when called with a generator.
@@ -113,9 +113,14 @@ class ImageTransform:
         check(self.resize == "square" or self.longer_cap >= self.size, "data.max_size",
               f"{self.max_size} is below data.size {self.size}; the longer side cannot be "
               "shorter than the shorter one (0 picks size * 1333 / 800)")
-        check(self.resize == "square" or self.size_divisor <= self.size, "data.size_divisor",
-              f"{self.size_divisor} is above data.size {self.size}: the shorter side would "
-              "round down to nothing")
+        if self.size_divisor:
+            check(self.resize == "shorter", "data.size_divisor",
+                  f"{self.size_divisor} rounds the sides of resize: shorter; resize: square "
+                  "gives data.size on both sides (0: leave it out)")
+            # a multiple: an image resized once is the size it would be resized to again
+            # (the decoded-image cache keeps resized images and passes them through again)
+            check(self.size % self.size_divisor == 0, "data.size_divisor",
+                  f"data.size {self.size} is not a multiple of {self.size_divisor}")
 
     @property
     def longer_cap(self) -> int:

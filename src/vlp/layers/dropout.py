@@ -4,13 +4,15 @@ On CPU, ``F.dropout`` draws one Bernoulli variate per element, and at BERT-base 
 is about a tenth of a bf16 training step (it is mostly the random number generator; the
 multiply is nothing beside it). Here one 64-bit draw from torch's generator gives four
 16-bit uniforms, so the mask costs a quarter of the draws: forward + backward take about
-half the time on one core (``benchmarks/dropout.py``). The mask is kept for backward
-in the input's dtype (2 or 4 bytes an element where torch keeps 1): converting a bool mask
-again in backward would cost more than the draw saved. The rate is a multiple of
-1/65,536 (0.1 becomes 6554/65536 = 0.100006) and the kept elements are scaled by the
-inverse of the rate really used, so the expected output still equals the input.
-Elsewhere (CUDA, which has a fused kernel; inside ``torch.compile``, which draws its own
-masks) it is ``F.dropout``.
+half the time on one core (``benchmarks/dropout.py``). The mask is kept for backward in
+the input's dtype, as CPU ``F.dropout`` keeps it. The rate is a multiple of 1/65,536
+(0.1 becomes 6554/65536 = 0.100006; a rate below 1/131,072 goes to ``F.dropout``) and the
+kept elements are scaled by the inverse of the rate really used, so the expected output
+still equals the input. The scale multiplies as a Python number, so each output is
+rounded once from the exact product; CPU ``F.dropout`` multiplies by a scale already
+rounded to the input's dtype, which in bf16 (1/0.9 → 1.109375) shrinks every kept
+element by 0.16 %. Elsewhere (CUDA, which has a fused kernel; inside ``torch.compile``,
+which draws its own masks) it is ``F.dropout``.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     expectation (training only); ``F.dropout``'s contract, with the CPU mask above."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    drop = round(p * _LEVELS)
-    if not training or drop == 0:
+    if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or drop == _LEVELS or torch.compiler.is_compiling():
+    drop = round(p * _LEVELS)
+    if (x.device.type != "cpu" or drop in (0, _LEVELS)
+            or torch.compiler.is_compiling()):
         return F.dropout(x, p, training)
     keep = _keep_mask(x.shape, drop, x.device).to(x.dtype)  # backward multiplies by it too
-    # the scale as a Python number: each output is rounded once, as F.dropout rounds it
-    # (a bf16 1/0.9 would shrink every kept element by 0.16 %)
+    # the scale as a Python number: each output rounded once (a bf16 1/0.9 would shrink
+    # every kept element by 0.16 %)
     return (x * keep).mul_(_LEVELS / (_LEVELS - drop))
 
 

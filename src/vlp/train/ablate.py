@@ -144,6 +144,7 @@ class Cell:
     error: str = ""
     machine: dict[str, str] = field(default_factory=dict)  # where it ran (runtime.machine)
     seconds: float | None = None  # wall time of the process that finished it (None: unknown)
+    resumed: bool = False  # that process resumed an interrupted run: ``seconds`` is a part
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
@@ -307,7 +308,7 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
                              "says\n")
         cell.command, cell.metrics = record["command"], record["metrics"]
         cell.machine = record.get("machine", {})  # {}: finished before vlp recorded it
-        cell.seconds = record.get("seconds")
+        cell.seconds, cell.resumed = record.get("seconds"), bool(record.get("resumed"))
         return cell
     argv = list(cell.command)
     if cell.stage.command == "evaluate":
@@ -332,9 +333,10 @@ def run_stage(cell: Cell, log: Any = say, env: dict[str, str] | None = None) -> 
     cell.metrics = (_scored_metrics(cell.out, cell.stage) if cell.stage.command == "evaluate"
                     else _final_metrics(cell.out, cell.stage.metrics))
     cell.machine, cell.seconds = {**machine(), "vlp": version}, seconds
+    cell.resumed = "--resume" in argv
     write_text_atomic(done, json.dumps({"command": cell.command, "metrics": cell.metrics,
                                         "config_sha256": digest, "machine": cell.machine,
-                                        "seconds": seconds, "resumed": "--resume" in argv},
+                                        "seconds": seconds, "resumed": cell.resumed},
                                        indent=1) + "\n")
     log(f"   {cell.arm} seed {cell.seed} {cell.stage.name}: "
         + ", ".join(f"{k} {v:.4g}" for k, v in cell.metrics.items()))
@@ -438,21 +440,23 @@ def tabulate(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
             "cells": [{"arm": c.arm, "seed": c.seed, "stage": c.stage.name,
                        "dir": str(c.out), "command": shlex.join(c.command),
                        "metrics": c.metrics, "error": c.error, "machine": c.machine,
-                       "seconds": c.seconds}
+                       "seconds": c.seconds, "resumed": c.resumed}
                       for c in cells],
             "machines": _machines(cells), "stage_seconds": _stage_seconds(grid, cells)}
 
 
 def _stage_seconds(grid: Grid, cells: list[Cell]) -> dict[str, dict[str, float]]:
-    """Per stage, the wall time of its finished runs that recorded one: median, total and
-    how many (a stage resumed after an interruption counts its last process only)."""
+    """Per stage, the wall time of its finished runs that ran whole in one process (a
+    resumed run timed only its last process): median, total and how many; and how many
+    resumed runs were left out."""
     times: dict[str, dict[str, float]] = {}
     for stage in grid.stages:
-        done = [c.seconds for c in cells
+        done = [c for c in cells
                 if c.stage.name == stage.name and not c.error and c.seconds is not None]
-        if done:
-            times[stage.name] = {"median": statistics.median(done), "total": sum(done),
-                                 "runs": len(done)}
+        whole = [c.seconds for c in done if not c.resumed and c.seconds is not None]
+        if whole:
+            times[stage.name] = {"median": statistics.median(whole), "total": sum(whole),
+                                 "runs": len(whole), "resumed": len(done) - len(whole)}
     return times
 
 
@@ -478,7 +482,9 @@ def _fmt(stats: dict[str, Any] | None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -504,8 +510,10 @@ def markdown(result: dict[str, Any]) -> str:
     seconds = result.get("stage_seconds", {})
     if seconds:
         total = sum(t["total"] for t in seconds.values())
+        resumed = sum(t.get("resumed", 0) for t in seconds.values())
+        left_out = f"; {resumed} resumed runs left out" if resumed else ""
         lines += ["", "Wall time a stage, median over its runs (one process each; "
-                  f"{total / 3600:.2g} h of processes in all): "
+                  f"{_duration(total)} of processes in all{left_out}): "
                   + ", ".join(f"{name} {_duration(t['median'])}" for name, t in seconds.items())]
     machines = result.get("machines", [])
     if machines:
