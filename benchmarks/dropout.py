@@ -31,7 +31,6 @@ import throughput
 from _common import KARPATHY_TEST, RESULTS, format_table, ratio, write_results
 from vlp.layers import attention
 from vlp.layers.dropout import Dropout, dropout
-from vlp.train.allocator import keep_freed_memory
 
 
 def _time(fn: Callable[[], Any], reps: int) -> float:
@@ -151,7 +150,6 @@ def main() -> None:
     p.add_argument("--skip-step", action="store_true", help="the op timings only")
     p.add_argument("--out", type=Path, default=RESULTS / "dropout_cpu.json")
     args = p.parse_args()
-    keep_freed_memory()  # as vlp's command line runs
     torch.set_num_threads(args.threads)
     ops = op_rows(args)
     print(format_table(["shape", "dtype", "torch ms", "vlp ms", "vlp speed-up"],

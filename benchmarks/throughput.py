@@ -46,7 +46,6 @@ from vlp.data.tokenizer import Tokenizer
 from vlp.data.visuals import RegionsInMemory, RegionSource
 from vlp.models import ModelConfig, build_model
 from vlp.objectives import LossModel, build_objectives
-from vlp.train.allocator import keep_freed_memory
 from vlp.train.demo import demo_config
 from vlp.train.runtime import autocast, compile_layers, make_optimizer
 
@@ -327,7 +326,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Measure, print the table, write the JSON."""
     args = parse_args()
-    keep_freed_memory()  # as vlp's command line runs
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -60,7 +60,6 @@ from vlp.errors import VlpError
 from vlp.models import build_model
 from vlp.models.weights import load_partial
 from vlp.objectives import LossModel, build_objectives
-from vlp.train.allocator import keep_freed_memory
 from vlp.train.config import DataConfig
 from vlp.train.runtime import autocast, make_optimizer
 
@@ -713,7 +712,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Check the losses, time every cell, print the tables, write the JSON."""
     args = parse_args()
-    keep_freed_memory()  # as vlp's command line runs (HF's model gets it too)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.vocab_label = str(args.vocab)

@@ -3,13 +3,10 @@ would emulate it (about 100x slower), with one warning line."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
-from vlp.train import cli, runtime
+from vlp.train import runtime
 
 
 @pytest.mark.parametrize(("avx512_bf16", "amx", "expected"),
@@ -58,43 +55,3 @@ def test_adamw_is_fused_and_steps_as_the_loop_does() -> None:
     moved = max((a - b).abs().max() for a, b in zip(fused_model.parameters(),
                                                    model().parameters(), strict=True))
     assert moved > 1e-3  # the steps did move the weights
-
-
-# mmapped bytes before and after a 64 MB buffer is freed and another taken (glibc's
-# mallinfo2: its fifth field, hblkhd, counts the bytes held in mmapped blocks)
-_ALLOCATOR_PROBE = """
-import ctypes, sys
-from vlp.train.allocator import keep_freed_memory
-class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks "
-                                               "fsmblks uordblks fordblks keepcost").split()]
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = Info
-applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-block = libc.malloc(64 << 20)
-mapped = libc.mallinfo2().hblkhd
-libc.free(block)
-again = libc.malloc(64 << 20)
-print(applied, mapped >= 64 << 20, libc.mallinfo2().arena >= 64 << 20)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-@pytest.mark.parametrize(("arm", "expected"), [("default", "False True False"),
-                                               ("keep", "True False True")])
-def test_freed_memory_is_kept_in_the_heap(arm: str, expected: str) -> None:
-    """glibc maps a 64 MB block afresh (and unmaps it on free); after keep_freed_memory()
-    it comes from the heap, where a freed block is there for the next step."""
-    done = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE, arm], capture_output=True,
-                          text=True, check=True)
-    assert done.stdout.split() == expected.split()
-
-
-def test_the_command_line_keeps_freed_memory(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    calls: list[bool] = []
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(True) or True)
-    assert cli.main(["config", "new", "uniter"]) == 0
-    assert calls == [True] and "model:" in capsys.readouterr().out

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlp.errors import VlpError, one_line_warnings, set_strict
-from vlp.train.allocator import keep_freed_memory
 
 if TYPE_CHECKING:
     from vlp.tasks import TaskSpec
@@ -651,7 +650,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     if args.strict:
         set_strict(True)
-    keep_freed_memory()  # a step's large buffers reused, not faulted in again each step
     try:
         with warnings.catch_warnings():
             one_line_warnings()
