@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +49,15 @@ class Batch:
             (B, R) per-region scores (referring expressions).
         group_ids: (B,) rows that make up one example (NLVR2's two images, VCR's four
             options) share an id; None when every row is its own example.
+    Host-side:
+        counts: how many elements of the masks are True, counted on the CPU by
+            :meth:`to` — ``"text"`` (``text_mask``), ``"regions"`` (``region_mask``),
+            ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows whose
+            ``itm_labels`` is 1) and ``"region_masked"`` (masked real regions). With
+            them, packing and the objectives' gathers need no host-device
+            synchronisation on an accelerator. Empty when unknown (a batch built on the
+            device, or re-paired by :meth:`pair`); code that changes a mask after
+            :meth:`to` must clear them.
     """
 
     input_ids: Tensor
@@ -68,6 +78,7 @@ class Batch:
     image_ids: Tensor | None = None
     targets: Tensor | None = None
     group_ids: Tensor | None = None
+    counts: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -75,13 +86,29 @@ class Batch:
         return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        """A copy with every tensor on ``device``."""
-        moved = {
+        """A copy with every tensor on ``device``, and :attr:`counts` (kept, or counted
+        while the masks are still on the CPU)."""
+        moved: dict[str, Any] = {
             f.name: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v)
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
         }
+        if not self.counts and self.text_mask.device.type == "cpu":
+            moved["counts"] = self.host_counts()
         return Batch(**moved)
+
+    def host_counts(self) -> dict[str, int]:
+        """:attr:`counts` of this batch's masks, read where they are."""
+        counts = {"text": int(self.text_mask.sum())}
+        if self.mlm_labels is not None:
+            counts["mlm"] = int((self.mlm_labels != IGNORE_INDEX).sum())
+        if self.itm_labels is not None:
+            counts["itm_true"] = int((self.itm_labels == 1).sum())
+        if self.region_mask is not None:
+            counts["regions"] = int(self.region_mask.sum())
+            if self.region_masked is not None:
+                counts["region_masked"] = int((self.region_masked & self.region_mask).sum())
+        return counts
 
     def pair(self, text_index: Tensor, image_index: Tensor) -> Batch:
         """New pairs: row ``k`` is text ``text_index[k]`` with image ``image_index[k]``.
@@ -89,8 +116,10 @@ class Batch:
         Text-side and per-example fields (labels, ids, targets) follow the text; region,
         pixel and image-id fields follow the image. Retrieval's hard negatives are made so.
         """
-        picked = {}
+        picked: dict[str, Any] = {"counts": {}}
         for f in dataclasses.fields(self):
+            if f.name == "counts":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, Tensor):
                 index = image_index if f.name in IMAGE_FIELDS else text_index

@@ -7,11 +7,39 @@ alone, packed into (T, D): with ITM negatives and regions of 10–100 per image,
 padded batch's positions are padding. Attention unpacks its queries, keys and values to
 (B, N) for one batched kernel over the real keys (a small share of the FLOPs at these
 lengths) and packs its output again.
+
+How many positions are real decides the packed shape. Read from a mask on an accelerator,
+that number costs a host-device synchronisation (the host waits for the device to finish
+everything queued before it); a batch knows it on the host already (``Batch.counts``,
+counted on the CPU before the batch moved), and given it, the index is found without one.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+
+def real_index(mask: Tensor, count: int | None = None) -> Tensor:
+    """(T,) indices of the True elements of ``mask``, flattened, in order.
+
+    ``count`` is T when the caller knows it on the host: on an accelerator the index is
+    then found without waiting for the device. On the CPU, where reading costs nothing,
+    the count is checked instead, so that a stale one fails loudly wherever tests run.
+    """
+    flat = mask.reshape(-1)
+    if count is not None and not _reads_free(flat):
+        return torch.nonzero_static(flat, size=count).squeeze(1)
+    index = flat.nonzero().squeeze(1)
+    if count is not None and index.numel() != count:
+        raise RuntimeError(f"a mask holds {index.numel()} real positions, but its batch "
+                           f"counted {count} (was a mask changed after Batch.to?)")
+    return index
+
+
+def _reads_free(t: Tensor) -> bool:
+    """Whether the host reads ``t`` without waiting for a device (it lives on the CPU)."""
+    return t.device.type == "cpu"
 
 
 class Packing:
@@ -19,16 +47,16 @@ class Packing:
 
     Args:
         mask: (B, N) bool, True on real positions.
+        count: how many are, when known on the host (:func:`real_index`).
 
     Attributes:
         mask: as given.
         index: (T,) the real positions' indices in the flattened (B·N) batch, in order.
     """
 
-    def __init__(self, mask: Tensor) -> None:
+    def __init__(self, mask: Tensor, count: int | None = None) -> None:
         self.mask = mask
-        # a host-device synchronisation (T is data-dependent), once per stream and pass
-        self.index = mask.reshape(-1).nonzero().squeeze(1)
+        self.index = real_index(mask, count)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -47,12 +75,17 @@ class Packing:
         return out.view(b, n, x.shape[-1])
 
 
-def packing_for(mask: Tensor | None) -> Packing | None:
-    """A :class:`Packing` for ``mask``, or None when there is no padding to leave out
-    (finding out reads the mask on the host, as packing does anyway)."""
-    if mask is None or bool(mask.all()):
+def packing_for(mask: Tensor | None, count: int | None = None) -> Packing | None:
+    """A :class:`Packing` for ``mask``, or None when there is no padding to leave out.
+    Without ``count`` (how many positions are real), finding out reads the mask on the
+    host, as packing it would."""
+    if mask is None:
         return None
-    return Packing(mask)
+    if count is None:
+        count = int(mask.sum())
+    if count == mask.numel():
+        return None
+    return Packing(mask, count)
 
 
-__all__ = ["Packing", "packing_for"]
+__all__ = ["Packing", "packing_for", "real_index"]

@@ -76,13 +76,14 @@ class TransformerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=eps) if norm_first else None
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, count: int | None = None) -> Tensor:
         """x (B, N, D), mask (B, N) True on real tokens → (B, N, D).
 
         The layers run on the real positions only (:mod:`vlp.layers.packing`); padded
-        positions come out as zeros.
+        positions come out as zeros. ``count``: how many positions are real, when the host
+        knows it (no host-device synchronisation then).
         """
-        packing = packing_for(mask)
+        packing = packing_for(mask, count)
         if packing is None:
             for layer in self.layers:
                 x = layer(x, mask)

@@ -98,20 +98,21 @@ class SingleStreamModel(VLEncoder):
 
     def encode_text(self, batch: Batch) -> Tensor:
         """Text alone through the transformer: (B, L, D)."""
-        return self.encoder(self.embed_text(batch), batch.text_mask)
+        return self.encoder(self.embed_text(batch), batch.text_mask, batch.counts.get("text"))
 
     def encode_image(self, batch: Batch) -> Tensor:
         """Visual tokens alone through the transformer: (B, R, D)."""
-        return self.encoder(*self.embed_image(batch))
+        visual = self.embed_visual(batch)
+        return self.encoder(visual.tokens, visual.mask, visual.count)
 
     def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
         """Text and image each through the shared transformer alone (ALBEF's "align
         before fuse": the same weights serve the contrastive and the joint passes)."""
-        tokens, image_mask = self.embed_image(batch)
+        visual = self.embed_visual(batch)
         return UnimodalOutput(
-            text=self.encoder(self.embed_text(batch), batch.text_mask),
-            image=self.encoder(tokens, image_mask), text_mask=batch.text_mask,
-            image_mask=image_mask)
+            text=self.encode_text(batch),
+            image=self.encoder(visual.tokens, visual.mask, visual.count),
+            text_mask=batch.text_mask, image_mask=visual.mask)
 
     def forward(self, batch: Batch) -> VLOutput:
         """Joint encoding of the batch's text and image."""
@@ -121,7 +122,9 @@ class SingleStreamModel(VLEncoder):
         vd = {"vd_indices": visual.vd_indices, "vd_masked": visual.vd_masked}
         x = torch.cat([text, image], dim=1)  # (B, L + R, D)
         mask = torch.cat([batch.text_mask, image_mask], dim=1)  # (B, L + R)
-        x = self.encoder(x, mask)
+        n_real = batch.counts.get("text")
+        x = self.encoder(x, mask, None if n_real is None or visual.count is None
+                         else n_real + visual.count)
         n_text = text.shape[1]
         text, image = x[:, :n_text], x[:, n_text:]
         if self.image_pooler is None:

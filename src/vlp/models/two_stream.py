@@ -18,7 +18,7 @@ from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput, VLOutput
 from vlp.models.single_stream import init_bert_weights
-from vlp.models.visual import RegionInput
+from vlp.models.visual import RegionInput, VisualInput
 from vlp.models.weights import load_partial
 
 
@@ -41,7 +41,7 @@ class TwoStreamModel(VLEncoder):
             alone (LXMERT).
     """
 
-    def __init__(self, text_embed: TextEmbedding, visual_input: nn.Module,
+    def __init__(self, text_embed: TextEmbedding, visual_input: VisualInput,
                  text_encoder: TransformerEncoder, image_encoder: TransformerEncoder,
                  blocks: list[CoAttentionBlock], text_pooler: Pooler,
                  image_pooler: Pooler | None) -> None:
@@ -101,7 +101,7 @@ class TwoStreamModel(VLEncoder):
 
         With the text layers started from BERT, this is BERT.
         """
-        p = Packing(batch.text_mask)
+        p = Packing(batch.text_mask, batch.counts.get("text"))
         x = self.text_encoder.forward_packed(p.pack(self.text_embed(batch.input_ids)), p)
         for block in self._blocks():
             x = block.text_layer(x, packing=p)
@@ -109,26 +109,32 @@ class TwoStreamModel(VLEncoder):
 
     def encode_image(self, batch: Batch) -> Tensor:
         """The image stream alone, every image layer, cross-attention skipped: (B, R, Dv)."""
-        x, mask = self.visual_input(batch)
-        p = Packing(mask)
-        x = self.image_encoder.forward_packed(p.pack(x), p)
+        return self._image_alone(batch)[0]
+
+    def _image_alone(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """:meth:`encode_image` and the regions' mask (B, R)."""
+        visual = self.visual_input.embed(batch)
+        p = Packing(visual.mask, visual.count)
+        x = self.image_encoder.forward_packed(p.pack(visual.tokens), p)
         for block in self._blocks():
             x = block.image_layer(x, packing=p)
-        return p.unpack(x)
+        return p.unpack(x), visual.mask
 
     def encode_unimodal(self, batch: Batch) -> UnimodalOutput:
         """Each stream alone (what contrastive objectives compare)."""
-        _, image_mask = self.visual_input(batch)
-        return UnimodalOutput(text=self.encode_text(batch), image=self.encode_image(batch),
+        image, image_mask = self._image_alone(batch)
+        return UnimodalOutput(text=self.encode_text(batch), image=image,
                               text_mask=batch.text_mask, image_mask=image_mask)
 
     def forward(self, batch: Batch) -> VLOutput:
         """Joint encoding of the batch's text and image; every layer runs on the real
         positions only (:mod:`vlp.layers.packing`), padded ones come out as zeros."""
         text_mask = batch.text_mask  # (B, L)
-        image, image_mask = self.visual_input(batch)  # (B, R, Dv), (B, R)
+        visual = self.visual_input.embed(batch)
+        image, image_mask = visual.tokens, visual.mask  # (B, R, Dv), (B, R)
         text = self.text_embed(batch.input_ids)  # (B, L, D)
-        tp, ip = Packing(text_mask), Packing(image_mask)
+        tp = Packing(text_mask, batch.counts.get("text"))
+        ip = Packing(image_mask, visual.count)
         t = self.text_encoder.forward_packed(tp.pack(text), tp)  # (T, D)
         v = self.image_encoder.forward_packed(ip.pack(image), ip)  # (T', Dv)
         for block in self._blocks():

@@ -38,12 +38,15 @@ class VisualTokens:
             the input has no dictionary.
         vd_masked: (B, R) True on tokens replaced by the [MASK] embedding for masked visual
             modelling (every token of the entry ``batch.vd_draw`` picked); None likewise.
+        count: how many tokens are real, when the host knows it without reading ``mask``
+            (:mod:`vlp.layers.packing`); None otherwise.
     """
 
     tokens: Tensor
     mask: Tensor
     vd_indices: Tensor | None = None
     vd_masked: Tensor | None = None
+    count: int | None = None
 
 
 class VisualInput(nn.Module):
@@ -76,7 +79,7 @@ class RegionInput(VisualInput):
             raise VlpError(f"region features have size {got}, the model expects "
                            f"{self.embedding.feature_dim} (model.region_feature_dim)")
         return VisualTokens(self.embedding(batch.region_feats, batch.region_loc),
-                            batch.region_mask)
+                            batch.region_mask, count=batch.counts.get("regions"))
 
 
 def _pixels(batch: Batch, channels: int, visual: str) -> Tensor:
@@ -139,9 +142,10 @@ class PatchInput(VisualInput):
             real = any_real(batch.pixel_mask, e.patch_size, grid)  # (B, h, w)
         tokens = e(pixels, real)  # (B, 1 + h·w, D)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        count = None if real is not None else mask.numel()
         if real is not None:
             mask[:, 1:] = real.flatten(1)
-        return VisualTokens(tokens, mask)
+        return VisualTokens(tokens, mask, count=count)
 
 
 class GridInput(VisualInput):
@@ -229,7 +233,7 @@ class GridInput(VisualInput):
             mask = real.flatten(1)  # (B, h·w)
             pos = per_image_positions(real, self.positions)  # (B, h·w, D), each its own
         v = x.flatten(2).transpose(1, 2)  # (B, h·w, D)
-        out = VisualTokens(v, mask)
+        out = VisualTokens(v, mask, count=mask.numel() if batch.pixel_mask is None else None)
         tokens = v
         if self.dictionary is not None:
             assert self.mask_embedding is not None

@@ -25,7 +25,7 @@ class ObjectiveOutput:
 
     loss: Tensor
     correct: Tensor | None = None
-    count: Tensor | None = None
+    count: int | None = None  # known on the host: reading it never waits for the device
 
 
 OutputT = TypeVar("OutputT", VLOutput, UnimodalOutput)
@@ -114,7 +114,7 @@ def classification(logits: Tensor, targets: Tensor) -> ObjectiveOutput:
     return ObjectiveOutput(F.cross_entropy(logits, targets), correct, count)
 
 
-def accuracy_counts(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+def accuracy_counts(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
     """(number right, number of predictions) for argmax classification."""
     correct = (logits.argmax(-1) == targets).sum()
-    return correct, torch.tensor(targets.numel(), device=targets.device)
+    return correct, targets.numel()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.layers.packing import real_index
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import UnimodalOutput
@@ -58,20 +59,19 @@ class ITC(Objective[UnimodalOutput]):
         ids = (batch.image_ids if batch.image_ids is not None
                else torch.arange(batch.size, device=text.device))
         if batch.itm_labels is not None:
-            true = batch.itm_labels == 1
-            text, image, ids = text[true], image[true], ids[true]
+            rows = real_index(batch.itm_labels == 1, batch.counts.get("itm_true"))
+            text, image, ids = text[rows], image[rows], ids[rows]
         n = len(ids)
         if n == 0:
             graph = self.logit_scale + text.sum() + image.sum()  # every parameter, gradient 0
-            return ObjectiveOutput(zero_loss(graph), torch.zeros((), device=text.device),
-                                   torch.zeros((), device=text.device))
+            return ObjectiveOutput(zero_loss(graph), torch.zeros((), device=text.device), 0)
         scale = self.logit_scale.exp().clamp(max=100.0)
         logits = scale * text @ image.T  # (N texts, N images)
         same = ids[:, None] == ids[None, :]  # (N, N) every matching pair
         targets = same.float() / same.sum(1, keepdim=True)
         loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
         correct = same[torch.arange(n, device=ids.device), logits.argmax(1)].sum()
-        return ObjectiveOutput(loss, correct, torch.tensor(n, device=logits.device))
+        return ObjectiveOutput(loss, correct, n)
 
 
 def build_itc(cfg: ModelConfig, model: VLEncoder) -> ITC:

@@ -22,7 +22,7 @@ class LossOutput:
     loss: Tensor
     losses: dict[str, Tensor]
     correct: dict[str, Tensor] = field(default_factory=dict)
-    count: dict[str, Tensor] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
 
 
 class LossModel(nn.Module):

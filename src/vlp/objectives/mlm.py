@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.data.batch import IGNORE_INDEX, Batch
+from vlp.layers.packing import real_index
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -42,10 +43,15 @@ class MLM(Objective[VLOutput]):
         if batch.mlm_labels is None:
             raise ValueError("MLM needs batch.mlm_labels")
         where = batch.mlm_labels != IGNORE_INDEX  # (B, L)
-        if not bool(where.any()):
+        count = batch.counts.get("mlm")
+        if count is None:
+            count = int(where.sum())
+        if count == 0:
             return ObjectiveOutput(zero_loss(output.text))
-        logits = self.head(output.text[where]).float()  # (N_masked, V)
-        return classification(logits, batch.mlm_labels[where])
+        index = real_index(where, count)  # (N_masked,) into the flattened (B·L)
+        states = output.text.reshape(-1, output.text.shape[-1]).index_select(0, index)
+        logits = self.head(states).float()  # (N_masked, V)
+        return classification(logits, batch.mlm_labels.reshape(-1).index_select(0, index))
 
 
 def build_mlm(cfg: ModelConfig, model: VLEncoder) -> MLM:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
+from vlp.layers.packing import real_index
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -30,22 +31,27 @@ from vlp.objectives.base import (
 Target = Literal["feature", "class", "distribution"]
 
 
-def _feature_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """(B, R, F) → (N, F): the regions at ``index`` into the flattened (B·R)."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, index)
+
+
+def _feature_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRFR: L2 to the original (pre-mask) detector feature."""
     assert batch.region_targets is not None
-    return ObjectiveOutput(F.mse_loss(pred, batch.region_targets[where].float()))
+    return ObjectiveOutput(F.mse_loss(pred, _rows(batch.region_targets, index).float()))
 
 
-def _class_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+def _class_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRC: cross-entropy to the detector's argmax class."""
     assert batch.region_cls is not None
-    return classification(pred, batch.region_cls[where].argmax(-1))
+    return classification(pred, _rows(batch.region_cls, index).argmax(-1))
 
 
-def _distribution_loss(pred: Tensor, batch: Batch, where: Tensor) -> ObjectiveOutput:
+def _distribution_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRC-KL: KL(detector ‖ prediction), averaged over masked regions."""
     assert batch.region_cls is not None
-    target = batch.region_cls[where].float()
+    target = _rows(batch.region_cls, index).float()
     log_probs = F.log_softmax(pred, dim=-1)
     correct, count = accuracy_counts(log_probs, target.argmax(-1))
     return ObjectiveOutput(F.kl_div(log_probs, target, reduction="batchmean"), correct, count)
@@ -79,10 +85,16 @@ class MaskedRegionModelling(Objective[VLOutput]):
         if batch.region_masked is None:
             raise ValueError("masked region modelling needs batch.region_masked")
         where = batch.region_masked & output.image_mask  # (B, R)
-        if not bool(where.any()) or getattr(batch, _NEEDS[self.target]) is None:
+        # the batch counted its masked real regions; the model's mask must be the regions'
+        count = batch.counts.get("region_masked") if output.image_mask is batch.region_mask \
+            else None
+        if count is None:
+            count = int(where.sum())
+        if count == 0 or getattr(batch, _NEEDS[self.target]) is None:
             return ObjectiveOutput(zero_loss(output.image))
-        pred = self.head(output.image[where]).float()  # (N, F) or (N, C)
-        return _LOSSES[self.target](pred, batch, where)
+        index = real_index(where, count)  # (N,) into the flattened (B·R)
+        pred = self.head(_rows(output.image, index)).float()  # (N, F) or (N, C)
+        return _LOSSES[self.target](pred, batch, index)
 
 
 def _check_regions(cfg: ModelConfig, name: str) -> None:

@@ -21,7 +21,7 @@ from vlp.errors import VlpError
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, zero_loss
+from vlp.objectives.base import Objective, ObjectiveOutput
 
 
 @torch.no_grad()
@@ -89,13 +89,11 @@ class WRA(Objective[VLOutput]):
         word_mask = output.text_mask[:, 1:]
         distance = transport_distance(output.text[:, 1:], word_mask, output.image,
                                       output.image_mask, self.iterations)  # (B,)
-        match = batch.itm_labels == 1
-        loss = zero_loss(distance)
-        if match.any():
-            loss = loss + distance[match].mean()
-        if (~match).any():
-            loss = loss - distance[~match].mean()
-        return ObjectiveOutput(loss)
+        match = (batch.itm_labels == 1).to(distance.dtype)  # (B,)
+        # each mean over its rows, 0 when there are none (a weighted sum: no host read)
+        matched = (distance * match).sum() / match.sum().clamp(min=1.0)
+        mismatched = (distance * (1.0 - match)).sum() / (1.0 - match).sum().clamp(min=1.0)
+        return ObjectiveOutput(matched - mismatched)
 
 
 def build_wra(cfg: ModelConfig, model: VLEncoder) -> WRA:

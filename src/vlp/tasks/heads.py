@@ -50,7 +50,7 @@ class PairClassifier(Objective[VLOutput]):
         else:
             loss = F.cross_entropy(logits, batch.targets)
             correct = (pick == batch.targets).sum()
-        count = torch.tensor(logits.shape[0], device=logits.device)
+        count = logits.shape[0]
         return ObjectiveOutput(loss, correct.detach(), count)
 
 
@@ -74,7 +74,7 @@ def _group_loss(logits: Tensor, batch: Batch) -> ObjectiveOutput:
         raise ValueError("a task head needs batch.targets")
     loss = F.cross_entropy(logits, batch.targets)
     correct = (logits.argmax(1) == batch.targets).sum()
-    count = torch.tensor(logits.shape[0], device=logits.device)
+    count = logits.shape[0]
     return ObjectiveOutput(loss, correct.detach(), count)
 
 
@@ -171,7 +171,7 @@ class RegionScorer(Objective[VLOutput]):
                              f"the model's visual tokens {tuple(logits.shape)}")
         rows = torch.arange(logits.shape[0], device=logits.device)
         correct = (targets[rows, logits.argmax(1)] > 0).sum()
-        count = torch.tensor(logits.shape[0], device=logits.device)
+        count = logits.shape[0]
         mass = targets.sum(1)  # (B,)
         learnable = mass > 0
         if not bool(learnable.any()):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -171,6 +171,7 @@ class Trainer:
         self.scheduler = warmup_linear(self.optimizer, t.warmup_steps, t.steps)
         self.scaler = torch.amp.GradScaler(
             enabled=t.precision == "fp16" and env.device.type == "cuda")
+        self.finite = FiniteLossCheck(defer=env.device.type != "cpu")
         self.step = 0
         self.finished = False
         # sampler position of the last batch consumed: the loader's workers read ahead,
@@ -275,6 +276,7 @@ class Trainer:
                 self._after_step(log, window, bar)
                 if self.step >= t.steps:
                     break
+        self.finite.flush()
         bar.close()
 
     def _batches(self) -> Iterator[tuple[BatchKey, Batch]]:
@@ -306,7 +308,7 @@ class Trainer:
                 autocast(self.env.device, self.cfg.train.precision):
             out: LossOutput = self._ddp(batch, key.objectives)
             loss = out.loss / self.cfg.train.grad_accum
-        check_finite_loss(self.step + 1, out, batch)
+        self.finite.push(self.step + 1, out, batch)
         self.scaler.scale(loss).backward()
         window.add(out, batch.size)
 
@@ -336,17 +338,22 @@ class Trainer:
 
     def _after_step(self, log: MetricsLog, window: _Window, bar: tqdm) -> None:
         t = self.cfg.train
-        if self.step % t.log_every == 0 or self.step == t.steps:
+        logs = self.step % t.log_every == 0 or self.step == t.steps
+        evaluates = bool(t.eval_every) and self.step % t.eval_every == 0 and self.step < t.steps
+        saves = bool(t.save_every) and self.step % t.save_every == 0 and self.step < t.steps
+        if logs or evaluates or saves:
+            self.finite.flush()  # no log line, evaluation or checkpoint after a NaN loss
+        if logs:
             row = window.flush()
             row["lr"] = float(self.scheduler.get_last_lr()[0])
             bar.set_postfix(loss=f"{row['loss']:.3f}", sps=f"{row['samples_per_s']:.0f}")
             if self.rank == 0:
                 log.log(self.step, row)
-        if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+        if evaluates:
             metrics = self.evaluate()
             if self.rank == 0:
                 log.log(self.step, metrics)
-        if t.save_every and self.step % t.save_every == 0 and self.step < t.steps:
+        if saves:
             self.save()
 
     def evaluate(self) -> dict[str, float]:
@@ -494,15 +501,19 @@ class Trainer:
 
 
 class _Window:
-    """Running sums of losses, accuracy counts and samples between two log lines."""
+    """Running sums of losses, accuracy counts and samples between two log lines.
+
+    The sums stay where the losses are (on an accelerator, the device): adding a step's
+    losses does not wait for the device; :meth:`flush` reads them, once a log line.
+    """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, Tensor] = {}
         self.counts: dict[str, int] = {}
-        self.correct: dict[str, float] = {}
+        self.correct: dict[str, Tensor] = {}
         self.total: dict[str, float] = {}
         self.samples = 0
         self.start = time.perf_counter()
@@ -511,19 +522,70 @@ class _Window:
         self.samples += batch_size
         for name, value in {"loss": out.loss, **out.losses}.items():
             key = name if name == "loss" else f"loss/{name}"
-            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
             self.counts[key] = self.counts.get(key, 0) + 1
         for name, correct in out.correct.items():
-            self.correct[name] = self.correct.get(name, 0.0) + float(correct)
-            self.total[name] = self.total.get(name, 0.0) + float(out.count[name])
+            right = correct.detach().float()
+            self.correct[name] = self.correct[name] + right if name in self.correct else right
+            self.total[name] = self.total.get(name, 0.0) + out.count[name]
 
     def flush(self) -> dict[str, float]:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        row.update({f"{k}_acc": self.correct[k] / max(self.total[k], 1.0) for k in self.correct})
+        row = {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+        row.update({f"{k}_acc": float(self.correct[k]) / max(self.total[k], 1.0)
+                    for k in self.correct})
         row["samples_per_s"] = self.samples / elapsed
         self.reset()
         return row
+
+
+class FiniteLossCheck:
+    """A training loss must be finite: else one line naming the step, the objective and
+    the batch's images (:func:`check_finite_loss`).
+
+    Reading a loss on the host waits for the device to compute it. With ``defer`` (an
+    accelerator), each micro-step's losses are copied to the host as the device gets to
+    them and read at the next micro-step, log line, evaluation, checkpoint or the end of
+    the run — the host never waits for the step it is queuing. The step whose loss was
+    not finite has then updated the weights; nothing is logged, evaluated or saved after
+    it. On the CPU (``defer`` False) each loss is read at once and a NaN one never
+    reaches the weights.
+    """
+
+    def __init__(self, defer: bool) -> None:
+        self.defer = defer
+        self._pending: tuple[int, LossOutput, Batch, Tensor, Any] | None = None
+
+    def push(self, step: int, out: LossOutput, batch: Batch) -> None:
+        """Check the loss of a micro-step of ``step`` (now, or once the next comes)."""
+        if not self.defer:
+            check_finite_loss(step, out, batch)
+            return
+        values = torch.stack([out.loss.detach().float(),
+                              *(v.detach().float() for v in out.losses.values())])
+        host = values.to("cpu", non_blocking=True)
+        done = None
+        if values.is_cuda:
+            done = torch.cuda.Event()
+            done.record()
+        previous, self._pending = self._pending, (step, out, batch, host, done)
+        if previous is not None:
+            self._check(previous)
+
+    def flush(self) -> None:
+        """Check the micro-step still pending, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._check(pending)
+
+    @staticmethod
+    def _check(pending: tuple[int, LossOutput, Batch, Tensor, Any]) -> None:
+        step, out, batch, host, done = pending
+        if done is not None:
+            done.synchronize()  # long done by now: the device is a step further on
+        if not all(math.isfinite(v) for v in host.tolist()):
+            check_finite_loss(step, out, batch)
 
 
 def _images(rows: Sized) -> str:
@@ -595,5 +657,5 @@ def check_finite_eval(step: int, out: LossOutput, batch: Batch) -> None:
                        f"({describe_images(batch)}); check their features; nothing was saved")
 
 
-__all__ = ["Evaluation", "Parts", "RunData", "Trainer", "check_finite_eval",
+__all__ = ["Evaluation", "FiniteLossCheck", "Parts", "RunData", "Trainer", "check_finite_eval",
            "check_finite_loss", "mean_losses", "scoring"]

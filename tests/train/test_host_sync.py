@@ -1,0 +1,184 @@
+"""A training step that never waits for the device: nothing read back to the host in the
+forward, the losses, the backward or the optimizer step (issue 15).
+
+No accelerator runs here, so the step runs on the CPU as it runs on one: packing and the
+objectives' gathers take their accelerator path (``_reads_free`` False) and the finite-loss
+check defers. A dispatch mode then records every operation that, on an accelerator, makes
+the host wait — a tensor read as a number (``_local_scalar_dense``: ``.item()``,
+``float()``, ``bool()``), or a shape that depends on the values (``nonzero``, a boolean
+index).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import vlp.layers.packing as packing
+from vlp.config import load_config
+from vlp.data.batch import Batch
+from vlp.errors import VlpError
+from vlp.layers.packing import real_index
+from vlp.objectives.loss_model import LossOutput
+from vlp.train.config import PretrainConfig
+from vlp.train.pretrain import build_pretraining
+from vlp.train.trainer import FiniteLossCheck, Trainer, _Window
+
+pytestmark = pytest.mark.slow  # builds pre-training runs
+
+WAITS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "unique",
+         "_unique2", "repeat_interleave", "bincount"}
+
+
+class HostReads(TorchDispatchMode):
+    """Records (op, where in vlp) of every operation that waits for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        name = func._schema.name.split("::")[-1]
+        indices = args[1] if name.startswith("index") and len(args) > 1 else ()
+        by_mask = isinstance(indices, (list, tuple)) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
+        if name in WAITS or by_mask:
+            ours = [f for f in traceback.extract_stack() if "/vlp/" in f.filename]
+            where = f"{ours[-1].filename.rsplit('/vlp/', 1)[-1]}:{ours[-1].lineno}" if ours \
+                else "?"
+            self.seen[(name, where)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _trainer(world: Path, out: Path, *extra: str) -> Trainer:
+    cfg = load_config(PretrainConfig, None, [
+        f"data.world={world}", "data.token_budget=60", "data.bucket_size=8",
+        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.intermediate_size=64", "model.dropout=0.1", f"train.out={out}",
+        "train.steps=3", "train.precision=fp32", "train.tensorboard=false",
+        "train.progress=false", "objectives.mix=sum", *extra])
+    return build_pretraining(cfg)
+
+
+def _step_reads(trainer: Trainer) -> collections.Counter[Any]:
+    """The host reads of one micro-step and optimizer step (after a first, unrecorded)."""
+    trainer.finite = FiniteLossCheck(defer=True)
+    trainer.model.train()
+    batches = iter(trainer._batches())
+    window = _Window()
+    for record in (False, True):
+        key, batch = next(batches)
+        batch = batch.to("cpu")  # the masks are counted here, before the batch would move
+        mode = HostReads()
+        with mode if record else contextlib.nullcontext():
+            trainer._micro_step(key, batch, window, sync=True)
+            trainer._optimizer_step(key)
+    return mode.seen
+
+
+@pytest.mark.parametrize("extra", [
+    ("objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc: 1, mrc_kl: 1, wra: 1, itc: 1}",),
+    ("model.arch=two_stream", "model.num_cross_layers=1", "model.num_image_layers=1",
+     "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc_kl: 1, itc: 1}"),
+], ids=["single_stream", "two_stream"])
+def test_a_training_step_never_waits_for_the_device(
+        dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        extra: tuple[str, ...]) -> None:
+    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    trainer = _trainer(dataset, tmp_path / "run", *extra)
+    assert _step_reads(trainer) == {}
+    # the same step without the batch's host counts reads the masks: the recorder sees it
+    monkeypatch.setattr(Batch, "host_counts", lambda self: {})
+    reads = _step_reads(_trainer(dataset, tmp_path / "again", *extra))
+    assert {where.split(":")[0] for _, where in reads} >= {
+        "layers/packing.py", "objectives/mlm.py", "objectives/mrm.py"}
+
+
+def test_the_accelerator_path_gives_the_cpu_paths_losses(
+        dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc_kl: 1, wra: 1, itc: 1}"
+    trainer = _trainer(dataset, tmp_path / "run", extra, "model.dropout=0.0",
+                       "objectives.masking=joint", "data.token_budget=400")
+    key, batch = next((k, b) for k, b in ((k, b.to("cpu")) for k, b in trainer._batches())
+                      if b.counts["region_masked"] > 0 and 0 < b.counts["itm_true"] < b.size)
+    assert batch.counts["mlm"] > 0
+    trainer.model.eval()
+    cpu = trainer.model(batch, key.objectives)
+    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    accelerator = trainer.model(batch, key.objectives)
+    assert cpu.losses.keys() == accelerator.losses.keys() == {
+        "mlm", "itm", "mrfr", "mrc_kl", "wra", "itc"}
+    for name in cpu.losses:
+        assert torch.equal(cpu.losses[name], accelerator.losses[name]), name
+    assert cpu.count == accelerator.count
+
+
+def test_a_mask_changed_after_it_was_counted_fails_loudly() -> None:
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    batch = Batch(input_ids=torch.zeros(2, 3, dtype=torch.long), text_mask=mask).to("cpu")
+    assert batch.counts == {"text": 3}
+    assert real_index(batch.text_mask, batch.counts["text"]).tolist() == [0, 1, 3]
+    batch.text_mask[1, 1] = True  # changed in place after Batch.to
+    with pytest.raises(RuntimeError, match="holds 4 real positions, but its batch counted 3"):
+        real_index(batch.text_mask, batch.counts["text"])
+
+
+def test_pairing_a_batch_drops_its_counts() -> None:
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    batch = Batch(input_ids=torch.zeros(2, 3, dtype=torch.long), text_mask=mask).to("cpu")
+    paired = batch.pair(torch.tensor([1, 1]), torch.tensor([0, 1]))
+    assert batch.counts and paired.counts == {}
+    assert paired.to("cpu").counts == {"text": 2}
+
+
+def _out(value: float) -> LossOutput:
+    loss = torch.tensor(value)
+    return LossOutput(loss=loss, losses={"mlm": torch.tensor(1.0), "mrfr": loss})
+
+
+def _batch() -> Batch:
+    return Batch(input_ids=torch.zeros(2, 3, dtype=torch.long),
+                 text_mask=torch.ones(2, 3, dtype=torch.bool), image_ids=torch.tensor([7, 9]))
+
+
+def test_a_deferred_nan_loss_stops_the_run_at_the_next_read() -> None:
+    check = FiniteLossCheck(defer=True)
+    check.push(1, _out(math.nan), _batch())  # not read yet: the host does not wait
+    with pytest.raises(VlpError) as err:
+        check.push(2, _out(0.5), _batch())
+    text = str(err.value)
+    assert text.startswith("step 1: loss is nan (objective mrfr, images [7, 9])")
+    assert "\n" not in text
+
+    check = FiniteLossCheck(defer=True)
+    check.push(1, _out(0.5), _batch())
+    check.push(2, _out(math.inf), _batch())
+    with pytest.raises(VlpError, match="step 2: loss is inf"):
+        check.flush()  # a log line, evaluation, checkpoint or the end of the run
+    check.flush()  # nothing pending after it
+
+
+def test_on_the_cpu_a_nan_loss_is_refused_at_once() -> None:
+    check = FiniteLossCheck(defer=False)
+    with pytest.raises(VlpError, match="step 4: loss is nan"):
+        check.push(4, _out(math.nan), _batch())
+
+
+def test_the_log_window_means_losses_and_accuracies() -> None:
+    window = _Window()
+    for loss, right in ((1.0, 3), (2.0, 1)):
+        window.add(LossOutput(loss=torch.tensor(loss), losses={"mlm": torch.tensor(loss * 2)},
+                              correct={"mlm": torch.tensor(right)}, count={"mlm": 4}), 5)
+    row = window.flush()
+    assert row["loss"] == 1.5 and row["loss/mlm"] == 3.0 and row["mlm_acc"] == 0.5
+    assert row["samples_per_s"] > 0
+    assert window.flush().keys() == {"samples_per_s"}  # flushed: a new window
