@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
@@ -169,3 +173,29 @@ def save_reference(model: torch.nn.Module, scale: Callable[[str], float], out: P
     perturb(model.eval(), scale)
     model.save_pretrained(out)  # type: ignore[operator]
     return out
+
+
+# operations that make the host wait for an accelerator (tests/train/test_host_sync.py)
+WAITS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "unique",
+         "_unique2", "repeat_interleave", "bincount"}
+
+
+class HostReads(TorchDispatchMode):
+    """Records (op, where in vlp) of every operation that waits for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        name = func._schema.name.split("::")[-1]
+        indices = args[1] if name.startswith("index") and len(args) > 1 else ()
+        by_mask = isinstance(indices, (list, tuple)) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
+        if name in WAITS or by_mask:
+            ours = [f for f in traceback.extract_stack() if "/vlp/" in f.filename]
+            where = f"{ours[-1].filename.rsplit('/vlp/', 1)[-1]}:{ours[-1].lineno}" if ours \
+                else "?"
+            self.seen[(name, where)] += 1
+        return func(*args, **(kwargs or {}))

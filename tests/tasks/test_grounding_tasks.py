@@ -4,6 +4,7 @@ reproduce, IoU targets and Q→AR on hand-made cases."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import nan_regions, overfit_losses
+import vlp.layers.packing as packing
+from conftest import HostReads, nan_regions, overfit_losses
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStore, RegionStoreWriter
@@ -39,6 +41,7 @@ from vlp.tasks.vcr import (
 from vlp.train.cli import main
 from vlp.train.config import FinetuneConfig
 from vlp.train.finetune import build_finetuning
+from vlp.train.trainer import FiniteLossCheck, _Window
 from vlp.world.make import make_world
 
 pytestmark = pytest.mark.slow  # fine-tuning runs
@@ -106,6 +109,28 @@ def config(world: Path, out: Path, task: str, *extra: str) -> FinetuneConfig:
 def _parts(world: Path) -> tuple[Tokenizer, RegionSource]:
     return (Tokenizer.from_vocab(world / "vocab.txt"),
             RegionSource(RegionStore.open(world / "features")))
+
+
+# --------------------------------------------------------------- no wait for the device
+@pytest.mark.parametrize("task", ["vqa", "ve", "nlvr2", "refcoco", "vcr", "retrieval"])
+def test_a_fine_tuning_step_never_waits_for_the_device(
+        world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str) -> None:
+    """The accelerator path, run on the CPU (tests/train/test_host_sync.py): a training
+    step of every task reads nothing back from the device."""
+    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    trainer = build_finetuning(config(world, tmp_path / task, task, "train.steps=2",
+                                      "data.batch_size=4")).trainer
+    trainer.finite = FiniteLossCheck(defer=True)
+    trainer.model.train()
+    batches, window = iter(trainer._batches()), _Window()
+    for record in (False, True):  # the second step, after the first's lazy set-up
+        key, batch = next(batches)
+        batch = batch.to("cpu")  # counted here, as before a batch moves to the device
+        reads = HostReads()
+        with reads if record else contextlib.nullcontext():
+            trainer._micro_step(key, batch, window, sync=True)
+            trainer._optimizer_step(key)
+    assert reads.seen == {}
 
 
 # ------------------------------------------------------------------------- heads over-fit

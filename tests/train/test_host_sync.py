@@ -14,15 +14,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import vlp.layers.packing as packing
+from conftest import HostReads
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
@@ -33,31 +32,6 @@ from vlp.train.pretrain import build_pretraining
 from vlp.train.trainer import FiniteLossCheck, Trainer, _Window
 
 pytestmark = pytest.mark.slow  # builds pre-training runs
-
-WAITS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "unique",
-         "_unique2", "repeat_interleave", "bincount"}
-
-
-class HostReads(TorchDispatchMode):
-    """Records (op, where in vlp) of every operation that waits for the device."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
-        name = func._schema.name.split("::")[-1]
-        indices = args[1] if name.startswith("index") and len(args) > 1 else ()
-        by_mask = isinstance(indices, (list, tuple)) and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
-        if name in WAITS or by_mask:
-            ours = [f for f in traceback.extract_stack() if "/vlp/" in f.filename]
-            where = f"{ours[-1].filename.rsplit('/vlp/', 1)[-1]}:{ours[-1].lineno}" if ours \
-                else "?"
-            self.seen[(name, where)] += 1
-        return func(*args, **(kwargs or {}))
-
 
 def _trainer(world: Path, out: Path, *extra: str) -> Trainer:
     cfg = load_config(PretrainConfig, None, [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,11 +54,13 @@ class Batch:
         counts: how many elements of the masks are True, counted on the CPU by
             :meth:`to` — ``"text"`` (``text_mask``), ``"regions"`` (``region_mask``),
             ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows whose
-            ``itm_labels`` is 1) and ``"region_masked"`` (masked real regions). With
-            them, packing and the objectives' gathers need no host-device
-            synchronisation on an accelerator. Empty when unknown (a batch built on the
-            device, or re-paired by :meth:`pair`); code that changes a mask after
-            :meth:`to` must clear them.
+            ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
+            ``"group_runs"`` (the greatest common divisor of the lengths of the runs of
+            equal ``group_ids``: rows come in consecutive groups of K when K divides
+            it). With them, packing, the objectives' gathers and the grouped heads' check
+            need no host-device synchronisation on an accelerator. Empty when unknown
+            (a batch built on the device, or re-paired by :meth:`pair`); code that
+            changes a mask after :meth:`to` must clear them.
     """
 
     input_ids: Tensor
@@ -108,6 +111,11 @@ class Batch:
             counts["regions"] = int(self.region_mask.sum())
             if self.region_masked is not None:
                 counts["region_masked"] = int((self.region_masked & self.region_mask).sum())
+        if self.group_ids is not None and self.group_ids.numel():
+            ids = self.group_ids.tolist()
+            starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+            lengths = [b - a for a, b in zip(starts, [*starts[1:], len(ids)], strict=True)]
+            counts["group_runs"] = math.gcd(*lengths)
         return counts
 
     def pair(self, text_index: Tensor, image_index: Tensor) -> Batch:

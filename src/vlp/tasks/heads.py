@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.models.outputs import VLOutput
-from vlp.objectives.base import Objective, ObjectiveOutput, fp32_logits, zero_loss
+from vlp.objectives.base import Objective, ObjectiveOutput, fp32_logits
 
 
 def mlp_head(dim: int, num_outputs: int, eps: float = 1e-12) -> nn.Sequential:
@@ -60,11 +60,17 @@ def group_count(batch: Batch, rows: int, group_size: int) -> int:
     if rows % group_size:
         raise ValueError(f"a grouped head needs rows in groups of {group_size}, got {rows} rows")
     groups = rows // group_size
-    if batch.group_ids is not None:
+    if batch.group_ids is None:
+        return groups
+    runs = batch.counts.get("group_runs")  # read on the host before the batch moved
+    if runs is not None:
+        consecutive = runs % group_size == 0
+    else:
         ids = batch.group_ids.view(groups, group_size)  # (G, K)
-        if not bool((ids == ids[:, :1]).all()):
-            raise ValueError(f"a grouped head needs each group's {group_size} rows "
-                             "consecutive in the batch (see batch.group_ids)")
+        consecutive = bool((ids == ids[:, :1]).all())
+    if not consecutive:
+        raise ValueError(f"a grouped head needs each group's {group_size} rows "
+                         "consecutive in the batch (see batch.group_ids)")
     return groups
 
 
@@ -173,12 +179,9 @@ class RegionScorer(Objective[VLOutput]):
         correct = (targets[rows, logits.argmax(1)] > 0).sum()
         count = logits.shape[0]
         mass = targets.sum(1)  # (B,)
-        learnable = mass > 0
-        if not bool(learnable.any()):
-            return ObjectiveOutput(zero_loss(logits.masked_fill(~output.image_mask, 0.0)),
-                                   correct.detach(), count)
-        log_p = F.log_softmax(logits[learnable], dim=1)  # (B', R)
-        log_p = log_p.masked_fill(~output.image_mask[learnable], 0.0)  # no 0 · -inf
-        target = targets[learnable] / mass[learnable, None]  # (B', R), rows sum to 1
-        loss = -(target * log_p).sum(1).mean()
+        learnable = (mass > 0).to(logits.dtype)  # rows with a positive region
+        log_p = F.log_softmax(logits, dim=1).masked_fill(~output.image_mask, 0.0)  # no 0·-inf
+        target = targets / mass.clamp(min=1e-12)[:, None]  # (B, R), a learnable row sums to 1
+        # the mean over learnable rows, as a weighted sum: the host never reads which they are
+        loss = -(target * log_p).sum(1).sum() / learnable.sum().clamp(min=1.0)
         return ObjectiveOutput(loss, correct.detach(), count)
