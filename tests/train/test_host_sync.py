@@ -156,3 +156,22 @@ def test_the_log_window_means_losses_and_accuracies() -> None:
     assert row["loss"] == 1.5 and row["loss/mlm"] == 3.0 and row["mlm_acc"] == 0.5
     assert row["samples_per_s"] > 0
     assert window.flush().keys() == {"samples_per_s"}  # flushed: a new window
+
+
+def test_the_loader_pins_a_batch_and_it_keeps_its_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DataLoader(pin_memory=True)`` (on CUDA) pins each (key, batch) it hands over;
+    pinning needs CUDA, so here it is a copy that says it was made."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    pinned: list[torch.Tensor] = []
+
+    def fake_pin(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        pinned.append(self)
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    batch = _batch()
+    key, out = pin_memory(("key", batch))
+    assert key == "key" and isinstance(out, Batch)
+    assert len(pinned) == 3 and torch.equal(out.text_mask, batch.text_mask)
+    assert out.counts == {"text": 6}

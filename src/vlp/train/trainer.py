@@ -296,6 +296,7 @@ class Trainer:
         # must advance identically in an uninterrupted and a resumed run (dropout)
         return DataLoader(self.parts.batches, batch_sampler=self.keys,  # type: ignore[arg-type]
                           collate_fn=unwrap, num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.env.device.type == "cuda",  # Batch.pin_memory
                           generator=torch.Generator().manual_seed(0))
 
     def _micro_step(self, key: BatchKey, batch: Batch, window: _Window, sync: bool) -> None:
