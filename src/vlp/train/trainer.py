@@ -570,7 +570,11 @@ class FiniteLossCheck:
         if values.is_cuda:
             done = torch.cuda.Event()
             done.record()
-        previous, self._pending = self._pending, (step, out, batch, host, done)
+        # what the message needs, not the graph or the batch's features
+        kept = LossOutput(out.loss.detach(), {k: v.detach() for k, v in out.losses.items()})
+        named = Batch(input_ids=batch.input_ids, text_mask=batch.text_mask,
+                      image_ids=batch.image_ids)
+        previous, self._pending = self._pending, (step, kept, named, host, done)
         if previous is not None:
             self._check(previous)
 
