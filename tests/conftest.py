@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import vlp
 from vlp.data.batch import Batch
 from vlp.data.features import RegionStoreWriter
 from vlp.data.locations import location_features
@@ -177,15 +178,51 @@ def save_reference(model: torch.nn.Module, scale: Callable[[str], float], out: P
 
 # operations that make the host wait for an accelerator (tests/train/test_host_sync.py)
 WAITS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "unique",
-         "_unique2", "repeat_interleave", "bincount"}
+         "_unique2", "unique_consecutive", "repeat_interleave", "bincount", "equal"}
+# Tensor methods that read a tensor on the host without an operation to see
+READS = ("tolist", "numpy", "cpu", "item")
+# the one read a step may make: the finite-loss check's host copy of the losses, made as
+# the device got to them and read one micro-step later (vlp.train.trainer.FiniteLossCheck)
+ALLOWED = {("train/trainer.py", "_check")}
+PACKAGE = str(Path(vlp.__file__).resolve().parent) + "/"
 
 
 class HostReads(TorchDispatchMode):
-    """Records (op, where in vlp) of every operation that waits for the device."""
+    """Records (what, where in vlp) of every operation or read that, on an accelerator,
+    waits for the device: a value read as a number or list, a copy to the host, a shape
+    that depends on the values (``nonzero``, a boolean index)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._saved: dict[str, Any] = {}
+
+    def _record(self, name: str) -> None:
+        ours = [f for f in traceback.extract_stack() if f.filename.startswith(PACKAGE)]
+        if not ours:
+            return
+        where = (ours[-1].filename.removeprefix(PACKAGE), ours[-1].name)
+        if where not in ALLOWED:
+            self.seen[(name, f"{where[0]}:{ours[-1].lineno}")] += 1
+
+    def __enter__(self) -> HostReads:
+        for name in READS:
+            method = getattr(torch.Tensor, name)
+            self._saved[name] = method
+
+            def read(t: torch.Tensor, *args: Any, _name: str = name, _m: Any = method,
+                     **kwargs: Any) -> Any:
+                self._record(_name)
+                return _m(t, *args, **kwargs)
+
+            setattr(torch.Tensor, name, read)
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        for name, method in self._saved.items():
+            setattr(torch.Tensor, name, method)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
@@ -194,8 +231,5 @@ class HostReads(TorchDispatchMode):
         by_mask = isinstance(indices, (list, tuple)) and any(
             isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
         if name in WAITS or by_mask:
-            ours = [f for f in traceback.extract_stack() if "/vlp/" in f.filename]
-            where = f"{ours[-1].filename.rsplit('/vlp/', 1)[-1]}:{ours[-1].lineno}" if ours \
-                else "?"
-            self.seen[(name, where)] += 1
+            self._record(name)
         return func(*args, **(kwargs or {}))

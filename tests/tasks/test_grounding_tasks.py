@@ -117,7 +117,7 @@ def test_a_fine_tuning_step_never_waits_for_the_device(
         world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str) -> None:
     """The accelerator path, run on the CPU (tests/train/test_host_sync.py): a training
     step of every task reads nothing back from the device."""
-    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)
     trainer = build_finetuning(config(world, tmp_path / task, task, "train.steps=2",
                                       "data.batch_size=4")).trainer
     trainer.finite = FiniteLossCheck(defer=True)

@@ -2,7 +2,7 @@
 forward, the losses, the backward or the optimizer step (issue 15).
 
 No accelerator runs here, so the step runs on the CPU as it runs on one: packing and the
-objectives' gathers take their accelerator path (``_reads_free`` False) and the finite-loss
+objectives' gathers take their accelerator path (``reads_free`` False) and the finite-loss
 check defers. A dispatch mode then records every operation that, on an accelerator, makes
 the host wait — a tensor read as a number (``_local_scalar_dense``: ``.item()``,
 ``float()``, ``bool()``), or a shape that depends on the values (``nonzero``, a boolean
@@ -27,11 +27,11 @@ from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.layers.packing import real_index
 from vlp.objectives.loss_model import LossOutput
+from vlp.tasks.heads import group_count
 from vlp.train.config import PretrainConfig
 from vlp.train.pretrain import build_pretraining
 from vlp.train.trainer import FiniteLossCheck, Trainer, _Window
 
-pytestmark = pytest.mark.slow  # builds pre-training runs
 
 def _trainer(world: Path, out: Path, *extra: str) -> Trainer:
     cfg = load_config(PretrainConfig, None, [
@@ -59,15 +59,16 @@ def _step_reads(trainer: Trainer) -> collections.Counter[Any]:
     return mode.seen
 
 
+@pytest.mark.slow  # builds pre-training runs
 @pytest.mark.parametrize("extra", [
     ("objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc: 1, mrc_kl: 1, wra: 1, itc: 1}",),
     ("model.arch=two_stream", "model.num_cross_layers=1", "model.num_image_layers=1",
-     "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc_kl: 1, itc: 1}"),
+     "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc: 1, mrc_kl: 1, wra: 1, itc: 1}"),
 ], ids=["single_stream", "two_stream"])
 def test_a_training_step_never_waits_for_the_device(
         dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         extra: tuple[str, ...]) -> None:
-    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)
     trainer = _trainer(dataset, tmp_path / "run", *extra)
     assert _step_reads(trainer) == {}
     # the same step without the batch's host counts reads the masks: the recorder sees it
@@ -77,6 +78,7 @@ def test_a_training_step_never_waits_for_the_device(
         "layers/packing.py", "objectives/mlm.py", "objectives/mrm.py"}
 
 
+@pytest.mark.slow  # builds a pre-training run
 def test_the_accelerator_path_gives_the_cpu_paths_losses(
         dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     extra = "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc_kl: 1, wra: 1, itc: 1}"
@@ -87,7 +89,7 @@ def test_the_accelerator_path_gives_the_cpu_paths_losses(
     assert batch.counts["mlm"] > 0
     trainer.model.eval()
     cpu = trainer.model(batch, key.objectives)
-    monkeypatch.setattr(packing, "_reads_free", lambda t: False)
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)
     accelerator = trainer.model(batch, key.objectives)
     assert cpu.losses.keys() == accelerator.losses.keys() == {
         "mlm", "itm", "mrfr", "mrc_kl", "wra", "itc"}
@@ -158,7 +160,7 @@ def test_the_log_window_means_losses_and_accuracies() -> None:
     assert window.flush().keys() == {"samples_per_s"}  # flushed: a new window
 
 
-def test_the_loader_pins_a_batch_and_it_keeps_its_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loader_pins_a_batch_and_counts_its_masks(monkeypatch: pytest.MonkeyPatch) -> None:
     """``DataLoader(pin_memory=True)`` (on CUDA) pins each (key, batch) it hands over;
     pinning needs CUDA, so here it is a copy that says it was made."""
     from torch.utils.data._utils.pin_memory import pin_memory
@@ -174,4 +176,29 @@ def test_the_loader_pins_a_batch_and_it_keeps_its_counts(monkeypatch: pytest.Mon
     key, out = pin_memory(("key", batch))
     assert key == "key" and isinstance(out, Batch)
     assert len(pinned) == 3 and torch.equal(out.text_mask, batch.text_mask)
-    assert out.counts == {"text": 6}
+    assert batch.counts == {} and out.counts == {"text": 6}
+    out.counts.clear()  # a copy's counts are its own
+    assert out.to("cpu").counts == {"text": 6} and pin_memory(out).counts == {"text": 6}
+
+
+def test_grouped_rows_are_checked_from_the_host_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    def batch(ids: list[int]) -> Batch:
+        n = len(ids)
+        return Batch(input_ids=torch.zeros(n, 2, dtype=torch.long),
+                     text_mask=torch.ones(n, 2, dtype=torch.bool),
+                     group_ids=torch.tensor(ids)).to("cpu")
+
+    whole, split = batch([5, 5, 8, 8, 8, 8]), batch([5, 5, 5, 8, 8, 8])
+    assert whole.counts["group_runs"] == 2 and split.counts["group_runs"] == 3
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)  # as on an accelerator
+    with HostReads() as reads:
+        assert group_count(whole, 6, 2) == 3
+        with pytest.raises(ValueError, match="each group's 2 rows consecutive"):
+            group_count(split, 6, 2)
+        with pytest.raises(ValueError, match="has shape \\(6,\\), the head scored 4 rows"):
+            group_count(whole, 4, 2)
+    assert reads.seen == {}
+    split.counts["group_runs"] = 2  # stale: the device path trusts it, the CPU path reads
+    monkeypatch.setattr(packing, "reads_free", lambda t: True)
+    with pytest.raises(ValueError, match="consecutive"):
+        group_count(split, 6, 2)

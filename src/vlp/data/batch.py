@@ -53,7 +53,8 @@ class Batch:
             options) share an id; None when every row is its own example.
     Host-side:
         counts: how many elements of the masks are True, counted on the CPU by
-            :meth:`to` — ``"text"`` (``text_mask``), ``"regions"`` (``region_mask``),
+            :meth:`to` (or :meth:`pin_memory`) — ``"text"`` (``text_mask``),
+            ``"regions"`` (``region_mask``),
             ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows whose
             ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
             ``"group_runs"`` (the greatest common divisor of the lengths of the runs of
@@ -61,7 +62,8 @@ class Batch:
             it). With them, packing, the objectives' gathers and the grouped heads' check
             need no host-device synchronisation on an accelerator. Empty when unknown
             (a batch built on the device, or re-paired by :meth:`pair`); code that
-            changes a mask after :meth:`to` must clear them.
+            changes a mask after :meth:`to` must clear them (``dataclasses.replace``
+            copies them as they are).
     """
 
     input_ids: Tensor
@@ -106,8 +108,8 @@ class Batch:
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
         }
-        if not self.counts and self.text_mask.device.type == "cpu":
-            out["counts"] = self.host_counts()
+        out["counts"] = dict(self.counts) if self.counts or self.text_mask.device.type != "cpu" \
+            else self.host_counts()
         return Batch(**out)
 
     def host_counts(self) -> dict[str, int]:

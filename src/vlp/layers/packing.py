@@ -28,7 +28,7 @@ def real_index(mask: Tensor, count: int | None = None) -> Tensor:
     the count is checked instead, so that a stale one fails loudly wherever tests run.
     """
     flat = mask.reshape(-1)
-    if count is not None and not _reads_free(flat):
+    if count is not None and not reads_free(flat):
         return torch.nonzero_static(flat, size=count).squeeze(1)
     index = flat.nonzero().squeeze(1)
     if count is not None and index.numel() != count:
@@ -37,8 +37,17 @@ def real_index(mask: Tensor, count: int | None = None) -> Tensor:
     return index
 
 
-def _reads_free(t: Tensor) -> bool:
-    """Whether the host reads ``t`` without waiting for a device (it lives on the CPU)."""
+def gather_positions(x: Tensor, index: Tensor) -> Tensor:
+    """(B, N, ...) → (T, ...): the positions at ``index`` into the flattened (B·N), as
+    :func:`real_index` gives them. ``x`` may be a view (a slice of a joint sequence):
+    it is indexed in place, not copied to be flattened."""
+    n = x.shape[1]
+    return x[index // n, index % n]
+
+
+def reads_free(t: Tensor) -> bool:
+    """Whether the host reads ``t`` without waiting for a device (it lives on the CPU);
+    elsewhere code takes the sizes the batch counted on the host (``Batch.counts``)."""
     return t.device.type == "cpu"
 
 
@@ -88,4 +97,4 @@ def packing_for(mask: Tensor | None, count: int | None = None) -> Packing | None
     return Packing(mask, count)
 
 
-__all__ = ["Packing", "packing_for", "real_index"]
+__all__ = ["Packing", "gather_positions", "packing_for", "reads_free", "real_index"]

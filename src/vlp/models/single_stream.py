@@ -91,11 +91,6 @@ class SingleStreamModel(VLEncoder):
             visual.tokens = visual.tokens + self.modality.weight[IMAGE_TYPE]
         return visual
 
-    def embed_image(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Visual tokens, embedded, and their mask: (B, R, D), (B, R)."""
-        visual = self.embed_visual(batch)
-        return visual.tokens, visual.mask
-
     def encode_text(self, batch: Batch) -> Tensor:
         """Text alone through the transformer: (B, L, D)."""
         return self.encoder(self.embed_text(batch), batch.text_mask, batch.counts.get("text"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.data.batch import IGNORE_INDEX, Batch
-from vlp.layers.packing import real_index
+from vlp.layers.packing import gather_positions, real_index
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -49,9 +49,8 @@ class MLM(Objective[VLOutput]):
         if count == 0:
             return ObjectiveOutput(zero_loss(output.text))
         index = real_index(where, count)  # (N_masked,) into the flattened (B·L)
-        states = output.text.reshape(-1, output.text.shape[-1]).index_select(0, index)
-        logits = self.head(states).float()  # (N_masked, V)
-        return classification(logits, batch.mlm_labels.reshape(-1).index_select(0, index))
+        logits = self.head(gather_positions(output.text, index)).float()  # (N_masked, V)
+        return classification(logits, gather_positions(batch.mlm_labels, index))
 
 
 def build_mlm(cfg: ModelConfig, model: VLEncoder) -> MLM:

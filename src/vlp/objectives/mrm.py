@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
-from vlp.layers.packing import real_index
+from vlp.layers.packing import gather_positions, real_index
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -31,27 +31,23 @@ from vlp.objectives.base import (
 Target = Literal["feature", "class", "distribution"]
 
 
-def _rows(x: Tensor, index: Tensor) -> Tensor:
-    """(B, R, F) → (N, F): the regions at ``index`` into the flattened (B·R)."""
-    return x.reshape(-1, x.shape[-1]).index_select(0, index)
-
-
 def _feature_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRFR: L2 to the original (pre-mask) detector feature."""
     assert batch.region_targets is not None
-    return ObjectiveOutput(F.mse_loss(pred, _rows(batch.region_targets, index).float()))
+    target = gather_positions(batch.region_targets, index).float()
+    return ObjectiveOutput(F.mse_loss(pred, target))
 
 
 def _class_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRC: cross-entropy to the detector's argmax class."""
     assert batch.region_cls is not None
-    return classification(pred, _rows(batch.region_cls, index).argmax(-1))
+    return classification(pred, gather_positions(batch.region_cls, index).argmax(-1))
 
 
 def _distribution_loss(pred: Tensor, batch: Batch, index: Tensor) -> ObjectiveOutput:
     """MRC-KL: KL(detector ‖ prediction), averaged over masked regions."""
     assert batch.region_cls is not None
-    target = _rows(batch.region_cls, index).float()
+    target = gather_positions(batch.region_cls, index).float()
     log_probs = F.log_softmax(pred, dim=-1)
     correct, count = accuracy_counts(log_probs, target.argmax(-1))
     return ObjectiveOutput(F.kl_div(log_probs, target, reduction="batchmean"), correct, count)
@@ -93,7 +89,7 @@ class MaskedRegionModelling(Objective[VLOutput]):
         if count == 0 or getattr(batch, _NEEDS[self.target]) is None:
             return ObjectiveOutput(zero_loss(output.image))
         index = real_index(where, count)  # (N,) into the flattened (B·R)
-        pred = self.head(_rows(output.image, index)).float()  # (N, F) or (N, C)
+        pred = self.head(gather_positions(output.image, index)).float()  # (N, F) or (N, C)
         return _LOSSES[self.target](pred, batch, index)
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp.data.batch import Batch
+from vlp.layers import packing
 from vlp.models.outputs import VLOutput
 from vlp.objectives.base import Objective, ObjectiveOutput, fp32_logits
 
@@ -62,10 +63,13 @@ def group_count(batch: Batch, rows: int, group_size: int) -> int:
     groups = rows // group_size
     if batch.group_ids is None:
         return groups
+    if batch.group_ids.shape != (rows,):
+        raise ValueError(f"batch.group_ids has shape {tuple(batch.group_ids.shape)}, the "
+                         f"head scored {rows} rows")
     runs = batch.counts.get("group_runs")  # read on the host before the batch moved
-    if runs is not None:
+    if runs is not None and not packing.reads_free(batch.group_ids):
         consecutive = runs % group_size == 0
-    else:
+    else:  # on the CPU reading the ids costs nothing
         ids = batch.group_ids.view(groups, group_size)  # (G, K)
         consecutive = bool((ids == ids[:, :1]).all())
     if not consecutive:

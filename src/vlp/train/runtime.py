@@ -213,6 +213,10 @@ class Env:
 def make_env(device: str, precision: Precision) -> Env:
     """Join torchrun's process group (if any) and resolve ``train.device`` and
     ``train.precision`` for this process."""
-    rank, world_size = distributed_init()
     resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        # this rank's GPU is the current one: NCCL's collectives, CUDA events and the
+        # loader's pinned memory use the current device, else every rank's lands on GPU 0
+        torch.cuda.set_device(resolved)
+    rank, world_size = distributed_init()
     return Env(rank, world_size, resolved, effective_precision(resolved, precision))

@@ -171,7 +171,7 @@ class Trainer:
         self.scheduler = warmup_linear(self.optimizer, t.warmup_steps, t.steps)
         self.scaler = torch.amp.GradScaler(
             enabled=t.precision == "fp16" and env.device.type == "cuda")
-        self.finite = FiniteLossCheck(defer=env.device.type != "cpu")
+        self.finite = FiniteLossCheck(defer=env.device.type == "cuda")
         self.step = 0
         self.finished = False
         # sampler position of the last batch consumed: the loader's workers read ahead,
@@ -541,22 +541,27 @@ class _Window:
         return row
 
 
+# a micro-step's check not yet read: step, its losses, the batch's ids, the losses' host
+# copy and the CUDA event after the copy (None off CUDA, where the copy is done at once)
+_Pending = tuple[int, LossOutput, Batch, Tensor, "torch.cuda.Event | None"]
+
+
 class FiniteLossCheck:
     """A training loss must be finite: else one line naming the step, the objective and
     the batch's images (:func:`check_finite_loss`).
 
-    Reading a loss on the host waits for the device to compute it. With ``defer`` (an
-    accelerator), each micro-step's losses are copied to the host as the device gets to
-    them and read at the next micro-step, log line, evaluation, checkpoint or the end of
-    the run — the host never waits for the step it is queuing. The step whose loss was
-    not finite has then updated the weights; nothing is logged, evaluated or saved after
-    it. On the CPU (``defer`` False) each loss is read at once and a NaN one never
-    reaches the weights.
+    Reading a loss on the host waits for the device to compute it. With ``defer`` (CUDA),
+    each micro-step's losses are copied to the host as the device gets to them and read
+    at the next micro-step, log line, evaluation, checkpoint or the end of the run: the
+    host never waits for the step it is queuing. The step whose loss was not finite has
+    then updated the weights; nothing is logged, evaluated or saved after it. Without
+    ``defer`` (the CPU, where reading costs nothing) each loss is read at once and a NaN
+    one never reaches the weights.
     """
 
     def __init__(self, defer: bool) -> None:
         self.defer = defer
-        self._pending: tuple[int, LossOutput, Batch, Tensor, Any] | None = None
+        self._pending: _Pending | None = None
 
     def push(self, step: int, out: LossOutput, batch: Batch) -> None:
         """Check the loss of a micro-step of ``step`` (now, or once the next comes)."""
@@ -567,9 +572,9 @@ class FiniteLossCheck:
                               *(v.detach().float() for v in out.losses.values())])
         host = values.to("cpu", non_blocking=True)
         done = None
-        if values.is_cuda:
+        if values.is_cuda:  # marks when the copy has landed, on the stream that makes it
             done = torch.cuda.Event()
-            done.record()
+            done.record(torch.cuda.current_stream(values.device))
         # what the message needs, not the graph or the batch's features
         kept = LossOutput(out.loss.detach(), {k: v.detach() for k, v in out.losses.items()})
         named = Batch(input_ids=batch.input_ids, text_mask=batch.text_mask,
@@ -585,7 +590,7 @@ class FiniteLossCheck:
             self._check(pending)
 
     @staticmethod
-    def _check(pending: tuple[int, LossOutput, Batch, Tensor, Any]) -> None:
+    def _check(pending: _Pending) -> None:
         step, out, batch, host, done = pending
         if done is not None:
             done.synchronize()  # long done by now: the device is a step further on
