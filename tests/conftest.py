@@ -181,9 +181,10 @@ WAITS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "u
          "_unique2", "unique_consecutive", "repeat_interleave", "bincount", "equal"}
 # Tensor methods that read a tensor on the host without an operation to see
 READS = ("tolist", "numpy", "cpu", "item")
-# the one read a step may make: the finite-loss check's host copy of the losses, made as
-# the device got to them and read one micro-step later (vlp.train.trainer.FiniteLossCheck)
-ALLOWED = {("train/trainer.py", "_check")}
+# reads of the host's own: the finite-loss check's host copy of the losses, made as the
+# device got to them and read one micro-step later (vlp.train.trainer.FiniteLossCheck),
+# and the batch's masks counted while they are still on the CPU (Batch.host_counts)
+ALLOWED = {("train/trainer.py", "_check"), ("data/batch.py", "host_counts")}
 PACKAGE = str(Path(vlp.__file__).resolve().parent) + "/"
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 import vlp.layers.packing as packing
 from conftest import HostReads
@@ -26,6 +28,7 @@ from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
 from vlp.layers.packing import real_index
+from vlp.models.visual import any_real
 from vlp.objectives.loss_model import LossOutput
 from vlp.tasks.heads import group_count
 from vlp.train.config import PretrainConfig
@@ -202,3 +205,31 @@ def test_grouped_rows_are_checked_from_the_host_count(monkeypatch: pytest.Monkey
     monkeypatch.setattr(packing, "reads_free", lambda t: True)
     with pytest.raises(ValueError, match="consecutive"):
         group_count(split, 6, 2)
+
+
+@pytest.mark.slow  # builds a pre-training run
+def test_a_patch_step_with_padded_images_reads_only_their_grid_sizes(
+        dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ViLT on images of two shapes: the collator pads them and counts their real
+    patches, so packing needs no read of the device; what is left is each image's grid
+    size, which gives it its own positions (``per_image_positions``)."""
+    world = tmp_path / "world"
+    shutil.copytree(dataset, world)
+    for i, path in enumerate(sorted((world / "images").glob("*.png"))):
+        if i % 2:
+            Image.open(path).crop((0, 0, 64, 40)).save(path)  # 64 wide, 40 high
+    trainer = _trainer(world, tmp_path / "run", "model.visual=patches", "model.image_size=32",
+                       "model.patch_size=8", "model.norm_first=true", "data.resize=shorter",
+                       "data.augment=false", "data.token_budget=400",
+                       "objectives.weights={mlm: 1, itm: 1, itc: 1}")
+    key, batch = next((k, b) for k, b in trainer._batches() if b.pixel_mask is not None)
+    real = int(any_real(batch.pixel_mask, 8, (batch.pixel_mask.shape[1] // 8,
+                                              batch.pixel_mask.shape[2] // 8)).sum())
+    assert batch.counts["cells_8"] == real  # counted by the collator, before any move
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)
+    trainer.finite = FiniteLossCheck(defer=True)
+    with HostReads() as reads:
+        trainer._micro_step(key, batch.to("cpu"), _Window(), sync=True)
+        trainer._optimizer_step(key)
+    assert {(what, where.split(":")[0]) for what, where in reads.seen} == {
+        ("tolist", "layers/embeddings.py")}

@@ -52,18 +52,19 @@ class Batch:
         group_ids: (B,) rows that make up one example (NLVR2's two images, VCR's four
             options) share an id; None when every row is its own example.
     Host-side:
-        counts: how many elements of the masks are True, counted on the CPU by
-            :meth:`to` (or :meth:`pin_memory`) — ``"text"`` (``text_mask``),
-            ``"regions"`` (``region_mask``),
-            ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows whose
-            ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
+        counts: how many elements of the masks are True, counted on the CPU by :meth:`to`
+            (or :meth:`pin_memory`) — ``"text"`` (``text_mask``), ``"regions"``
+            (``region_mask``), ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows
+            whose ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
             ``"group_runs"`` (the greatest common divisor of the lengths of the runs of
-            equal ``group_ids``: rows come in consecutive groups of K when K divides
-            it). With them, packing, the objectives' gathers and the grouped heads' check
-            need no host-device synchronisation on an accelerator. Empty when unknown
-            (a batch built on the device, or re-paired by :meth:`pair`); code that
-            changes a mask after :meth:`to` must clear them (``dataclasses.replace``
-            copies them as they are).
+            equal ``group_ids``: rows come in consecutive groups of K when K divides it);
+            and, from the collator that pads images, ``"cells_P"``: the P × P cells of the
+            padded pixels that hold a real pixel (a patch model's real patches, P its patch
+            size). With them, packing, the objectives' gathers and the grouped heads' check
+            need no host-device synchronisation on an accelerator. Empty when unknown (a
+            batch built on the device, or re-paired by :meth:`pair`); code that changes a
+            mask after :meth:`to` must clear them (``dataclasses.replace`` copies them as
+            they are).
     """
 
     input_ids: Tensor
@@ -108,8 +109,8 @@ class Batch:
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
         }
-        out["counts"] = dict(self.counts) if self.counts or self.text_mask.device.type != "cpu" \
-            else self.host_counts()
+        on_host = self.text_mask.device.type == "cpu"
+        out["counts"] = {**self.host_counts(), **self.counts} if on_host else dict(self.counts)
         return Batch(**out)
 
     def host_counts(self) -> dict[str, int]:

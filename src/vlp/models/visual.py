@@ -142,9 +142,11 @@ class PatchInput(VisualInput):
             real = any_real(batch.pixel_mask, e.patch_size, grid)  # (B, h, w)
         tokens = e(pixels, real)  # (B, 1 + h·w, D)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        count = None if real is not None else mask.numel()
+        count: int | None = mask.numel()
         if real is not None:
             mask[:, 1:] = real.flatten(1)
+            cells = batch.counts.get(f"cells_{e.patch_size}")  # counted by the collator
+            count = None if cells is None else cells + len(tokens)  # and each row's [CLS]
         return VisualTokens(tokens, mask, count=count)
 
 
