@@ -27,7 +27,12 @@ Sizes default to base (768 wide, 12 heads, 3072 MLP; VisualBERT 12 layers, LXMER
 where people train and import; at base size one fp32 step of 16 pairs takes tens of
 seconds on one CPU thread.
 
-Usage: ``.venv/bin/python benchmarks/vs_hf.py [--models visualbert lxmert] [--steps 4]``
+``--device cuda`` runs both on a GPU (each step timed between two synchronisations) and adds
+MFU: useful FLOP/s against the GPU's own measured peak, the best of large square matrix
+products in the precision (``--peak-size``).
+
+Usage: ``.venv/bin/python benchmarks/vs_hf.py [--models visualbert lxmert] [--steps 4]
+[--device cuda]``
 """
 
 from __future__ import annotations
@@ -74,7 +79,6 @@ try:
 except ImportError as e:  # a dev dependency only
     raise SystemExit(f"vs_hf.py needs transformers ({e}); pip install -e '.[dev]'") from e
 
-CPU = torch.device("cpu")
 PRECISIONS = ["fp32", "bf16"]
 SETTINGS = ["hf", "vlp", "vlp_bucketed"]  # columns: library and batching
 LOSS_TOL = 1e-3
@@ -446,6 +450,7 @@ class Runner:
 
     setting: str
     precision: str
+    device: torch.device
     model: nn.Module
     optimizer: torch.optim.Optimizer
     forward: Callable[[int], Tensor]  # batch number → loss
@@ -457,21 +462,30 @@ class Runner:
         return f"{self.setting}/{self.precision}"
 
     def step(self, j: int) -> float:
-        """Forward, backward and AdamW on batch ``j``; its seconds."""
+        """Forward, backward and AdamW on batch ``j``; its seconds (on a GPU, from an idle
+        device to the step's last kernel)."""
+        synchronize(self.device)
         start = time.perf_counter()
-        with autocast(CPU, self.precision):
+        with autocast(self.device, self.precision):
             loss = self.forward(j)
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        synchronize(self.device)
         seconds = time.perf_counter() - start
         if not bool(torch.isfinite(loss)):
             print(f"warning: {self.key}: non-finite loss {float(loss)} on batch {j}")
         return seconds
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device`` to finish what it was given (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def make_runners(fam: Family, fixed: list[Batch], bucketed: list[Batch],
-                 precisions: list[str]) -> list[Runner]:
+                 precisions: list[str], device: torch.device) -> list[Runner]:
     """HF on the fixed batches, vlp on the same and on its bucketed ones, per precision."""
     hf_inputs = [fam.hf_inputs(fam.hf, b) for b in fixed]  # built once, outside the timing
     hf_opt = make_optimizer(fam.hf, lr=1e-4, weight_decay=0.01, betas=[0.9, 0.98])
@@ -483,7 +497,7 @@ def make_runners(fam: Family, fixed: list[Batch], bucketed: list[Batch],
         "vlp_bucketed": (fam.vlp, vlp_opt,
                          lambda j: fam.vlp(bucketed[j], fam.objectives).loss, bucketed),
     }
-    return [Runner(s, p, model, opt, fwd, [b.size for b in batches])
+    return [Runner(s, p, device, model, opt, fwd, [b.size for b in batches])
             for p in precisions for s, (model, opt, fwd, batches) in forwards.items()]
 
 
@@ -527,18 +541,23 @@ def run_rounds(runners: list[Runner], args: argparse.Namespace
     return rounds
 
 
-def gemm_flops_per_s(m: int, k: int, n: int, precision: str, reps: int = 5) -> float:
-    """FLOP/s of ``(m, k) @ (k, n)`` in ``precision`` on this CPU, best of ``reps``."""
+def gemm_flops_per_s(m: int, k: int, n: int, precision: str, device: torch.device,
+                     reps: int = 5) -> float:
+    """FLOP/s of ``(m, k) @ (k, n)`` in ``precision`` on ``device``, best of ``reps``."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    a @ b  # warm-up
-    best = min(_seconds(lambda: a @ b) for _ in range(reps))
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device)
+    for _ in range(3 if device.type == "cuda" else 1):  # warm-up
+        a @ b
+    best = min(_seconds(lambda: a @ b, device) for _ in range(reps))
     return 2.0 * m * k * n / best
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
+def _seconds(fn: Callable[[], Any], device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -555,11 +574,15 @@ def profile_steps(runners: list[Runner], rows: int) -> None:
     """``--profile``: the operators of one step on each of a runner's batches, by self CPU
     time."""
     for runner in runners:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if runner.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
             for j in range(len(runner.sizes)):
                 runner.step(j)
         print(f"\n-- profile {runner.key} ({len(runner.sizes)} steps, one per batch)")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+        sort = "self_cuda_time_total" if runner.device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -585,14 +608,21 @@ def run_family(name: str, data: dict[str, Any], args: argparse.Namespace,
     """Build, check the losses, time; the family's part of the JSON."""
     corpus, tokenizer = data["corpus"], data["tokenizer"]
     fam = BUILDERS[name](args, tokenizer.vocab_size, tmp)
+    fam.hf.to(args.device)
+    fam.vlp.to(args.device)
     print(f"\n== {name}: {fam.description}")
-    fixed = family_batches(fam, corpus, tokenizer, data["fixed"], args)
-    bucketed = family_batches(fam, corpus, tokenizer, data["bucketed"], args)
+    # moved once, outside the timing (each keeps the mask counts it made on the host)
+    fixed = [b.to(args.device) for b in family_batches(fam, corpus, tokenizer, data["fixed"],
+                                                         args)]
+    bucketed = [b.to(args.device) for b in family_batches(fam, corpus, tokenizer,
+                                                            data["bucketed"], args)]
     check = check_losses(fam, fixed[0])
     print_check(fam, check)
+    where = (torch.cuda.get_device_name(args.device) if args.device.type == "cuda"
+             else f"{torch.get_num_threads()} torch thread(s)")
     print(f"\n-- timing {name}: {args.warmup} warm-up + {args.rounds} rounds × {args.steps} "
-          f"steps per cell, {torch.get_num_threads()} torch thread(s)")
-    runners = make_runners(fam, fixed, bucketed, args.precisions)
+          f"steps per cell, {where}")
+    runners = make_runners(fam, fixed, bucketed, args.precisions, args.device)
     flops = {r.setting: pair_flops(r) for r in runners if r.precision == runners[0].precision}
     print("   GFLOP per pair (forward + backward): "
           + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in flops.items()))
@@ -604,13 +634,18 @@ def run_family(name: str, data: dict[str, Any], args: argparse.Namespace,
     # runs it; against a GEMM of the step's shape, (real positions, D) @ (D, MLP)
     real = round(float(np.mean([b.text_mask.sum() + b.region_mask.sum() for b in fixed
                                 if b.region_mask is not None])))
-    gemm = {p: gemm_flops_per_s(real, args.hidden_size, args.intermediate_size, p)
+    gemm = {p: gemm_flops_per_s(real, args.hidden_size, args.intermediate_size, p, args.device)
             for p in args.precisions}
+    peak = data["peak"]
     for p, res in results.items():
         for s in SETTINGS:
             useful = flops["vlp_bucketed" if s == "vlp_bucketed" else "vlp"]
             res[s]["useful_flop_per_s"] = useful * res[s]["samples_per_s"]
             res[s]["useful_over_gemm"] = res[s]["useful_flop_per_s"] / gemm[p]
+            if peak:
+                res[s]["mfu"] = res[s]["useful_flop_per_s"] / peak[p]
+    fam.hf.cpu()  # the next family has the device to itself
+    fam.vlp.cpu()
     return {"description": fam.description, "objectives": fam.objectives, "gemm_flop_per_s": gemm,
             "gemm_shape": [real, args.hidden_size, args.intermediate_size],
             "parameters": {"hf": sum(p.numel() for p in fam.hf.parameters()),
@@ -641,6 +676,10 @@ def print_table(name: str, result: dict[str, Any], data: dict[str, Any]) -> None
               + f"; of a ({m}, {k}) @ ({k}, {n}) GEMM's "
               f"{result['gemm_flop_per_s'][precision] / 1e9:.1f}: "
               + " / ".join(f"{100 * res[s]['useful_over_gemm']:.0f} %" for s in SETTINGS))
+        if "mfu" in res["hf"]:
+            print(f"   MFU {precision} (useful FLOP/s over the measured {precision} peak, "
+                  f"{data['peak'][precision] / 1e12:.0f} TFLOP/s) HF / vlp / bucketed: "
+                  + " / ".join(f"{100 * res[s]['mfu']:.1f} %" for s in SETTINGS))
     hf, vlp, buck = (flops[s] / 1e9 for s in SETTINGS)
     print(f"   GFLOP per pair, forward + backward (counted): HF {hf:.2f}, vlp {vlp:.2f} (same "
           f"batches), {buck:.2f} (bucketed): HF computes {ratio(hf, vlp)} / {ratio(hf, buck)}")
@@ -657,8 +696,15 @@ def prepare_data(args: argparse.Namespace) -> dict[str, Any]:
     print(f"   {describe(fixed)}")
     print(f"   {describe(bucketed)}; token budget {budget:,} (as many batches as fixed-size), "
           f"bucket size {args.bucket_size}")
+    peak = {}
+    if args.device.type == "cuda":  # the GPU's own peak, as MFU is quoted against
+        n = args.peak_size
+        peak = {p: max(gemm_flops_per_s(n, n, n, p, args.device, reps=10) for _ in range(2))
+                for p in args.precisions}
+        print("   measured peak, an " + f"{n}×{n}×{n} matrix product: "
+              + ", ".join(f"{p} {v / 1e12:.0f} TFLOP/s" for p, v in peak.items()))
     return {"tokenizer": tokenizer, "corpus": corpus, "fixed": fixed, "bucketed": bucketed,
-            "budget": budget}
+            "budget": budget, "peak": peak}
 
 
 def batching_json(t: Timed) -> dict[str, Any]:
@@ -705,8 +751,18 @@ def parse_args() -> argparse.Namespace:
                    help="ITM negatives' images: an image of the pool with the positive's "
                         "region count (the trainer's way) or one of the same batch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=RESULTS / "vs_hf_cpu.json")
-    return p.parse_args()
+    p.add_argument("--device", type=torch.device, default=torch.device("cpu"),
+                   help="cpu, or cuda (timed between synchronisations; adds MFU)")
+    p.add_argument("--peak-size", type=int, default=8192,
+                   help="side of the square matrix product that measures a GPU's peak")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default: benchmarks/results/vs_hf_DEVICE.json)")
+    args = p.parse_args()
+    if args.out is None:
+        args.out = RESULTS / f"vs_hf_{args.device.type}.json"
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here")
+    return args
 
 
 def main() -> None:
@@ -731,7 +787,9 @@ def main() -> None:
     for name, result in results.items():
         print_table(name, result, data)
     write_results(args.out, {
-        "benchmark": "vs_hf", "device": "cpu", "transformers": transformers.__version__,
+        "benchmark": "vs_hf", "device": (torch.cuda.get_device_name(args.device)
+                                         if args.device.type == "cuda" else "cpu"),
+        "peak_flop_per_s": data["peak"], "transformers": transformers.__version__,
         "data": data["corpus"].description, "batch_size": args.batch_size,
         "token_budget": data["budget"], "bucket_size": args.bucket_size,
         "itm_negatives": args.negatives,
