@@ -27,8 +27,9 @@ from conftest import HostReads
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
+from vlp.layers.embeddings import per_image_positions
 from vlp.layers.packing import real_index
-from vlp.models.visual import any_real
+from vlp.models.visual import real_grids
 from vlp.objectives.loss_model import LossOutput
 from vlp.tasks.heads import group_count
 from vlp.train.config import PretrainConfig
@@ -208,11 +209,10 @@ def test_grouped_rows_are_checked_from_the_host_count(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow  # builds a pre-training run
-def test_a_patch_step_with_padded_images_reads_only_their_grid_sizes(
+def test_a_patch_step_with_padded_images_never_waits_for_the_device(
         dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ViLT on images of two shapes: the collator pads them and counts their real
-    patches, so packing needs no read of the device; what is left is each image's grid
-    size, which gives it its own positions (``per_image_positions``)."""
+    """ViLT on images of two shapes: the collator pads them and keeps their sizes, so the
+    real patches' count and each image's grid for its positions are known on the host."""
     world = tmp_path / "world"
     shutil.copytree(dataset, world)
     for i, path in enumerate(sorted((world / "images").glob("*.png"))):
@@ -223,13 +223,28 @@ def test_a_patch_step_with_padded_images_reads_only_their_grid_sizes(
                        "data.augment=false", "data.token_budget=400",
                        "objectives.weights={mlm: 1, itm: 1, itc: 1}")
     key, batch = next((k, b) for k, b in trainer._batches() if b.pixel_mask is not None)
-    real = int(any_real(batch.pixel_mask, 8, (batch.pixel_mask.shape[1] // 8,
-                                              batch.pixel_mask.shape[2] // 8)).sum())
-    assert batch.counts["cells_8"] == real  # counted by the collator, before any move
+    assert batch.pixel_sizes is not None and len(set(batch.pixel_sizes)) == 2
+    assert batch.pixel_sizes == [(int(m.any(1).sum()), int(m.any(0).sum()))
+                                 for m in batch.pixel_mask]
     monkeypatch.setattr(packing, "reads_free", lambda t: False)
     trainer.finite = FiniteLossCheck(defer=True)
     with HostReads() as reads:
         trainer._micro_step(key, batch.to("cpu"), _Window(), sync=True)
         trainer._optimizer_step(key)
-    assert {(what, where.split(":")[0]) for what, where in reads.seen} == {
-        ("tolist", "layers/embeddings.py")}
+    assert reads.seen == {}
+
+
+def test_image_grids_given_by_the_host_are_checked_on_the_cpu() -> None:
+    real = torch.zeros(2, 3, 4, dtype=torch.bool)
+    real[0, :3, :2] = True
+    real[1, :1, :4] = True
+    table = torch.arange(12.0).view(12, 1)
+
+    def positions(h: int, w: int) -> torch.Tensor:
+        return table[: h * w]
+
+    read = per_image_positions(real, positions)
+    assert torch.equal(per_image_positions(real, positions, [(3, 2), (1, 4)]), read)
+    with pytest.raises(RuntimeError, match=r"images of \[\(3, 2\), \(1, 4\)\] real cells"):
+        per_image_positions(real, positions, [(3, 2), (2, 4)])
+    assert real_grids([(24, 16), (5, 32)], 8, (3, 4)) == [(3, 2), (1, 4)]

@@ -57,14 +57,15 @@ class Batch:
             (``region_mask``), ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows
             whose ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
             ``"group_runs"`` (the greatest common divisor of the lengths of the runs of
-            equal ``group_ids``: rows come in consecutive groups of K when K divides it);
-            and, from the collator that pads images, ``"cells_P"``: the P × P cells of the
-            padded pixels that hold a real pixel (a patch model's real patches, P its patch
-            size). With them, packing, the objectives' gathers and the grouped heads' check
-            need no host-device synchronisation on an accelerator. Empty when unknown (a
-            batch built on the device, or re-paired by :meth:`pair`); code that changes a
-            mask after :meth:`to` must clear them (``dataclasses.replace`` copies them as
-            they are).
+            equal ``group_ids``: rows come in consecutive groups of K when K divides it).
+            With them, packing, the objectives' gathers and the grouped heads' check need no
+            host-device synchronisation on an accelerator. Empty when unknown (a batch built
+            on the device, or re-paired by :meth:`pair`); code that changes a mask after
+            :meth:`to` must clear them (``dataclasses.replace`` copies them as they are).
+        pixel_sizes: each row's image height and width in pixels before padding, as the
+            collator that padded them knows them: a pixel model finds its real patches or
+            cells and their positions without reading ``pixel_mask`` on the device. None
+            when unknown (re-paired by :meth:`pair`).
     """
 
     input_ids: Tensor
@@ -86,6 +87,7 @@ class Batch:
     targets: Tensor | None = None
     group_ids: Tensor | None = None
     counts: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    pixel_sizes: list[tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -111,6 +113,7 @@ class Batch:
         }
         on_host = self.text_mask.device.type == "cpu"
         out["counts"] = {**self.host_counts(), **self.counts} if on_host else dict(self.counts)
+        out["pixel_sizes"] = None if self.pixel_sizes is None else list(self.pixel_sizes)
         return Batch(**out)
 
     def host_counts(self) -> dict[str, int]:
@@ -137,9 +140,9 @@ class Batch:
         Text-side and per-example fields (labels, ids, targets) follow the text; region,
         pixel and image-id fields follow the image. Retrieval's hard negatives are made so.
         """
-        picked: dict[str, Any] = {"counts": {}}
+        picked: dict[str, Any] = {"counts": {}, "pixel_sizes": None}
         for f in dataclasses.fields(self):
-            if f.name == "counts":
+            if f.name in picked:
                 continue
             value = getattr(self, f.name)
             if isinstance(value, Tensor):

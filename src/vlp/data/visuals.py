@@ -235,9 +235,6 @@ class PixelSource(Visuals):
             images.append(pixels)
             flipped.append(flip)
         batch.pixel_values, batch.pixel_mask = pad_images(images, self.token_pixels)
-        if batch.pixel_mask is not None:  # a model of this token size need not read the mask
-            side = self.token_pixels
-            batch.counts[f"cells_{side}"] = sum(
-                -(-x.shape[1] // side) * -(-x.shape[2] // side) for x in images)
+        batch.pixel_sizes = [(x.shape[1], x.shape[2]) for x in images]  # read on the host
         return flipped
 

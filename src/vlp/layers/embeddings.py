@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vlp.layers import packing
 from vlp.layers.dropout import Dropout
 
 TEXT_TYPE = 0
@@ -149,33 +150,46 @@ class PatchEmbedding(nn.Module):
             grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
         return grid[0].flatten(1).t()  # (h·w, D)
 
-    def forward(self, pixels: Tensor, real: Tensor | None = None) -> Tensor:
+    def forward(self, pixels: Tensor, real: Tensor | None = None,
+                grids: list[tuple[int, int]] | None = None) -> Tensor:
         """(B, C, H, W) → (B, 1 + (H // P) · (W // P), D), patches in raster order.
 
         Args:
             pixels: the images, padded at the bottom and right to a common size.
             real: (B, H // P, W // P) True on patches holding real pixels (each image's
                 top-left rectangle); None — every patch of every image is real.
+            grids: each image's (rows, columns) of real patches, when the host knows them
+                (:func:`per_image_positions`).
         """
         x = self.proj(pixels)  # (B, D, h, w)
         b, _, h, w = x.shape
         pos = (self.positions(h, w)[None] if real is None
-               else per_image_positions(real, self.positions))  # (1 | B, h·w, D)
+               else per_image_positions(real, self.positions, grids))  # (1 | B, h·w, D)
         patches = x.flatten(2).transpose(1, 2) + pos  # (B, h·w, D)
         cls = (self.cls + self.position[:, :1]).expand(b, -1, -1)  # (B, 1, D)
         return self.drop(torch.cat([cls, patches], dim=1))
 
 
-def per_image_positions(real: Tensor, positions: Callable[[int, int], Tensor]) -> Tensor:
+def per_image_positions(real: Tensor, positions: Callable[[int, int], Tensor],
+                        grids: list[tuple[int, int]] | None = None) -> Tensor:
     """Each image's own grid positions in a padded batch: (B, h·w, D), zero on padding.
 
     Args:
         real: (B, h, w) True on the cells that hold an image (its top-left rectangle).
         positions: (rows, cols) → (rows · cols, D) positions of a grid of that size.
+        grids: each image's (rows, cols) of real cells when the host knows them (from
+            ``Batch.pixel_sizes``); else they are read from ``real``, which on an
+            accelerator waits for the device. On the CPU they are checked against ``real``.
     """
     b, h, w = real.shape
-    rows = real.any(2).sum(1).tolist()  # (B,) real rows of each image
-    cols = real.any(1).sum(1).tolist()  # (B,) real columns
+    if grids is None or packing.reads_free(real):
+        rows = real.any(2).sum(1).tolist()  # (B,) real rows of each image
+        cols = real.any(1).sum(1).tolist()  # (B,) real columns
+        if grids is not None and list(zip(rows, cols, strict=True)) != list(grids):
+            raise RuntimeError(f"images of {list(zip(rows, cols, strict=True))} real cells, "
+                               f"but their batch's pixel_sizes give {list(grids)}")
+    else:
+        rows, cols = [r for r, _ in grids], [c for _, c in grids]
     out: Tensor | None = None
     for size in sorted(set(zip(rows, cols, strict=True))):
         pos = positions(*size)  # (rows · cols, D)

@@ -118,6 +118,14 @@ def any_real(pixel_mask: Tensor, cell: int, size: tuple[int, int]) -> Tensor:
     return cells[:, 0, :h, :w] > 0
 
 
+def real_grids(sizes: list[tuple[int, int]], cell: int, size: tuple[int, int]
+               ) -> list[tuple[int, int]]:
+    """What :func:`any_real` finds, from each image's (height, width) alone (read on the
+    host): the (rows, columns) of cells holding a real pixel, for each image."""
+    h, w = size
+    return [(min(-(-rows // cell), h), min(-(-cols // cell), w)) for rows, cols in sizes]
+
+
 class PatchInput(VisualInput):
     """Pixels: ``pixel_values`` (B, C, H, W) → a [CLS] token and one token per patch.
 
@@ -136,17 +144,18 @@ class PatchInput(VisualInput):
         if min(pixels.shape[2:]) < e.patch_size:
             raise VlpError(f"images of {pixels.shape[2]}×{pixels.shape[3]} pixels are smaller "
                            f"than one patch ({e.patch_size}, model.patch_size)")
-        real = None
+        real, grids = None, None
         if batch.pixel_mask is not None:
             grid = (pixels.shape[2] // e.patch_size, pixels.shape[3] // e.patch_size)
             real = any_real(batch.pixel_mask, e.patch_size, grid)  # (B, h, w)
-        tokens = e(pixels, real)  # (B, 1 + h·w, D)
+            if batch.pixel_sizes is not None:  # each image's real patches, known on the host
+                grids = real_grids(batch.pixel_sizes, e.patch_size, grid)
+        tokens = e(pixels, real, grids)  # (B, 1 + h·w, D)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         count: int | None = mask.numel()
         if real is not None:
             mask[:, 1:] = real.flatten(1)
-            cells = batch.counts.get(f"cells_{e.patch_size}")  # counted by the collator
-            count = None if cells is None else cells + len(tokens)  # and each row's [CLS]
+            count = None if grids is None else len(grids) + sum(r * c for r, c in grids)
         return VisualTokens(tokens, mask, count=count)
 
 
@@ -225,17 +234,22 @@ class GridInput(VisualInput):
         if rows is not None:
             x = x[rows]  # (B, D, h, w): each row its image's cells
         b, _, h, w = x.shape
+        count: int | None = b * h * w
         if batch.pixel_mask is None:
             mask = torch.ones(b, h * w, dtype=torch.bool, device=x.device)
             pos = self.positions(h, w)[None]  # (1, h·w, D)
         else:
-            cells = any_real(batch.pixel_mask, self.backbone.stride,
-                             (fmap.shape[2], fmap.shape[3]))  # (B, h0, w0)
+            stride, before = self.backbone.stride, (fmap.shape[2], fmap.shape[3])
+            cells = any_real(batch.pixel_mask, stride, before)  # (B, h0, w0)
             real = any_real(cells, 2, (h, w))  # (B, h, w)
             mask = real.flatten(1)  # (B, h·w)
-            pos = per_image_positions(real, self.positions)  # (B, h·w, D), each its own
+            grids = None
+            if batch.pixel_sizes is not None:  # each image's real cells, known on the host
+                grids = real_grids(real_grids(batch.pixel_sizes, stride, before), 2, (h, w))
+            count = None if grids is None else sum(r * c for r, c in grids)
+            pos = per_image_positions(real, self.positions, grids)  # (B, h·w, D), its own
         v = x.flatten(2).transpose(1, 2)  # (B, h·w, D)
-        out = VisualTokens(v, mask, count=mask.numel() if batch.pixel_mask is None else None)
+        out = VisualTokens(v, mask, count=count)
         tokens = v
         if self.dictionary is not None:
             assert self.mask_embedding is not None
