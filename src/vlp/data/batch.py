@@ -95,8 +95,8 @@ class Batch:
         return int(self.input_ids.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        """A copy with every tensor on ``device``, and :attr:`counts` (kept, or counted
-        while the masks are still on the CPU)."""
+        """A copy with every tensor on ``device``, and :attr:`counts` (counted while the
+        masks are still on the CPU, else kept)."""
         return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> Batch:
@@ -112,7 +112,8 @@ class Batch:
             for v in [getattr(self, f.name)]
         }
         on_host = self.text_mask.device.type == "cpu"
-        out["counts"] = {**self.host_counts(), **self.counts} if on_host else dict(self.counts)
+        # on the CPU the masks are counted afresh; elsewhere the counts made there are kept
+        out["counts"] = {**self.counts, **self.host_counts()} if on_host else dict(self.counts)
         out["pixel_sizes"] = None if self.pixel_sizes is None else list(self.pixel_sizes)
         return Batch(**out)
 
