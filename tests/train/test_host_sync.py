@@ -248,3 +248,38 @@ def test_image_grids_given_by_the_host_are_checked_on_the_cpu() -> None:
     with pytest.raises(RuntimeError, match=r"images of \[\(3, 2\), \(1, 4\)\] real cells"):
         per_image_positions(real, positions, [(3, 2), (2, 4)])
     assert real_grids([(24, 16), (5, 32)], 8, (3, 4)) == [(3, 2), (1, 4)]
+
+
+@pytest.mark.slow  # builds a pre-training run
+def test_a_grid_step_reads_only_in_its_visual_dictionary(
+        dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOHO on images of two shapes, each shown in four rows: the collator counts the runs
+    of repeated images and keeps their sizes, so the backbone's repeated-image check, the
+    grid's mask count and positions read nothing; the visual dictionary's update and
+    MVM's gather, whose masked tokens the dictionary picks on the device, still read."""
+    world = tmp_path / "world"
+    shutil.copytree(dataset, world)
+    for i, path in enumerate(sorted((world / "images").glob("*.png"))):
+        if i % 2:
+            Image.open(path).crop((0, 0, 64, 40)).save(path)
+    cfg = load_config(PretrainConfig, None, [
+        f"data.world={world}", f"train.out={tmp_path / 'run'}", "model.visual=grid",
+        "model.image_size=64", "model.vd_size=16", "model.hidden_size=32",
+        "model.num_layers=2", "model.num_heads=4", "model.intermediate_size=64",
+        "data.max_text_len=16", "model.max_positions=16", "data.token_budget=0",
+        "data.batch_size=8", "data.resize=shorter", "data.augment=false",
+        "train.precision=fp32", "train.progress=false", "train.tensorboard=false",
+        "objectives.weights={mlm: 1.0, mvm: 1.0, itm: 1.0}", "objectives.mix=sum",
+        "objectives.sampling=soho"])
+    trainer = build_pretraining(cfg)
+    key, batch = next((k, b) for k, b in trainer._batches() if b.pixel_mask is not None)
+    assert batch.counts["image_runs"] < batch.size  # SOHO's rows repeat their images
+    monkeypatch.setattr(packing, "reads_free", lambda t: False)
+    trainer.finite = FiniteLossCheck(defer=True)
+    with HostReads() as reads:
+        trainer._micro_step(key, batch.to("cpu"), _Window(), sync=True)
+        trainer._optimizer_step(key)
+    # the dictionary's moving-average update and MVM's gather (and its backward, run by
+    # the trainer's backward call) read the device; nothing else does
+    assert {where.split(":")[0] for _, where in reads.seen} <= {
+        "layers/visual_dictionary.py", "objectives/mvm.py", "train/trainer.py"}

@@ -57,11 +57,14 @@ class Batch:
             (``region_mask``), ``"mlm"`` (``mlm_labels`` to predict), ``"itm_true"`` (rows
             whose ``itm_labels`` is 1), ``"region_masked"`` (masked real regions) and
             ``"group_runs"`` (the greatest common divisor of the lengths of the runs of
-            equal ``group_ids``: rows come in consecutive groups of K when K divides it).
-            With them, packing, the objectives' gathers and the grouped heads' check need no
-            host-device synchronisation on an accelerator. Empty when unknown (a batch built
-            on the device, or re-paired by :meth:`pair`); code that changes a mask after
-            :meth:`to` must clear them (``dataclasses.replace`` copies them as they are).
+            equal ``group_ids``: rows come in consecutive groups of K when K divides it);
+            the collator that pads images adds ``"image_runs"`` (runs of identical
+            neighbouring images, which a grid's backbone sees once). With them, packing, the
+            objectives' gathers, the grouped heads' check and a grid's repeated images need
+            no host-device synchronisation on an accelerator. Empty when unknown (a batch
+            built on the device, or re-paired by :meth:`pair`); code that changes a mask
+            after :meth:`to` must clear them (``dataclasses.replace`` copies them as they
+            are).
         pixel_sizes: each row's image height and width in pixels before padding, as the
             collator that padded them knows them: a pixel model finds its real patches or
             cells and their positions without reading ``pixel_mask`` on the device. None

@@ -11,6 +11,7 @@ same for both, so every objective and task runs on region, grid and patch models
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -236,5 +237,9 @@ class PixelSource(Visuals):
             flipped.append(flip)
         batch.pixel_values, batch.pixel_mask = pad_images(images, self.token_pixels)
         batch.pixel_sizes = [(x.shape[1], x.shape[2]) for x in images]  # read on the host
+        # runs of identical neighbours, which a grid's backbone sees once (distinct_images)
+        batch.counts["image_runs"] = 1 + sum(
+            not (a is b or (a.shape == b.shape and torch.equal(a, b)))
+            for a, b in itertools.pairwise(images))
         return flipped
 

@@ -24,6 +24,7 @@ from vlp.layers.embeddings import (
     VisualBertRegionEmbedding,
     per_image_positions,
 )
+from vlp.layers.packing import real_index
 from vlp.layers.visual_dictionary import VisualDictionary
 
 
@@ -228,7 +229,7 @@ class GridInput(VisualInput):
     def embed(self, batch: Batch) -> VisualTokens:
         """Tokens (B, h·w, D), mask, and with a dictionary its indices and MVM mask."""
         pixels = _pixels(batch, self.channels, "grid")
-        images, rows = distinct_images(pixels, batch.pixel_mask)
+        images, rows = distinct_images(pixels, batch.pixel_mask, batch.counts.get("image_runs"))
         fmap = self.proj(self.backbone(images))  # (N, D, h0, w0), h0 ≈ ⌈H / stride⌉
         x = F.max_pool2d(fmap, 2, 2, ceil_mode=True)  # (N, D, h, w), h = ⌈h0 / 2⌉
         if rows is not None:
@@ -268,23 +269,29 @@ class GridInput(VisualInput):
         return (rows[:, None, :] + cols[None, :, :]).flatten(0, 1)  # (h·w, D)
 
 
-def distinct_images(pixels: Tensor, pixel_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def distinct_images(pixels: Tensor, pixel_mask: Tensor | None,
+                    runs: int | None = None) -> tuple[Tensor, Tensor | None]:
     """The batch's images with runs of identical neighbours kept once, and each row's
     image among them (None when no row repeats the one before).
 
     SOHO's sampling shows each image in four consecutive rows (two positive texts, two
     negative): the backbone then sees it once, not four times. Rows are compared exactly
-    (pixels and mask), so differently augmented copies each get their own pass.
+    (pixels and mask), so differently augmented copies each get their own pass. ``runs``,
+    how many distinct runs there are, when the collator counted them on the host
+    (``Batch.counts["image_runs"]``): then nothing is read back from the device.
     """
-    if pixels.shape[0] < 2:
+    b = pixels.shape[0]
+    if b < 2 or runs == b:
         return pixels, None
     same = (pixels[1:] == pixels[:-1]).flatten(1).all(1)  # (B-1,)
     if pixel_mask is not None:
         same &= (pixel_mask[1:] == pixel_mask[:-1]).flatten(1).all(1)
-    if not bool(same.any()):
+    if runs is None:
+        runs = b - int(same.sum())  # a read of the device
+    if runs == b:
         return pixels, None
     first = torch.cat([same.new_ones(1), ~same])  # (B,) a row that starts a run
-    return pixels[first], first.long().cumsum(0) - 1
+    return pixels.index_select(0, real_index(first, runs)), first.long().cumsum(0) - 1
 
 
 def _resized(table: Tensor, n: int) -> Tensor:
