@@ -1,4 +1,5 @@
-"""The batch every model, objective and task reads: typed, tensors only."""
+"""The batch every model, objective and task reads: typed tensors, and what the host knows
+of them without reading the device."""
 
 from __future__ import annotations
 
