@@ -196,6 +196,7 @@ class HostReads(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.callers: set[str] = set()  # every vlp file on the stack of a recorded read
         self._saved: dict[str, Any] = {}
 
     def _record(self, name: str) -> None:
@@ -205,6 +206,7 @@ class HostReads(TorchDispatchMode):
         where = (ours[-1].filename.removeprefix(PACKAGE), ours[-1].name)
         if where not in ALLOWED:
             self.seen[(name, f"{where[0]}:{ours[-1].lineno}")] += 1
+            self.callers.update(f.filename.removeprefix(PACKAGE) for f in ours)
 
     def __enter__(self) -> HostReads:
         for name in READS:
@@ -234,3 +236,19 @@ class HostReads(TorchDispatchMode):
         if name in WAITS or by_mask:
             self._record(name)
         return func(*args, **(kwargs or {}))
+
+
+def tiny_pretraining(world: Path, out: Path, *extra: str) -> Any:
+    """A pre-training run (:class:`vlp.train.trainer.Trainer`) of a 32-wide, 2-layer model
+    on ``world``, every objective of the batch in one pass (``mix: sum``); ``extra``
+    overrides come last."""
+    from vlp.config import load_config
+    from vlp.train.config import PretrainConfig
+    from vlp.train.pretrain import build_pretraining
+
+    return build_pretraining(load_config(PretrainConfig, None, [
+        f"data.world={world}", "data.token_budget=60", "data.bucket_size=8",
+        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.intermediate_size=64", "model.dropout=0.1", f"train.out={out}",
+        "train.steps=3", "train.precision=fp32", "train.tensorboard=false",
+        "train.progress=false", "objectives.mix=sum", *extra]))

@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import nan_regions
-from vlp.config import load_config
+from conftest import nan_regions, tiny_pretraining
 from vlp.errors import VlpError
-from vlp.train.config import PretrainConfig
-from vlp.train.pretrain import build_pretraining
 from vlp.train.trainer import Trainer, _Window
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -22,13 +19,9 @@ OBJECTIVES = "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc: 1, mrc_kl: 1, wr
 
 
 def _trainer(world: Path, out: Path, *extra: str) -> Trainer:
-    cfg = load_config(PretrainConfig, None, [
-        f"data.world={world}", "data.token_budget=200", "data.bucket_size=8",
-        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-        "model.intermediate_size=64", "model.dropout=0.1", f"train.out={out}",
-        "train.steps=4", "train.device=cuda", "train.precision=bf16",
-        "train.tensorboard=false", "train.progress=false", "objectives.mix=sum", *extra])
-    return build_pretraining(cfg)
+    trainer: Trainer = tiny_pretraining(world, out, "data.token_budget=200", "train.steps=4",
+                                        "train.device=cuda", "train.precision=bf16", *extra)
+    return trainer
 
 
 @pytest.mark.parametrize("extra", [

@@ -11,19 +11,17 @@ index).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from PIL import Image
 
 import vlp.layers.packing as packing
-from conftest import HostReads
+from conftest import HostReads, tiny_pretraining
 from vlp.config import load_config
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
@@ -37,17 +35,7 @@ from vlp.train.pretrain import build_pretraining
 from vlp.train.trainer import FiniteLossCheck, Trainer, _Window
 
 
-def _trainer(world: Path, out: Path, *extra: str) -> Trainer:
-    cfg = load_config(PretrainConfig, None, [
-        f"data.world={world}", "data.token_budget=60", "data.bucket_size=8",
-        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-        "model.intermediate_size=64", "model.dropout=0.1", f"train.out={out}",
-        "train.steps=3", "train.precision=fp32", "train.tensorboard=false",
-        "train.progress=false", "objectives.mix=sum", *extra])
-    return build_pretraining(cfg)
-
-
-def _step_reads(trainer: Trainer) -> collections.Counter[Any]:
+def _step_reads(trainer: Trainer) -> HostReads:
     """The host reads of one micro-step and optimizer step (after a first, unrecorded)."""
     trainer.finite = FiniteLossCheck(defer=True)
     trainer.model.train()
@@ -60,7 +48,7 @@ def _step_reads(trainer: Trainer) -> collections.Counter[Any]:
         with mode if record else contextlib.nullcontext():
             trainer._micro_step(key, batch, window, sync=True)
             trainer._optimizer_step(key)
-    return mode.seen
+    return mode
 
 
 @pytest.mark.slow  # builds pre-training runs
@@ -73,21 +61,20 @@ def test_a_training_step_never_waits_for_the_device(
         dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         extra: tuple[str, ...]) -> None:
     monkeypatch.setattr(packing, "reads_free", lambda t: False)
-    trainer = _trainer(dataset, tmp_path / "run", *extra)
-    assert _step_reads(trainer) == {}
+    trainer = tiny_pretraining(dataset, tmp_path / "run", *extra)
+    assert _step_reads(trainer).seen == {}
     # the same step without the batch's host counts reads the masks: the recorder sees it
     monkeypatch.setattr(Batch, "host_counts", lambda self: {})
-    reads = _step_reads(_trainer(dataset, tmp_path / "again", *extra))
-    assert {where.split(":")[0] for _, where in reads} >= {
-        "layers/packing.py", "objectives/mlm.py", "objectives/mrm.py"}
+    reads = _step_reads(tiny_pretraining(dataset, tmp_path / "again", *extra))
+    assert reads.callers >= {"layers/packing.py", "objectives/mlm.py", "objectives/mrm.py"}
 
 
 @pytest.mark.slow  # builds a pre-training run
 def test_the_accelerator_path_gives_the_cpu_paths_losses(
         dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     extra = "objectives.weights={mlm: 1, itm: 1, mrfr: 1, mrc_kl: 1, wra: 1, itc: 1}"
-    trainer = _trainer(dataset, tmp_path / "run", extra, "model.dropout=0.0",
-                       "objectives.masking=joint", "data.token_budget=400")
+    trainer = tiny_pretraining(dataset, tmp_path / "run", extra, "model.dropout=0.0",
+                               "objectives.masking=joint", "data.token_budget=400")
     key, batch = next((k, b) for k, b in ((k, b.to("cpu")) for k, b in trainer._batches())
                       if b.counts["region_masked"] > 0 and 0 < b.counts["itm_true"] < b.size)
     assert batch.counts["mlm"] > 0
@@ -218,10 +205,11 @@ def test_a_patch_step_with_padded_images_never_waits_for_the_device(
     for i, path in enumerate(sorted((world / "images").glob("*.png"))):
         if i % 2:
             Image.open(path).crop((0, 0, 64, 40)).save(path)  # 64 wide, 40 high
-    trainer = _trainer(world, tmp_path / "run", "model.visual=patches", "model.image_size=32",
-                       "model.patch_size=8", "model.norm_first=true", "data.resize=shorter",
-                       "data.augment=false", "data.token_budget=400",
-                       "objectives.weights={mlm: 1, itm: 1, itc: 1}")
+    trainer = tiny_pretraining(
+        world, tmp_path / "run", "model.visual=patches", "model.image_size=32",
+        "model.patch_size=8", "model.norm_first=true", "data.resize=shorter",
+        "data.augment=false", "data.token_budget=400",
+        "objectives.weights={mlm: 1, itm: 1, itc: 1}")
     key, batch = next((k, b) for k, b in trainer._batches() if b.pixel_mask is not None)
     assert batch.pixel_sizes is not None and len(set(batch.pixel_sizes)) == 2
     assert batch.pixel_sizes == [(int(m.any(1).sum()), int(m.any(0).sum()))

@@ -37,6 +37,12 @@ def real_index(mask: Tensor, count: int | None = None) -> Tensor:
     return index
 
 
+def true_count(mask: Tensor, count: int | None = None) -> int:
+    """How many elements of ``mask`` are True: ``count`` when the host knows it, else read
+    from the mask (on an accelerator, a wait for the device)."""
+    return int(mask.sum()) if count is None else count
+
+
 def gather_positions(x: Tensor, index: Tensor) -> Tensor:
     """(B, N, ...) → (T, ...): the positions at ``index`` into the flattened (B·N), as
     :func:`real_index` gives them. ``x`` may be a view (a slice of a joint sequence):
@@ -90,11 +96,11 @@ def packing_for(mask: Tensor | None, count: int | None = None) -> Packing | None
     host, as packing it would."""
     if mask is None:
         return None
-    if count is None:
-        count = int(mask.sum())
+    count = true_count(mask, count)
     if count == mask.numel():
         return None
     return Packing(mask, count)
 
 
-__all__ = ["Packing", "gather_positions", "packing_for", "reads_free", "real_index"]
+__all__ = ["Packing", "gather_positions", "packing_for", "reads_free", "real_index",
+           "true_count"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vlp.data.batch import IGNORE_INDEX, Batch
-from vlp.layers.packing import gather_positions, real_index
+from vlp.layers.packing import gather_positions, real_index, true_count
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -43,9 +43,7 @@ class MLM(Objective[VLOutput]):
         if batch.mlm_labels is None:
             raise ValueError("MLM needs batch.mlm_labels")
         where = batch.mlm_labels != IGNORE_INDEX  # (B, L)
-        count = batch.counts.get("mlm")
-        if count is None:
-            count = int(where.sum())
+        count = true_count(where, batch.counts.get("mlm"))
         if count == 0:
             return ObjectiveOutput(zero_loss(output.text))
         index = real_index(where, count)  # (N_masked,) into the flattened (B·L)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vlp.data.batch import Batch
 from vlp.errors import VlpError
-from vlp.layers.packing import gather_positions, real_index
+from vlp.layers.packing import gather_positions, real_index, true_count
 from vlp.models.config import ModelConfig
 from vlp.models.encoder import VLEncoder
 from vlp.models.outputs import VLOutput
@@ -82,10 +82,8 @@ class MaskedRegionModelling(Objective[VLOutput]):
             raise ValueError("masked region modelling needs batch.region_masked")
         where = batch.region_masked & output.image_mask  # (B, R)
         # the batch counted its masked real regions; the model's mask must be the regions'
-        count = batch.counts.get("region_masked") if output.image_mask is batch.region_mask \
-            else None
-        if count is None:
-            count = int(where.sum())
+        known = output.image_mask is batch.region_mask
+        count = true_count(where, batch.counts.get("region_masked") if known else None)
         if count == 0 or getattr(batch, _NEEDS[self.target]) is None:
             return ObjectiveOutput(zero_loss(output.image))
         index = real_index(where, count)  # (N,) into the flattened (B·R)
